@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Benchmarks for cacheback against a process-start floor, cat and bkt.
+#
+#   bench/run.sh           full run (~10 min on 2 cores): writes BENCHMARKS.md
+#                          at the repo top and bench/hit-latency.svg
+#   bench/run.sh --smoke   < ~30 s once built: 1 KiB hit + miss, no bkt, no
+#                          valgrind; exits non-zero if anything is wrong;
+#                          writes its report to a temp dir, not the repo
+#
+# Builds what it needs: cacheback (cargo build --release), bench/floor, and
+# bkt 0.8.2 (cargo install into bench/.work/bkt, kept between runs).  Installs
+# valgrind/strace with apt-get when missing (full run only).
+#
+# Knobs (env): BENCH_REPS_1K BENCH_REPS_1M BENCH_REPS_100M BENCH_REPS_MISS
+#   BENCH_REPS_STALE BENCH_REPS_ENTRIES BENCH_WARMUP BENCH_ENTRIES="10 100000"
+#   BENCH_CONCURRENCY="50 200" BENCH_PREFILL_MAX_S BENCH_STALE_TTL_MS
+#   BENCH_NO_BKT=1 (skip bkt)  BENCH_NO_CACHEBACK=1 (harness development only)
+#   BENCH_KEEP=1 (keep the scratch cache dirs under bench/.work)
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$BENCH_DIR")"
+WORK="$BENCH_DIR/.work"
+SMOKE=0
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) SMOKE=1 ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "run.sh: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '[run.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+START=$(date +%s)
+mkdir -p "$WORK"
+# scratch from earlier runs (cache dirs can hold 100k files)
+rm -rf "$WORK"/run-*
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+if [ "$SMOKE" = 0 ]; then
+  command -v valgrind >/dev/null || need_apt+=(valgrind)
+  command -v strace >/dev/null || need_apt+=(strace)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing ${need_apt[*]} with apt-get"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2 \
+      || say "apt-get failed; continuing without ${need_apt[*]}"
+  else
+    say "missing ${need_apt[*]} and cannot apt-get them; the matching sections will be skipped"
+  fi
+fi
+command -v python3 >/dev/null || { say "python3 is required"; exit 1; }
+command -v cargo >/dev/null || { say "cargo is required"; exit 1; }
+
+# Path of the executable from `cargo build --message-format=json` (target
+# triple dirs, CARGO_TARGET_DIR and so on are all handled by cargo itself).
+cargo_exe() { # name, then cargo args
+  local name="$1"; shift
+  cargo build --release --message-format=json-render-diagnostics "$@" \
+    | python3 -c '
+import json, sys
+name, exe = sys.argv[1], None
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == name:
+        exe = m["executable"]
+if not exe:
+    sys.exit("no executable named " + name)
+print(exe)' "$name"
+}
+
+say "building floor"
+FLOOR="$(cd "$BENCH_DIR/floor" && cargo_exe floor)"
+
+CACHEBACK=""
+if [ "${BENCH_NO_CACHEBACK:-0}" != 1 ]; then
+  say "building cacheback (cargo build --release)"
+  CACHEBACK="$(cd "$ROOT" && cargo_exe cacheback --bin cacheback)"
+fi
+
+BKT=""
+if [ "$SMOKE" = 0 ] && [ "${BENCH_NO_BKT:-0}" != 1 ]; then
+  BKT="$WORK/bkt/bin/bkt"
+  if ! "$BKT" --version 2>/dev/null | grep -qx 'bkt 0.8.2'; then
+    say "installing bkt 0.8.2 into $WORK/bkt (once; kept for later runs)"
+    cargo install bkt --version 0.8.2 --locked --root "$WORK/bkt" >&2
+  fi
+fi
+
+args=(--floor "$FLOOR" --work "$WORK")
+[ -n "$CACHEBACK" ] && args+=(--cacheback "$CACHEBACK")
+[ -n "$BKT" ] && args+=(--bkt "$BKT")
+if [ "$SMOKE" = 1 ]; then
+  OUT="$(mktemp -d)"
+  args+=(--smoke --out-md "$OUT/BENCHMARKS.md" --out-svg "$OUT/hit-latency.svg" --out-json "$OUT/results.json")
+else
+  args+=(--out-md "$ROOT/BENCHMARKS.md" --out-svg "$BENCH_DIR/hit-latency.svg" --out-json "$WORK/results.json")
+fi
+
+say "measuring"
+status=0
+python3 "$BENCH_DIR/bench.py" "${args[@]}" || status=$?
+if [ "$SMOKE" = 1 ] && [ "$status" = 0 ]; then
+  cat "$OUT/BENCHMARKS.md"
+  echo
+fi
+if [ "$status" = 0 ]; then
+  say "ok in $(( $(date +%s) - START )) s"
+else
+  say "FAILED (exit $status) after $(( $(date +%s) - START )) s"
+fi
+exit "$status"

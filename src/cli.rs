@@ -1,0 +1,305 @@
+//! The command-line interface, and nothing else: clap types only.
+//!
+//! Kept free of behaviour so the man pages and shell completions can be
+//! generated from exactly what users type.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+use crate::units::parse_duration;
+
+const ABOUT: &str =
+    "Cache the output of slow commands; serve it at once, refresh it in the background";
+
+const LONG_ABOUT: &str = "\
+cacheback caches the output of slow commands on disk. A cached value is served \
+at once; when it is older than its TTL it is still served at once, and one \
+detached background process reruns the command and replaces the value. A file \
+lock makes sure only one refresh runs at a time, however many callers arrive.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  cacheback run --ttl 15m -- curl -s 'wttr.in/?format=3'
+  cacheback stats
+  cacheback invalidate --name weather";
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cacheback",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]
+    #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a command's cached output, refreshing it in the background when stale
+    #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+
+    /// Run a stale refresh for `run` in the background (internal)
+    #[command(name = "__refresh", hide = true)]
+    Refresh(RefreshArgs),
+}
+
+const RUN_LONG_ABOUT: &str = "\
+Print a command's cached output, refreshing it in the background when stale.
+
+The command is run directly (no shell) with the caller's environment and working \
+directory, and stdin from /dev/null. Its stdout, stderr and exit status are cached \
+together as one entry, keyed by the command's arguments (and by whatever --cwd, \
+--env, --modtime and --scope add).
+
+  Fresh hit  the entry is younger than --ttl: its stdout, stderr and exit status \
+are replayed; the command does not run.
+  Stale hit  the entry is older than --ttl: it is replayed at once just the same, \
+and one detached process reruns the command and replaces the entry. Callers never \
+wait for it, and only one refresh runs at a time.
+  Miss       there is no entry (or it is older than --max-age): the command runs \
+now, its output streams through as it is produced, and a successful result is \
+stored. Callers arriving meanwhile wait and get the same result. With --no-wait, \
+the --placeholder is printed instead and the command runs in the background.
+
+A run that fails (non-zero exit, killed, timed out) never replaces a stored entry: \
+callers keep getting the last good value, the failure is recorded for `cacheback \
+stats`, and refreshes back off (doubling from 10s, at most one TTL).";
+
+const RUN_AFTER_HELP: &str = "\
+Examples:
+  # Weather in a status bar: refresh every 15 minutes, never block the bar.
+  cacheback run --ttl 15m --name weather -- curl -s 'wttr.in/?format=3'
+
+  # Git branch status in a prompt, cached per repository and per HEAD.
+  cacheback run --ttl 30s --cwd --modtime .git/HEAD -- git status --short --branch
+
+Exit status: the command's own (also when replayed); 2 usage error; 124 timed out; \
+125 cacheback failed; 126 command not executable; 127 command not found.";
+
+/// What `run` keys an entry on, besides the command's arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct KeyArgs {
+    /// Key on the working directory: each directory gets its own entry
+    #[arg(long)]
+    pub cwd: bool,
+
+    /// Key on the value of environment variable NAME (repeatable; stored only as a hash)
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<OsString>,
+
+    /// Key on the modification time of FILE (repeatable), so editing it starts a new entry
+    #[arg(long = "modtime", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub modtime: Vec<PathBuf>,
+
+    /// Key on a namespace, to keep otherwise identical commands apart
+    #[arg(long, value_name = "NAME")]
+    pub scope: Option<String>,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RunArgs {
+    /// Serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Duration,
+
+    /// Treat an entry older than this as missing: never serve it, run the command [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+
+    /// Kill the command (its whole process group) after this long; counts as a failure, exit 124
+    /// [default: none when run in the foreground, 10m for background refreshes]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// On a miss, print the --placeholder at once and run the command in the background
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Text printed on a miss with --no-wait [default: nothing]
+    #[arg(long, value_name = "TEXT", requires = "no_wait")]
+    pub placeholder: Option<OsString>,
+
+    /// Run the command now, store and print its result, whatever the cache holds
+    #[arg(long, conflicts_with = "no_wait")]
+    pub force: bool,
+
+    /// Store results that exit non-zero too (by default only successes are stored)
+    #[arg(long)]
+    pub cache_failures: bool,
+
+    /// Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)
+    #[arg(long, value_name = "LABEL")]
+    pub name: Option<String>,
+
+    /// What the entry is keyed on besides the command.
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    /// The command to run and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND",
+        value_hint = ValueHint::CommandWithArguments
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Options of the hidden background refresher; see `refresh.rs`.
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Descriptor of the entry lock, already held and handed over by the caller.
+    #[arg(long, value_name = "FD")]
+    pub lock_fd: i32,
+
+    /// Key the caller computed; the refresh is dropped if the inputs changed since.
+    #[arg(long, value_name = "HEX")]
+    pub key: String,
+
+    /// Why the refresh runs (recorded in the events log).
+    #[arg(long, value_enum, default_value_t = RefreshReason::Stale)]
+    pub reason: RefreshReason,
+
+    /// The `run` options to refresh with.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Why a background run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RefreshReason {
+    /// A caller found the entry stale.
+    Stale,
+    /// A caller missed with `--no-wait`.
+    Miss,
+}
+
+impl RunArgs {
+    /// Renders these options back into arguments that parse to an equal value,
+    /// so a background refresher can be started with exactly the caller's options.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |flag: &str, value: OsString| {
+            args.push(flag.into());
+            args.push(value);
+        };
+        let millis = |d: &Duration| OsString::from(format!("{}ms", d.as_millis()));
+        push("--ttl", millis(&self.ttl));
+        if let Some(max_age) = &self.max_age {
+            push("--max-age", millis(max_age));
+        }
+        if let Some(timeout) = &self.timeout {
+            push("--timeout", millis(timeout));
+        }
+        if let Some(name) = &self.name {
+            push("--name", name.into());
+        }
+        for name in &self.key.env {
+            push("--env", name.clone());
+        }
+        for file in &self.key.modtime {
+            push("--modtime", file.clone().into_os_string());
+        }
+        if let Some(scope) = &self.key.scope {
+            push("--scope", scope.into());
+        }
+        if let Some(placeholder) = &self.placeholder {
+            push("--placeholder", placeholder.clone());
+        }
+        let switches = [
+            (self.key.cwd, "--cwd"),
+            (self.no_wait, "--no-wait"),
+            (self.force, "--force"),
+            (self.cache_failures, "--cache-failures"),
+        ];
+        for (on, flag) in switches {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        args.push("--".into());
+        args.extend(self.command.iter().cloned());
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse_run(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["cacheback", "run"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Run(run) => run,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_may_follow_without_double_dash_and_keeps_its_flags() {
+        let run = parse_run(&["--ttl", "5", "ls", "-la", "--ttl"]);
+        assert_eq!(run.command, ["ls", "-la", "--ttl"]);
+        assert_eq!(run.ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn to_args_round_trips() {
+        let run = parse_run(&[
+            "--ttl",
+            "90s",
+            "--max-age",
+            "1h",
+            "--timeout",
+            "500ms",
+            "--name",
+            "w",
+            "--env",
+            "HOME",
+            "--env",
+            "USER",
+            "--modtime",
+            "a b",
+            "--scope",
+            "s",
+            "--cwd",
+            "--cache-failures",
+            "--",
+            "sh",
+            "-c",
+            "echo --ttl",
+        ]);
+        let rendered = run.to_args();
+        let mut full: Vec<OsString> = vec!["cacheback".into(), "run".into()];
+        full.extend(rendered);
+        let again = match Cli::try_parse_from(full).unwrap().command {
+            Command::Run(run) => run,
+            other => panic!("parsed as {other:?}"),
+        };
+        assert_eq!(run, again);
+    }
+}

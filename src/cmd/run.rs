@@ -1,0 +1,268 @@
+//! `cacheback run`: serve from the cache, refresh in the background.
+//!
+//! The fresh-hit path is the product: one open, one read of the head, one
+//! write (or kernel copy) of the cached bytes, one append to the events log.
+//! Nothing else happens before the user has their output.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cli::{RefreshReason, RunArgs};
+use crate::error::Result;
+use crate::exec::{self, Invocation, Termination};
+use crate::key::{Key, KeyInputs};
+use crate::lock::EntryLock;
+use crate::output;
+use crate::refresh;
+use crate::store::entry::{Details, Preamble};
+use crate::store::events::{self, Event};
+use crate::store::{FileKind, FsStore, OpenError, RunRecord, StoredEntry};
+
+/// Bytes read with the preamble in one go: small outputs come along whole and
+/// are written straight from memory.
+pub const HEAD_LEN: usize = 16 * 1024;
+/// Bytes of stderr kept from a failed run in messages.
+pub const FAILURE_TAIL: u64 = 4096;
+
+/// Runs `cacheback run` and returns the exit status to report.
+pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
+    let inputs = KeyInputs::gather(args)
+        .map_err(|err| crate::error::Error::io("reading key inputs", err))?;
+    let key = inputs.key();
+    let now = now_ms();
+    let mut damaged = None;
+    if !args.force {
+        let mut head = [0u8; HEAD_LEN];
+        match store.open(&key, FileKind::Entry, &mut head) {
+            Ok(Some(entry)) if usable(&entry.preamble, args, now) => {
+                let stale = entry.preamble.forced_stale()
+                    || now.saturating_sub(entry.preamble.finished_ms) >= millis(args.ttl);
+                let code = replay(&entry);
+                events::record(
+                    store,
+                    &key,
+                    if stale { Event::StaleHit } else { Event::Hit },
+                );
+                if stale {
+                    let started = refresh::start(
+                        store,
+                        &key,
+                        args,
+                        RefreshReason::Stale,
+                        Some(&entry.preamble),
+                        now,
+                    );
+                    if let Err(err) = started {
+                        output::warn(format_args!("could not start a background refresh: {err}"));
+                    }
+                }
+                return Ok(code);
+            }
+            Ok(_) => {}
+            Err(err) => damaged = Some(err),
+        }
+    }
+    events::record(store, &key, Event::Miss);
+    if args.no_wait {
+        return Ok(start_in_background(store, &key, args, now));
+    }
+    run_in_foreground(store, &key, &inputs, args, damaged)
+}
+
+/// `--no-wait` on a miss: the placeholder now, the command in the background.
+fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> u8 {
+    if let Some(placeholder) = &args.placeholder {
+        use std::io::Write;
+        use std::os::unix::ffi::OsStrExt;
+        let _ = (&*output::stdout()).write_all(placeholder.as_bytes());
+    }
+    let started = store
+        .prepare()
+        .and_then(|()| refresh::start(store, key, args, RefreshReason::Miss, None, now));
+    if let Err(err) = started {
+        output::warn(format_args!("could not start a background run: {err}"));
+    }
+    crate::exit_codes::SUCCESS
+}
+
+/// A miss (or `--force`): run the command now, streaming its output, and store it.
+fn run_in_foreground(
+    store: &FsStore,
+    key: &Key,
+    inputs: &KeyInputs,
+    args: &RunArgs,
+    damaged: Option<OpenError>,
+) -> Result<u8> {
+    let wait_started = now_ms();
+    let locked = store.prepare().and_then(|()| store.lock(key));
+    let (lock, waited) = match locked {
+        Ok(locked) => locked,
+        Err(err) => {
+            output::warn(format_args!("cache unavailable, running uncached: {err}"));
+            return run_uncached(args);
+        }
+    };
+    if waited && !args.force {
+        // Another caller ran the command while we waited: its result is ours,
+        // failed or not, exactly as if we had run it ourselves.
+        let mut head = [0u8; HEAD_LEN];
+        if let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head)
+            && usable(&entry.preamble, args, now_ms())
+        {
+            return Ok(replay(&entry));
+        }
+        if let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head)
+            && failure.preamble.finished_ms >= wait_started
+        {
+            return Ok(replay(&failure));
+        }
+    }
+    if let Some(err) = damaged {
+        output::warn(format_args!("replacing unreadable cache entry: {err}"));
+    }
+    let termination = execute(store, key, inputs, args, &lock, true)?;
+    Ok(exit_status(termination.exit_code()))
+}
+
+/// Runs the command with the lock held and stores the result: a success (or
+/// any result with `--cache-failures`) replaces the entry; a failure only
+/// updates the failure record, so callers keep the last good value.
+pub fn execute(
+    store: &FsStore,
+    key: &Key,
+    inputs: &KeyInputs,
+    args: &RunArgs,
+    lock: &EntryLock,
+    foreground: bool,
+) -> Result<Termination> {
+    let details = Details {
+        inputs: inputs.clone(),
+        name: args.name.clone(),
+        ttl_ms: millis(args.ttl),
+        max_age_ms: args.max_age.map(millis),
+    };
+    let timeout = if foreground {
+        args.timeout
+    } else {
+        Some(refresh::background_timeout(args))
+    };
+    let writer = match store.writer(lock, &details) {
+        Ok(writer) => writer,
+        Err(err) if foreground => {
+            output::warn(format_args!("cache unavailable, running uncached: {err}"));
+            return exec::run(uncached(args)).map(|outcome| outcome.termination);
+        }
+        Err(err) => return Err(err),
+    };
+    let capture = writer
+        .stdout()
+        .try_clone()
+        .map_err(|err| crate::error::Error::io("preparing the capture", err))?;
+    let mut outcome = exec::run(Invocation {
+        argv: &args.command,
+        timeout,
+        forward: foreground,
+        stdout_capture: Some(capture),
+        stderr_spill_dir: Some(store.dir().to_owned()),
+    })?;
+    let termination = outcome.termination;
+    if let Termination::Interrupted(_) = termination {
+        return Ok(termination); // the user stopped it: nothing it produced is trusted
+    }
+    if let Some(err) = &outcome.capture_error {
+        if foreground {
+            output::warn(format_args!("could not cache the result: {err}"));
+        }
+        return Ok(termination);
+    }
+    let success = termination.succeeded();
+    let (kind, failures) = if success || args.cache_failures {
+        (FileKind::Entry, 0)
+    } else {
+        (FileKind::Failure, consecutive_failures(store, key) + 1)
+    };
+    let record = RunRecord {
+        exit_code: termination.exit_code(),
+        finished_ms: outcome
+            .finished
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, millis),
+        duration_ms: millis(outcome.duration),
+        failures,
+        stdout_len: outcome.stdout_len,
+    };
+    let committed = writer.commit(lock, store, key, kind, record, &mut outcome.stderr);
+    match committed {
+        Ok(()) => events::record(
+            store,
+            key,
+            if success {
+                Event::Refresh
+            } else {
+                Event::Failure
+            },
+        ),
+        Err(err) if foreground => output::warn(format_args!("could not cache the result: {err}")),
+        Err(err) => return Err(err),
+    }
+    Ok(termination)
+}
+
+/// Failed runs since the last success, from the failure record.
+fn consecutive_failures(store: &FsStore, key: &Key) -> u32 {
+    let mut head = [0u8; crate::store::entry::PREAMBLE_LEN];
+    let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) else {
+        return 0;
+    };
+    let failure = failure.preamble;
+    let mut head = [0u8; crate::store::entry::PREAMBLE_LEN];
+    match store.open(key, FileKind::Entry, &mut head) {
+        Ok(Some(entry)) if entry.preamble.finished_ms >= failure.finished_ms => 0,
+        _ => failure.failures,
+    }
+}
+
+fn run_uncached(args: &RunArgs) -> Result<u8> {
+    let outcome = exec::run(uncached(args))?;
+    Ok(exit_status(outcome.termination.exit_code()))
+}
+
+fn uncached(args: &RunArgs) -> Invocation<'_> {
+    Invocation {
+        argv: &args.command,
+        timeout: args.timeout,
+        forward: true,
+        stdout_capture: None,
+        stderr_spill_dir: None,
+    }
+}
+
+/// Whether an entry may be served at all (`--max-age` is a hard limit).
+fn usable(preamble: &Preamble, args: &RunArgs, now: u64) -> bool {
+    match args.max_age {
+        Some(max_age) => now.saturating_sub(preamble.finished_ms) < millis(max_age),
+        None => true,
+    }
+}
+
+/// Writes a stored result to stdout and stderr and returns its exit status.
+/// A reader that went away (`| head -1`) is not an error worth a word.
+fn replay(entry: &StoredEntry<'_>) -> u8 {
+    let _ = entry.copy_stdout(&output::stdout());
+    let _ = entry.copy_stderr(&output::stderr());
+    exit_status(entry.preamble.exit_code)
+}
+
+fn exit_status(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(crate::exit_codes::FAILURE)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}

@@ -1,0 +1,285 @@
+//! Key derivation: which cache entry a command line maps to.
+//!
+//! The key is a SHA-256 over an unambiguous, length-prefixed encoding of the
+//! argv and of every input the caller chose to key on, so `a b` as one
+//! argument and `a`, `b` as two can never meet. Environment values may be
+//! secrets: they enter the hash but are kept on disk only as their own hash.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cli::{KeyArgs, RunArgs};
+
+/// Length of a key in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// An entry's identity: the SHA-256 of its key inputs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key([u8; KEY_LEN]);
+
+impl Key {
+    /// The key as 64 lowercase hex digits, the form used in file names.
+    pub fn to_hex(&self) -> String {
+        let mut hex = String::with_capacity(KEY_LEN * 2);
+        for byte in self.0 {
+            hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
+        }
+        hex
+    }
+
+    /// Parses the 64-hex-digit form back; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Key> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != KEY_LEN * 2 {
+            return None;
+        }
+        let mut key = [0u8; KEY_LEN];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let digit = |c: u8| {
+                char::from(c)
+                    .to_digit(16)
+                    .filter(|_| !c.is_ascii_uppercase())
+            };
+            key[i] = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
+        }
+        Some(Key(key))
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.to_hex())
+    }
+}
+
+/// One `--env` input: the variable's name and a hash of its value (`None` when unset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvInput {
+    /// The variable's name.
+    pub name: Vec<u8>,
+    /// SHA-256 of the value; the value itself is never stored.
+    pub value_hash: Option<[u8; KEY_LEN]>,
+}
+
+/// One `--modtime` input: the path as given and its modification time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModtimeInput {
+    /// The path as the caller wrote it.
+    pub path: Vec<u8>,
+    /// Seconds and nanoseconds since the epoch, `None` when the file did not exist.
+    pub modified: Option<(i64, u32)>,
+}
+
+/// Everything an entry is keyed on, in the form stored in the entry header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInputs {
+    /// The command and its arguments, as raw bytes.
+    pub argv: Vec<Vec<u8>>,
+    /// The working directory, when keyed on with `--cwd`.
+    pub cwd: Option<Vec<u8>>,
+    /// The `--env` inputs, sorted by name, without duplicates.
+    pub env: Vec<EnvInput>,
+    /// The `--modtime` inputs, in the order given.
+    pub modtimes: Vec<ModtimeInput>,
+    /// The `--scope` namespace.
+    pub scope: Option<String>,
+}
+
+impl KeyInputs {
+    /// Gathers the inputs a `run` asks for from the current process's state.
+    pub fn gather(run: &RunArgs) -> io::Result<KeyInputs> {
+        Self::gather_for(&run.command, &run.key)
+    }
+
+    /// Gathers inputs for a command and key options (shared by every subcommand that names an entry).
+    pub fn gather_for(command: &[OsString], key: &KeyArgs) -> io::Result<KeyInputs> {
+        let cwd = if key.cwd {
+            Some(std::env::current_dir()?.into_os_string().into_vec())
+        } else {
+            None
+        };
+        let mut names: Vec<&OsString> = key.env.iter().collect();
+        names.sort();
+        names.dedup();
+        let env = names
+            .into_iter()
+            .map(|name| EnvInput {
+                name: name.as_bytes().to_vec(),
+                value_hash: std::env::var_os(name).map(|value| sha256(&[value.as_bytes()])),
+            })
+            .collect();
+        let modtimes = key.modtime.iter().map(|path| modtime_input(path)).collect();
+        Ok(KeyInputs {
+            argv: command.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
+            cwd,
+            env,
+            modtimes,
+            scope: key.scope.clone(),
+        })
+    }
+
+    /// Derives the key. Every field is length-prefixed and tagged, so no two
+    /// different inputs encode to the same byte string.
+    pub fn key(&self) -> Key {
+        let mut hasher = Sha256::new();
+        hasher.update(b"cacheback key v1\0");
+        let mut field = |tag: u8, bytes: &[u8]| {
+            hasher.update([tag]);
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        for arg in &self.argv {
+            field(b'a', arg);
+        }
+        if let Some(cwd) = &self.cwd {
+            field(b'c', cwd);
+        }
+        for env in &self.env {
+            field(b'e', &env.name);
+            match &env.value_hash {
+                Some(hash) => field(b'v', hash),
+                None => field(b'u', b""),
+            }
+        }
+        for modtime in &self.modtimes {
+            field(b'f', &modtime.path);
+            match modtime.modified {
+                Some((secs, nanos)) => {
+                    let mut time = [0u8; 12];
+                    time[..8].copy_from_slice(&secs.to_le_bytes());
+                    time[8..].copy_from_slice(&nanos.to_le_bytes());
+                    field(b't', &time);
+                }
+                None => field(b'n', b""),
+            }
+        }
+        if let Some(scope) = &self.scope {
+            field(b's', scope.as_bytes());
+        }
+        Key(hasher.finalize().into())
+    }
+
+    /// The command as a readable string, for tables and messages.
+    pub fn command_line(&self) -> String {
+        let words: Vec<String> = self.argv.iter().map(|arg| shell_word(arg)).collect();
+        words.join(" ")
+    }
+}
+
+fn modtime_input(path: &Path) -> ModtimeInput {
+    let modified = std::fs::metadata(path).ok().map(|meta| {
+        use std::os::unix::fs::MetadataExt;
+        (meta.mtime(), meta.mtime_nsec() as u32)
+    });
+    ModtimeInput {
+        path: PathBuf::from(path).into_os_string().into_vec(),
+        modified,
+    }
+}
+
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; KEY_LEN] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+/// Quotes an argument the way a POSIX shell would need it, for display only.
+fn shell_word(arg: &[u8]) -> String {
+    let text = String::from_utf8_lossy(arg);
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(argv: &[&str]) -> KeyInputs {
+        KeyInputs {
+            argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            ..KeyInputs::default()
+        }
+    }
+
+    #[test]
+    fn argument_boundaries_matter() {
+        assert_ne!(
+            inputs(&["printf", "%s|", "a b"]).key(),
+            inputs(&["printf", "%s|", "a", "b"]).key()
+        );
+        assert_ne!(inputs(&["ab", ""]).key(), inputs(&["a", "b"]).key());
+    }
+
+    #[test]
+    fn scope_and_cwd_separate_entries() {
+        let plain = inputs(&["date"]);
+        let scoped = KeyInputs {
+            scope: Some("x".into()),
+            ..plain.clone()
+        };
+        let in_dir = KeyInputs {
+            cwd: Some(b"/tmp".to_vec()),
+            ..plain.clone()
+        };
+        assert_ne!(plain.key(), scoped.key());
+        assert_ne!(plain.key(), in_dir.key());
+        assert_ne!(scoped.key(), in_dir.key());
+    }
+
+    #[test]
+    fn unset_and_empty_env_differ() {
+        let unset = KeyInputs {
+            env: vec![EnvInput {
+                name: b"X".to_vec(),
+                value_hash: None,
+            }],
+            ..inputs(&["date"])
+        };
+        let empty = KeyInputs {
+            env: vec![EnvInput {
+                name: b"X".to_vec(),
+                value_hash: Some(sha256(&[b""])),
+            }],
+            ..inputs(&["date"])
+        };
+        assert_ne!(unset.key(), empty.key());
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_junk() {
+        let key = inputs(&["date"]).key();
+        assert_eq!(Key::from_hex(&key.to_hex()), Some(key));
+        assert_eq!(Key::from_hex("abc"), None);
+        assert_eq!(Key::from_hex(&key.to_hex().to_uppercase()), None);
+        assert_eq!(Key::from_hex(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        assert_eq!(
+            inputs(&["echo", "a b", "it's"]).command_line(),
+            r#"echo 'a b' 'it'\''s'"#
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! The per-entry lock that makes refreshes single-flight.
+//!
+//! The lock is an `flock` on `<key>.lock`. The lock, not the file's existence,
+//! is the truth: the kernel releases it when its holder dies, so `kill -9` of a
+//! refresher never leaves a stuck lock behind.
+//!
+//! `invalidate` unlinks the lock file to tell a running refresh that its
+//! result is outdated. A holder therefore checks after locking that the path
+//! still names the file it locked ([`EntryLock::is_current`]), and retries
+//! when it does not.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+
+use crate::error::{Error, Result};
+
+/// A held exclusive lock on one entry. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct EntryLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl EntryLock {
+    /// Takes the lock if nobody holds it; `None` when another process does.
+    pub fn try_acquire(path: &Path) -> Result<Option<EntryLock>> {
+        loop {
+            let file = open_lock_file(path)?;
+            match FileExt::try_lock_exclusive(&file) {
+                Ok(()) => {}
+                Err(err) if err.kind() == fs2::lock_contended_error().kind() => return Ok(None),
+                Err(err) => return Err(Error::path(path, err)),
+            }
+            let lock = EntryLock {
+                file,
+                path: path.to_owned(),
+            };
+            if lock.is_current() {
+                return Ok(Some(lock));
+            }
+        }
+    }
+
+    /// Takes the lock, waiting for the holder if there is one. The flag tells
+    /// whether the caller had to wait, that is, whether another run was in flight.
+    pub fn acquire(path: &Path) -> Result<(EntryLock, bool)> {
+        let mut waited = false;
+        loop {
+            if let Some(lock) = Self::try_acquire(path)? {
+                return Ok((lock, waited));
+            }
+            waited = true;
+            let file = open_lock_file(path)?;
+            loop {
+                match FileExt::lock_exclusive(&file) {
+                    Ok(()) => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(Error::path(path, err)),
+                }
+            }
+            let lock = EntryLock {
+                file,
+                path: path.to_owned(),
+            };
+            if lock.is_current() {
+                return Ok((lock, waited));
+            }
+        }
+    }
+
+    /// True while the lock file on disk is still the one this lock holds, that
+    /// is, no `invalidate` has happened since it was taken.
+    pub fn is_current(&self) -> bool {
+        match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+            (Ok(held), Ok(on_disk)) => held.ino() == on_disk.ino() && held.dev() == on_disk.dev(),
+            _ => false,
+        }
+    }
+
+    /// Makes the lock's descriptor survive `exec`, so a child started next
+    /// inherits the open file description and with it the lock: the lock passes
+    /// from caller to refresher with no moment in which it is free.
+    pub fn inheritable_fd(&self) -> Result<RawFd> {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own, changing only FD_CLOEXEC.
+        let ok = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0;
+        if ok {
+            Ok(fd)
+        } else {
+            Err(Error::path(&self.path, io::Error::last_os_error()))
+        }
+    }
+
+    /// Adopts a lock handed over by the parent process through descriptor `fd`.
+    ///
+    /// # Safety
+    /// `fd` must be an open descriptor of the lock file at `path` that nothing
+    /// else in this process owns.
+    pub unsafe fn from_inherited(fd: RawFd, path: PathBuf) -> Result<EntryLock> {
+        // SAFETY: ownership of `fd` is transferred to us by the caller's contract.
+        let file = unsafe { File::from_raw_fd(fd) };
+        // SAFETY: as above; restores close-on-exec so the command we run does not inherit the lock.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // Taking the lock again through the same open file description is a
+        // no-op when we hold it, and fails if the descriptor is not a lock we hold.
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(()) => Ok(EntryLock { file, path }),
+            Err(err) => Err(Error::path(&path, err)),
+        }
+    }
+
+    /// The lock file, for reading and writing the counters kept in it.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// True when some process holds the lock at `path` right now (a refresh is running).
+pub fn is_held(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    match FileExt::try_lock_shared(&file) {
+        Ok(()) => false,
+        Err(err) => err.kind() == fs2::lock_contended_error().kind(),
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|err| Error::path(path, err))
+}

@@ -1,0 +1,189 @@
+//! Starting a detached background run, and the back-off after failures.
+//!
+//! The caller takes the entry lock *before* starting the refresher and hands
+//! the locked descriptor to it, so of any number of callers that find an entry
+//! stale at once, exactly one starts a process; the rest see the lock taken and
+//! return. The refresher starts its own session (a closing terminal's SIGHUP
+//! does not reach it), gets /dev/null for stdin, stdout and stderr, and closes
+//! every other descriptor it inherited, so `$(cacheback run ...)` never waits
+//! for it.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::cli::{RefreshReason, RunArgs};
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::lock::EntryLock;
+use crate::store::entry::Preamble;
+use crate::store::{FileKind, FsStore};
+
+/// Environment variable overriding the time limit of background runs without `--timeout`.
+pub const ENV_REFRESH_TIMEOUT: &str = "CACHEBACK_REFRESH_TIMEOUT";
+/// Time limit of a background run without `--timeout`, so a hung command
+/// cannot hold the lock forever.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(600);
+/// First back-off step after a failed run; it doubles per consecutive failure, up to the TTL.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// Size of the head buffer used to peek at records here.
+const PEEK_LEN: usize = crate::store::entry::PREAMBLE_LEN;
+
+/// The time limit for a background run.
+pub fn background_timeout(args: &RunArgs) -> Duration {
+    if let Some(limit) = args.timeout {
+        return limit;
+    }
+    std::env::var(ENV_REFRESH_TIMEOUT)
+        .ok()
+        .and_then(|text| crate::units::parse_duration(&text).ok())
+        .unwrap_or(DEFAULT_REFRESH_TIMEOUT)
+}
+
+/// How long to wait after `failures` consecutive failed runs before trying again.
+pub fn backoff(failures: u32, ttl: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    BACKOFF_BASE.saturating_mul(1 << doublings).min(ttl)
+}
+
+/// Starts a background run for `key` unless one is running or failures call
+/// for patience. `seen` is the entry the caller served, if any.
+pub fn start(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    reason: RefreshReason,
+    seen: Option<&Preamble>,
+    now_ms: u64,
+) -> Result<()> {
+    let Some(lock) = store.try_lock(key)? else {
+        return Ok(()); // a run is in flight; it will serve everyone
+    };
+    let mut head = [0u8; PEEK_LEN];
+    let current = match store.open(key, FileKind::Entry, &mut head) {
+        Ok(Some(entry)) => Some(entry.preamble),
+        _ => None,
+    };
+    if let (Some(seen), Some(current)) = (seen, current)
+        && current.finished_ms != seen.finished_ms
+        && !current.forced_stale()
+    {
+        return Ok(()); // a refresh landed between our read and our lock
+    }
+    if in_backoff(store, key, args.ttl, current.as_ref(), now_ms) {
+        return Ok(());
+    }
+    spawn(store, key, args, reason, &lock)
+}
+
+/// True while the last failures call for waiting before the next try.
+fn in_backoff(
+    store: &FsStore,
+    key: &Key,
+    ttl: Duration,
+    current: Option<&Preamble>,
+    now_ms: u64,
+) -> bool {
+    let mut head = [0u8; PEEK_LEN];
+    let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) else {
+        return false;
+    };
+    let failure = failure.preamble;
+    if current.is_some_and(|entry| entry.finished_ms >= failure.finished_ms) {
+        return false; // a success came after the last failure
+    }
+    let wait = backoff(failure.failures, ttl).as_millis() as u64;
+    now_ms < failure.finished_ms.saturating_add(wait)
+}
+
+/// Starts the detached refresher, handing it the held lock.
+pub fn spawn(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    reason: RefreshReason,
+    lock: &EntryLock,
+) -> Result<()> {
+    let fd = lock.inheritable_fd()?;
+    let exe =
+        std::env::current_exe().map_err(|err| Error::io("locating the cacheback binary", err))?;
+    let reason = match reason {
+        RefreshReason::Stale => "stale",
+        RefreshReason::Miss => "miss",
+    };
+    let mut worker_args: Vec<OsString> = vec![
+        "--cache-dir".into(),
+        store.dir().as_os_str().to_owned(),
+        "__refresh".into(),
+        "--lock-fd".into(),
+        fd.to_string().into(),
+        "--key".into(),
+        key.to_hex().into(),
+        "--reason".into(),
+        reason.into(),
+    ];
+    worker_args.extend(args.to_args());
+    Command::new(exe)
+        .args(worker_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|err| Error::io("starting a background refresh", err))?;
+    // The child is not waited for: it outlives us, and init reaps it.
+    Ok(())
+}
+
+/// Detaches the current process (the refresher) from the caller: a new
+/// session, and no descriptor but stdio and the lock.
+pub fn detach(keep: RawFd) {
+    let _ = nix::unistd::setsid();
+    close_descriptors_from(3, keep);
+}
+
+fn close_descriptors_from(first: RawFd, keep: RawFd) {
+    let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
+    for (low, high) in ranges {
+        if low > high {
+            continue;
+        }
+        // SAFETY: close_range closes descriptors only; nothing in this process
+        // uses the ones in range (we have not opened any yet).
+        let closed =
+            unsafe { libc::syscall(libc::SYS_close_range, low as u32, high as u32, 0) } == 0;
+        if !closed {
+            close_listed_descriptors(low, high);
+        }
+    }
+}
+
+/// Fallback for kernels without close_range: close what /proc lists.
+fn close_listed_descriptors(low: RawFd, high: RawFd) {
+    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = listing
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| (low..=high).contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: see close_descriptors_from.
+        unsafe { libc::close(fd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_ttl() {
+        let ttl = Duration::from_secs(900);
+        assert_eq!(backoff(1, ttl), Duration::from_secs(10));
+        assert_eq!(backoff(2, ttl), Duration::from_secs(20));
+        assert_eq!(backoff(4, ttl), Duration::from_secs(80));
+        assert_eq!(backoff(30, ttl), ttl);
+        assert_eq!(backoff(1, Duration::from_secs(2)), Duration::from_secs(2));
+    }
+}

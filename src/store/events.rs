@@ -1,0 +1,229 @@
+//! Per-entry counters that cost a hit one small append.
+//!
+//! Every hit, miss and refresh appends one byte to `<key>.events` (opened
+//! `O_APPEND`, so concurrent appends never overwrite each other). `stats` adds
+//! the bytes up, so counts are current the moment it runs. The file's
+//! modification time doubles as the entry's last use, which `gc` relies on
+//! instead of atime (often not updated).
+//!
+//! To keep the log small, a lock holder folds it: it renames the log aside and
+//! adds up the log renamed aside at the previous fold into the totals kept in
+//! the lock file. Waiting a whole fold period before reading the renamed log
+//! means an append that raced the rename has long landed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::key::Key;
+use crate::lock::EntryLock;
+use crate::store::{FileKind, FsStore};
+
+/// One thing that happened to an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Event {
+    /// A fresh entry was served.
+    Hit = b'h',
+    /// A stale entry was served (and a refresh considered).
+    StaleHit = b's',
+    /// No usable entry: the caller ran the command or waited for it.
+    Miss = b'm',
+    /// A run (refresh, miss or forced) stored a new result.
+    Refresh = b'r',
+    /// A run failed and stored nothing.
+    Failure = b'f',
+}
+
+/// Totals of each event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Fresh hits.
+    pub hits: u64,
+    /// Stale hits.
+    pub stale_hits: u64,
+    /// Misses.
+    pub misses: u64,
+    /// Successful runs that stored a result.
+    pub refreshes: u64,
+    /// Failed runs.
+    pub failures: u64,
+}
+
+impl Counts {
+    fn add_byte(&mut self, byte: u8) {
+        match byte {
+            b'h' => self.hits += 1,
+            b's' => self.stale_hits += 1,
+            b'm' => self.misses += 1,
+            b'r' => self.refreshes += 1,
+            b'f' => self.failures += 1,
+            _ => {}
+        }
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.hits += other.hits;
+        self.stale_hits += other.stale_hits;
+        self.misses += other.misses;
+        self.refreshes += other.refreshes;
+        self.failures += other.failures;
+    }
+
+    fn encode(&self, folded_ino: u64) -> [u8; TOTALS_LEN] {
+        let mut out = [0u8; TOTALS_LEN];
+        out[..4].copy_from_slice(TOTALS_MAGIC);
+        let fields = [
+            self.hits,
+            self.stale_hits,
+            self.misses,
+            self.refreshes,
+            self.failures,
+            folded_ino,
+        ];
+        for (i, value) in fields.iter().enumerate() {
+            out[8 + i * 8..16 + i * 8].copy_from_slice(&value.to_le_bytes());
+        }
+        let sum = checksum(&out[..TOTALS_LEN - 8]);
+        out[TOTALS_LEN - 8..].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<(Counts, u64)> {
+        if bytes.len() != TOTALS_LEN || &bytes[..4] != TOTALS_MAGIC {
+            return None;
+        }
+        let stored = u64::from_le_bytes(bytes[TOTALS_LEN - 8..].try_into().ok()?);
+        if stored != checksum(&bytes[..TOTALS_LEN - 8]) {
+            return None;
+        }
+        let field = |i: usize| u64::from_le_bytes(bytes[8 + i * 8..16 + i * 8].try_into().unwrap());
+        let counts = Counts {
+            hits: field(0),
+            stale_hits: field(1),
+            misses: field(2),
+            refreshes: field(3),
+            failures: field(4),
+        };
+        Some((counts, field(5)))
+    }
+}
+
+const TOTALS_MAGIC: &[u8; 4] = b"CBKc";
+const TOTALS_LEN: usize = 8 + 6 * 8 + 8;
+
+/// FNV-1a, enough to notice a torn write of the totals record.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Appends one event. Failures are ignored: counting must never cost the user their output.
+pub fn record(store: &FsStore, key: &Key, event: Event) {
+    let path = store.path(key, FileKind::Events);
+    let _ = append(&path, event as u8);
+}
+
+fn append(path: &Path, byte: u8) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(&[byte])
+}
+
+/// Current totals for a key and when it was last used (the newest event).
+pub fn read(store: &FsStore, key: &Key) -> (Counts, Option<SystemTime>) {
+    let (mut counts, _) = read_totals(&store.path(key, FileKind::Lock));
+    let mut last_used = None;
+    for kind in [FileKind::EventsFolding, FileKind::Events] {
+        if let Some((logged, modified)) = count_log(&store.path(key, kind)) {
+            counts.add(logged);
+            last_used = last_used.max(Some(modified));
+        }
+    }
+    (counts, last_used)
+}
+
+fn read_totals(lock_path: &Path) -> (Counts, u64) {
+    let mut bytes = Vec::with_capacity(TOTALS_LEN);
+    let read = File::open(lock_path)
+        .and_then(|file| file.take(TOTALS_LEN as u64 + 1).read_to_end(&mut bytes));
+    match read {
+        Ok(_) => Counts::decode(&bytes).unwrap_or_default(),
+        Err(_) => (Counts::default(), 0),
+    }
+}
+
+fn count_log(path: &Path) -> Option<(Counts, SystemTime)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let modified = file.metadata().ok()?.modified().ok()?;
+    let mut counts = Counts::default();
+    let mut buf = [0u8; 64 * 1024];
+    let mut reader = &file;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => buf[..n].iter().for_each(|&b| counts.add_byte(b)),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    Some((counts, modified))
+}
+
+/// Folds the events log into the totals kept in the lock file. Only a lock
+/// holder may fold, hence the lock argument.
+pub fn fold(store: &FsStore, key: &Key, lock: &EntryLock) -> io::Result<()> {
+    let folding = store.path(key, FileKind::EventsFolding);
+    let live = store.path(key, FileKind::Events);
+    let (mut totals, folded_ino) = read_totals(&store.path(key, FileKind::Lock));
+    if let Ok(meta) = std::fs::symlink_metadata(&folding) {
+        // A crash after the totals were written but before the old log was
+        // removed must not count it twice: the totals remember its inode.
+        if meta.ino() != folded_ino {
+            if let Some((counts, _)) = count_log(&folding) {
+                totals.add(counts);
+            }
+            lock.file().write_all_at(&totals.encode(meta.ino()), 0)?;
+        }
+        std::fs::remove_file(&folding)?;
+        // Forget the inode now that the file is gone: the number may be reused.
+        lock.file().write_all_at(&totals.encode(0), 0)?;
+    }
+    match std::fs::rename(&live, &folding) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_round_trip_and_detect_damage() {
+        let counts = Counts {
+            hits: 5,
+            stale_hits: 1,
+            misses: 2,
+            refreshes: 3,
+            failures: 4,
+        };
+        let mut bytes = counts.encode(77);
+        assert_eq!(Counts::decode(&bytes), Some((counts, 77)));
+        bytes[9] ^= 1;
+        assert_eq!(Counts::decode(&bytes), None);
+        assert_eq!(Counts::decode(&bytes[..10]), None);
+    }
+}

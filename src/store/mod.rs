@@ -1,0 +1,386 @@
+//! The on-disk store: one set of files per key in a private directory.
+//!
+//! ```text
+//! <dir>/<key>.entry        the last good result (entry format, see `entry`)
+//! <dir>/<key>.fail         the last failed run, in the same format
+//! <dir>/<key>.lock         the single-flight lock; also holds folded counters
+//! <dir>/<key>.events       append-only log of hits, misses and refreshes
+//! <dir>/.tmp-*             results being written; renamed into place when whole
+//! ```
+//!
+//! `FsStore` is the seam a shared network store would implement next to it:
+//! everything above this module speaks in keys, entries and locks.
+
+pub mod entry;
+pub mod events;
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::lock::EntryLock;
+use entry::{Details, FormatError, PREAMBLE_LEN, Preamble};
+
+/// The files a key owns in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// The last good result.
+    Entry,
+    /// The last failed run.
+    Failure,
+    /// The lock file.
+    Lock,
+    /// The append-only events log.
+    Events,
+    /// The events log being folded into the lock file's counters.
+    EventsFolding,
+}
+
+impl FileKind {
+    /// The file-name suffix of this kind.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            FileKind::Entry => ".entry",
+            FileKind::Failure => ".fail",
+            FileKind::Lock => ".lock",
+            FileKind::Events => ".events",
+            FileKind::EventsFolding => ".events.old",
+        }
+    }
+
+    /// Every kind, for listing and removal.
+    pub const ALL: [FileKind; 5] = [
+        FileKind::Entry,
+        FileKind::Failure,
+        FileKind::Lock,
+        FileKind::Events,
+        FileKind::EventsFolding,
+    ];
+}
+
+/// Prefix of temp files, so `gc` can find the ones a killed writer left behind.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Why a stored entry could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file is not a valid entry of this version.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The file is not ours: another owner, or writable by others.
+    #[error("entry file is not private to this user")]
+    Untrusted,
+    /// Reading failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A cache directory on the local filesystem.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    dir: PathBuf,
+}
+
+impl FsStore {
+    /// A store rooted at `dir` (not created until something is written).
+    pub fn new(dir: PathBuf) -> FsStore {
+        FsStore { dir }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of one of a key's files.
+    pub fn path(&self, key: &Key, kind: FileKind) -> PathBuf {
+        let mut name = key.to_hex();
+        name.push_str(kind.suffix());
+        self.dir.join(name)
+    }
+
+    /// Creates the directory (mode 0700) if needed and checks that it is safe
+    /// to write to: ours, and writable by nobody else.
+    pub fn prepare(&self) -> Result<()> {
+        match DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+        {
+            Ok(()) => {}
+            Err(err) => return Err(Error::path(&self.dir, err)),
+        }
+        let meta = std::fs::metadata(&self.dir).map_err(|err| Error::path(&self.dir, err))?;
+        let refuse = |reason: &str| {
+            Err(Error::UnsafeCacheDir {
+                path: self.dir.clone(),
+                reason: reason.to_owned(),
+            })
+        };
+        if !meta.is_dir() {
+            return refuse("not a directory");
+        }
+        if meta.uid() != effective_uid() {
+            return refuse("owned by another user");
+        }
+        if meta.mode() & 0o022 != 0 {
+            return refuse("writable by group or others (chmod 700 it)");
+        }
+        Ok(())
+    }
+
+    /// Opens a key's entry or failure record, reading its head into `head`.
+    /// `Ok(None)` when there is none.
+    pub fn open<'h>(
+        &self,
+        key: &Key,
+        kind: FileKind,
+        head: &'h mut [u8],
+    ) -> Result<Option<StoredEntry<'h>>, OpenError> {
+        open_entry(&self.path(key, kind), head)
+    }
+
+    /// Takes a key's lock if it is free.
+    pub fn try_lock(&self, key: &Key) -> Result<Option<EntryLock>> {
+        EntryLock::try_acquire(&self.path(key, FileKind::Lock))
+    }
+
+    /// Takes a key's lock, waiting for a holder; the flag tells whether it waited.
+    pub fn lock(&self, key: &Key) -> Result<(EntryLock, bool)> {
+        EntryLock::acquire(&self.path(key, FileKind::Lock))
+    }
+
+    /// Starts writing a result for a key. Only a lock holder may write, so the
+    /// lock is required here and again to commit.
+    pub fn writer(&self, _lock: &EntryLock, details: &Details) -> Result<EntryWriter> {
+        EntryWriter::create(&self.dir, details)
+    }
+
+    /// Removes a key's entry, failure record and lock (which tells a running
+    /// refresh that its result is outdated), in that safe order.
+    pub fn invalidate(&self, key: &Key) -> Result<bool> {
+        // The lock goes first: a refresher renames its result into place and then
+        // checks its lock, so whichever order the two interleave in, the result
+        // of a refresh that overlaps an invalidation never survives it.
+        let mut removed = false;
+        for kind in [FileKind::Lock, FileKind::Entry, FileKind::Failure] {
+            removed |= remove_if_present(&self.path(key, kind))? && kind == FileKind::Entry;
+        }
+        Ok(removed)
+    }
+}
+
+/// Removes a file; `Ok(false)` when it was not there.
+pub fn remove_if_present(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(Error::path(path, err)),
+    }
+}
+
+/// The effective user id, which owns every file cacheback writes.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+fn open_entry<'h>(path: &Path, head: &'h mut [u8]) -> Result<Option<StoredEntry<'h>>, OpenError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let meta = file.metadata()?;
+    // Anyone who can plant a file here could make us replay their output.
+    if !meta.is_file() || meta.uid() != effective_uid() || meta.mode() & 0o022 != 0 {
+        return Err(OpenError::Untrusted);
+    }
+    let file_len = meta.len();
+    let wanted = usize::try_from(file_len)
+        .unwrap_or(usize::MAX)
+        .min(head.len());
+    let mut filled = 0;
+    while filled < wanted {
+        match (&file).read(&mut head[filled..wanted]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let head = &head[..filled];
+    let preamble = Preamble::decode(head, file_len)?;
+    Ok(Some(StoredEntry {
+        file,
+        preamble,
+        head,
+    }))
+}
+
+/// An open, validated entry (or failure record).
+#[derive(Debug)]
+pub struct StoredEntry<'h> {
+    file: File,
+    /// The decoded preamble.
+    pub preamble: Preamble,
+    head: &'h [u8],
+}
+
+impl StoredEntry<'_> {
+    /// Writes the cached stdout to `out`.
+    pub fn copy_stdout(&self, out: &File) -> io::Result<()> {
+        self.copy_range(self.preamble.stdout_start(), self.preamble.stdout_len, out)
+    }
+
+    /// Writes the cached stderr to `out`.
+    pub fn copy_stderr(&self, out: &File) -> io::Result<()> {
+        self.copy_range(self.preamble.stderr_start(), self.preamble.stderr_len, out)
+    }
+
+    /// Copies `len` bytes at `start`: what the first read already brought in
+    /// is written from memory, the rest goes file-to-output inside the kernel
+    /// (`io::copy` between files uses sendfile/splice), so output of any size
+    /// never passes through a user-space buffer of its size.
+    fn copy_range(&self, start: u64, len: u64, out: &File) -> io::Result<()> {
+        let end = start + len;
+        let in_head = self.head.len() as u64;
+        let mut out = out;
+        if start < in_head {
+            out.write_all(&self.head[start as usize..end.min(in_head) as usize])?;
+        }
+        if end > in_head {
+            let from = start.max(in_head);
+            let mut file = &self.file;
+            file.seek(SeekFrom::Start(from))?;
+            let copied = io::copy(&mut file.take(end - from), &mut out)?;
+            if copied != end - from {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "entry shrank while replaying",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and decodes the details (argv, label, key inputs).
+    pub fn details(&self) -> Result<Details, OpenError> {
+        let mut bytes = vec![0u8; self.preamble.details_len as usize];
+        self.file
+            .read_exact_at(&mut bytes, self.preamble.details_start())?;
+        Ok(Details::decode(&bytes)?)
+    }
+
+    /// Reads at most the last `limit` bytes of the cached stderr.
+    pub fn stderr_tail(&self, limit: u64) -> io::Result<Vec<u8>> {
+        let len = self.preamble.stderr_len.min(limit);
+        let mut bytes = vec![0u8; len as usize];
+        let at = self.preamble.stderr_start() + self.preamble.stderr_len - len;
+        self.file.read_exact_at(&mut bytes, at)?;
+        Ok(bytes)
+    }
+
+    /// The underlying file, for in-place flag updates.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// A result being written to a temp file in the store's directory.
+#[derive(Debug)]
+pub struct EntryWriter {
+    temp: tempfile::NamedTempFile,
+    details_len: u32,
+}
+
+/// How a finished run ended, as recorded in the preamble.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRecord {
+    /// Shell-style exit status.
+    pub exit_code: i32,
+    /// Wall-clock end of the run, milliseconds since the epoch.
+    pub finished_ms: u64,
+    /// How long the run took, in milliseconds.
+    pub duration_ms: u64,
+    /// Consecutive failures this record ends (0 for a success).
+    pub failures: u32,
+    /// Bytes of stdout already written through [`EntryWriter::stdout`].
+    pub stdout_len: u64,
+}
+
+impl EntryWriter {
+    fn create(dir: &Path, details: &Details) -> Result<EntryWriter> {
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(|err| Error::path(dir, err))?;
+        let encoded = details.encode();
+        let details_len = u32::try_from(encoded.len())
+            .map_err(|_| Error::Usage("command line too long to cache".into()))?;
+        let mut file = temp.as_file();
+        let write = |file: &mut &File| -> io::Result<()> {
+            file.write_all(&[0u8; PREAMBLE_LEN])?;
+            file.write_all(&encoded)
+        };
+        write(&mut file).map_err(|err| Error::path(temp.path(), err))?;
+        Ok(EntryWriter { temp, details_len })
+    }
+
+    /// The file to stream stdout into; it is positioned where stdout belongs.
+    pub fn stdout(&self) -> &File {
+        self.temp.as_file()
+    }
+
+    /// Appends the stderr from `stderr`, writes the preamble and renames the
+    /// result into place as `kind` of `key`. The rename is atomic: readers see
+    /// the old file or the new one, never a part of either.
+    pub fn commit(
+        self,
+        lock: &EntryLock,
+        store: &FsStore,
+        key: &Key,
+        kind: FileKind,
+        record: RunRecord,
+        stderr: &mut dyn StderrSource,
+    ) -> Result<()> {
+        let file = self.temp.as_file();
+        let fail = |err| Error::path(self.temp.path(), err);
+        let stderr_len = stderr.copy_to(file).map_err(fail)?;
+        let preamble = Preamble {
+            magic: entry::MAGIC,
+            version: entry::FORMAT_VERSION,
+            flags: 0,
+            exit_code: record.exit_code,
+            finished_ms: record.finished_ms,
+            duration_ms: record.duration_ms,
+            details_len: self.details_len,
+            failures: record.failures,
+            stdout_len: record.stdout_len,
+            stderr_len,
+        };
+        file.write_all_at(&preamble.encode(), 0).map_err(fail)?;
+        let dest = store.path(key, kind);
+        self.temp
+            .persist(&dest)
+            .map_err(|err| Error::path(&dest, err.error))?;
+        if !lock.is_current() {
+            // Invalidated while we ran: what we computed may predate the change
+            // the user reacted to, so it must not be served.
+            remove_if_present(&dest)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where captured stderr is kept until the entry is committed.
+pub trait StderrSource {
+    /// Appends everything captured to `out`, returning the byte count.
+    fn copy_to(&mut self, out: &File) -> io::Result<u64>;
+}

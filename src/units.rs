@@ -1,0 +1,123 @@
+//! Parsing and printing of the durations and sizes users type and read.
+
+use std::time::Duration;
+
+/// Parses `900`, `500ms`, `90s`, `15m`, `1h`, `7d` (plain numbers are seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = split_number(text);
+    let value: u64 = number.parse().map_err(|_| {
+        format!("invalid duration '{text}': expected e.g. 900, 500ms, 90s, 15m, 1h, 7d")
+    })?;
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "invalid duration unit '{unit}' in '{text}': use ms, s, m, h or d"
+            ));
+        }
+    };
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration '{text}' is too large"))
+}
+
+/// Parses a byte size such as `4096`, `512K`, `100M`, `2G` (binary multiples; a trailing `B`/`iB` is allowed).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (number, unit) = split_number(text);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size '{text}': expected e.g. 4096, 512K, 100M, 2G"))?;
+    let unit = unit.trim_end_matches("iB").trim_end_matches('B');
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("invalid size unit in '{text}': use K, M, G or T")),
+    };
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("size '{text}' is too large"))
+}
+
+fn split_number(text: &str) -> (&str, &str) {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    text.split_at(digits)
+}
+
+/// Formats a duration compactly for tables: `850ms`, `42s`, `15m`, `3h12m`, `2d4h`.
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => format!("{}ms", duration.as_millis()),
+        1..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+/// Formats a byte count with a binary unit: `512B`, `1.0KiB`, `12.3MiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_every_documented_form() {
+        assert_eq!(parse_duration("900"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+    }
+
+    #[test]
+    fn durations_reject_nonsense() {
+        for bad in ["", "m", "-5", "1.5s", "5w", "10 0", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn sizes_use_binary_multiples() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("2X").is_err());
+    }
+
+    #[test]
+    fn formatting_is_compact() {
+        assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(format_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(
+            format_duration(Duration::from_secs(3 * 3600 + 12 * 60)),
+            "3h12m"
+        );
+        assert_eq!(format_size(512), "512B");
+        assert_eq!(format_size(1536), "1.5KiB");
+    }
+}
