@@ -373,8 +373,15 @@ class Bench:
                              f"(got {len(res.data)} bytes, sha256 {hashlib.sha256(res.data).hexdigest()[:16]}, "
                              f"expected {len(expect_data)} bytes, sha256 {hashlib.sha256(expect_data).hexdigest()[:16]})")
 
+    def settle(self):
+        """Flush dirty pages (earlier cases write up to hundreds of MiB of
+        cache entries) so background writeback does not land in a timing loop."""
+        os.sync()
+        time.sleep(0.2)
+
     def interleaved(self, contenders, reps, label):
         """Round-robin: every repetition runs each contender once."""
+        self.settle()
         per = {c.name: [] for c in contenders}
         k = len(contenders)
         t_start = time.monotonic()
@@ -530,6 +537,7 @@ class Bench:
             if count_lines(counter) != 1:
                 self.problem(f"{t}: priming miss ran the command {count_lines(counter)} times")
         ttl_s = ttl_ms / 1000
+        self.settle()
         for rep in range(reps):
             order = tools if rep % 2 == 0 else tools[::-1]
             for t in order:
@@ -641,6 +649,7 @@ class Bench:
         else:
             argv, env = self.tool_cmd(tool, d, "1h", cmd, stale=f"{ttl_ms}ms" if state == "stale" else None)
         primed = 0
+        self.settle()
         if state == "stale":
             r = run_once(argv, env, capture=True)
             self.check(r, tool, "concurrency prime", 6, b"value\n")
@@ -784,8 +793,9 @@ class Bench:
         reps = {
             1 * KiB: env_int("BENCH_REPS_1K", 20 if smoke else 300),
             1 * MiB: env_int("BENCH_REPS_1M", 100),
-            100 * MiB: env_int("BENCH_REPS_100M", 10),
+            100 * MiB: env_int("BENCH_REPS_100M", 15),
         }
+        self.results["loadavg_start"] = os.getloadavg()
         self.results["started"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.case_hits(sizes, lambda s: reps[s])
         self.case_miss(env_int("BENCH_REPS_MISS", 20 if smoke else 200))
@@ -793,12 +803,13 @@ class Bench:
             self.case_stale(env_int("BENCH_REPS_STALE", 20), env_int("BENCH_STALE_TTL_MS", 300))
             counts = [int(x) for x in os.environ.get("BENCH_ENTRIES", "10 100000").split()]
             self.case_entries(counts, env_int("BENCH_REPS_ENTRIES", 100),
-                              env_int("BENCH_PREFILL_MAX_S", 150))
+                              env_int("BENCH_PREFILL_MAX_S", 240))
             conc = [int(x) for x in os.environ.get("BENCH_CONCURRENCY", "50 200").split()]
             self.case_concurrency(conc)
             self.case_callgrind()
             self.case_strace()
         self.results["elapsed_s"] = time.monotonic() - t0
+        self.results["loadavg_end"] = os.getloadavg()
         return self.results
 
 
@@ -880,6 +891,10 @@ def write_report(res, args, path_md, path_svg, tools):
     L.append(f"- date: {res['started']} (run took {res['elapsed_s']:.0f} s)")
     L.append(f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['machine']}, {m['memory']} RAM")
     L.append(f"- kernel: Linux {m['kernel']}")
+    la0, la1 = res.get("loadavg_start"), res.get("loadavg_end")
+    if la0 and la1:
+        L.append(f"- load average (1/5/15 min) at start: {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}, "
+                 f"at end: {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f} (the run itself keeps ~1 core busy)")
     L.append(f"- cache dirs on: {fs_type(args.work)} (`{os.path.relpath(args.work, os.path.dirname(os.path.abspath(path_md)))}`)")
     L.append(f"- rustc: {cmd_version(['rustc', '--version'])}")
     L.append(f"- python: {sys.version.split()[0]} (harness)")
@@ -907,6 +922,7 @@ def write_report(res, args, path_md, path_svg, tools):
 
     cases = res["cases"]
     hit = cases.get("hit", {})
+    summary(L, cases)
     if hit:
         L.append("## Fresh hit latency")
         L.append("")
@@ -937,12 +953,14 @@ def write_report(res, args, path_md, path_svg, tools):
         L.append(f"`echo hi UNIQUE` run directly vs through each tool, a new key every call "
                  f"({miss['reps']} reps). Overhead = tool median − direct median.")
         L.append("")
-        L.append("| contender | median | min | max | overhead | vs direct |")
-        L.append("|---|---:|---:|---:|---:|---:|")
+        L.append("| contender | median | min | max | overhead | vs direct | overhead vs bkt's |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        bko = r["bkt"]["median"] - d if "bkt" in r else None
         for name, s in r.items():
-            ov = "—" if name == "direct" else fmt_ns(s["median"] - d)
-            L.append(f"| {name} | **{fmt_ns(s['median'])}** | {fmt_ns(s['min'])} | {fmt_ns(s['max'])} | {ov} | "
-                     f"{fmt_ratio(ratio(s['median'], d))} |")
+            ov = None if name == "direct" else s["median"] - d
+            L.append(f"| {name} | **{fmt_ns(s['median'])}** | {fmt_ns(s['min'])} | {fmt_ns(s['max'])} | "
+                     f"{'—' if ov is None else fmt_ns(ov)} | {fmt_ratio(ratio(s['median'], d))} | "
+                     f"{'—' if ov is None else fmt_ratio(ratio(ov, bko))} |")
         L.append("")
 
     stale = cases.get("stale")
@@ -956,13 +974,16 @@ def write_report(res, args, path_md, path_svg, tools):
                  "inherited stdout would hold it open).")
         L.append("")
         fresh = hit.get(str(1 * KiB), {}).get("results", {})
-        L.append("| contender | median (exit+EOF) | min | max | median exit | median EOF | vs its fresh hit | stale hits | refreshes run |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| contender | median (exit+EOF) | min | max | median exit | median EOF | vs its fresh hit | vs floor | vs bkt | stale hits | refreshes run |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        sbk = stale["results"].get("bkt", {}).get("median")
+        ffl = fresh.get("floor", {}).get("median")
         for name, s in stale["results"].items():
             fr = fresh.get(name, {}).get("median")
             L.append(f"| {name} | **{fmt_ns(s['median'])}** | {fmt_ns(s['min'])} | {fmt_ns(s['max'])} | "
                      f"{fmt_ns(s['exit']['median'])} | {fmt_ns(s['eof']['median'])} | "
-                     f"{fmt_ratio(ratio(s['median'], fr))} | {s['stale_hits']} | {s['refreshes']} |")
+                     f"{fmt_ratio(ratio(s['median'], fr))} | {fmt_ratio(ratio(s['median'], ffl))} | "
+                     f"{fmt_ratio(ratio(s['median'], sbk))} | {s['stale_hits']} | {s['refreshes']} |")
         L.append("")
 
     ent = cases.get("entries")
@@ -1038,6 +1059,61 @@ def fmt_tick(ns):
     if ns >= 1e6:
         return f"{ns / 1e6:g} ms"
     return f"{ns / 1e3:g} µs"
+
+
+def summary(L, cases):
+    """Headline table: one row per measurement, one column per contender."""
+    names = ["floor", "cat", "bkt", "cacheback"]
+    rows = []
+    for key, c in cases.get("hit", {}).items():
+        r = c["results"]
+        rows.append((f"fresh hit, {fmt_size(c['size'])} (median)", {n: r[n]["median"] for n in r}, fmt_ns, True))
+    miss = cases.get("miss")
+    if miss:
+        r = miss["results"]
+        d = r["direct"]["median"]
+        rows.append(("miss overhead over running `echo` directly", {n: r[n]["median"] - d for n in r if n != "direct"},
+                     fmt_ns, False))
+    st = cases.get("stale")
+    if st:
+        rows.append(("stale hit, 1 KiB (median)", {n: v["median"] for n, v in st["results"].items()}, fmt_ns, False))
+    cg = cases.get("callgrind")
+    if cg:
+        rows.append(("instructions, 1 KiB hit", dict(cg), fmt_int, True))
+    for key, c in cases.get("hit", {}).items():
+        if c["size"] == max(x["size"] for x in cases["hit"].values()):
+            rows.append((f"peak RSS, {fmt_size(c['size'])} hit",
+                         {n: v.get("peak_rss_kib") for n, v in c["results"].items()}, fmt_kib, False))
+    conc = cases.get("concurrency")
+    if conc:
+        for state in ("missing", "stale"):
+            big = [x for x in conc if x["state"] == state]
+            if big:
+                n = max(x["callers"] for x in big)
+                rows.append((f"executions for {n} concurrent callers, {state} entry",
+                             {x["tool"]: x["executions_settled"] for x in big if x["callers"] == n}, fmt_int, False))
+    if not rows:
+        return
+    present = [n for n in names if any(n in v for _, v, _, _ in rows)]
+    L.append("## Summary")
+    L.append("")
+    L.append("Ratios in parentheses: vs floor / vs bkt (lower is better). Details and min/max below.")
+    L.append("")
+    L.append("| measurement | " + " | ".join(present) + " |")
+    L.append("|---|" + "---:|" * len(present))
+    for label, vals, fmt, show_ratio in rows:
+        cells = []
+        for n in present:
+            v = vals.get(n)
+            if v is None:
+                cells.append("—")
+                continue
+            cell = fmt(v)
+            if show_ratio and n in ("bkt", "cacheback", "cat"):
+                cell += f" ({fmt_ratio(ratio(v, vals.get('floor')))} / {fmt_ratio(ratio(v, vals.get('bkt')))})"
+            cells.append(cell)
+        L.append(f"| {label} | " + " | ".join(cells) + " |")
+    L.append("")
 
 
 def write_svg(res, path):

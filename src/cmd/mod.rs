@@ -10,7 +10,13 @@ use crate::store::FsStore;
 
 /// Runs the parsed command line and returns the exit status.
 pub fn dispatch(cli: Cli) -> Result<u8> {
-    let store = FsStore::new(cache_dir::resolve(cli.cache_dir)?);
+    let dir = cache_dir::resolve(cli.cache_dir);
+    if let (Command::Run(args), Err(err)) = (&cli.command, &dir) {
+        // Without a cache the command must still do its job.
+        crate::output::warn(format_args!("cache unavailable, running uncached: {err}"));
+        return run::run_uncached(args);
+    }
+    let store = FsStore::new(dir?);
     match cli.command {
         Command::Run(args) => run::run(&store, &args),
         Command::Refresh(args) => refresh::run(&store, &args),

@@ -221,7 +221,8 @@ fn consecutive_failures(store: &FsStore, key: &Key) -> u32 {
     }
 }
 
-fn run_uncached(args: &RunArgs) -> Result<u8> {
+/// Runs the command without any cache, passing its output and status through.
+pub fn run_uncached(args: &RunArgs) -> Result<u8> {
     let outcome = exec::run(uncached(args))?;
     Ok(exit_status(outcome.termination.exit_code()))
 }

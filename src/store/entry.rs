@@ -26,6 +26,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const PREAMBLE_LEN: usize = 56;
 /// Byte offset of [`Preamble::flags`], rewritten in place by `invalidate --refresh`.
 pub const FLAGS_OFFSET: u64 = 8;
+/// Byte offset of [`Preamble::finished_ms`] (tests backdate entries through it).
+pub const FINISHED_OFFSET: u64 = 16;
 /// Flag: the entry was marked stale by `invalidate --refresh`, whatever its age.
 pub const FLAG_FORCED_STALE: u32 = 1;
 /// Details larger than this are refused as corrupt (argv is limited by the kernel anyway).
@@ -216,6 +218,8 @@ mod tests {
         .encode();
         let at = FLAGS_OFFSET as usize;
         assert_eq!(bytes[at..at + 4], FLAG_FORCED_STALE.to_le_bytes());
+        let at = FINISHED_OFFSET as usize;
+        assert_eq!(bytes[at..at + 8], sample().finished_ms.to_le_bytes());
     }
 
     #[test]

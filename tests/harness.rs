@@ -1,0 +1,151 @@
+//! A small harness: a private cache dir, a scratch dir, and helpers to run
+//! the real `cacheback` binary against them.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cacheback::store::entry::FINISHED_OFFSET;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_cacheback");
+
+/// One test's world: a cache directory and a scratch directory for fixtures.
+pub struct Cache {
+    root: tempfile::TempDir,
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        let root = tempfile::Builder::new().prefix("cacheback-test-").tempdir().unwrap();
+        fs::create_dir(root.path().join("work")).unwrap();
+        Cache { root }
+    }
+
+    /// The cache directory (created by cacheback itself on first write).
+    pub fn dir(&self) -> PathBuf {
+        self.root.path().join("cache")
+    }
+
+    /// The scratch directory; commands see it as `$W` and run in it.
+    pub fn work(&self) -> PathBuf {
+        self.root.path().join("work")
+    }
+
+    /// A `cacheback` command with the cache dir and `$W` set.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env("CACHEBACK_DIR", self.dir())
+            .env("W", self.work())
+            .current_dir(self.work())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `cacheback run ARGS` to completion.
+    #[track_caller]
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().arg("run").args(args).output().unwrap()
+    }
+
+    /// Runs `cacheback ARGS` (any subcommand) to completion.
+    #[track_caller]
+    pub fn cacheback(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// How many lines the command appended to `$W/NAME` (each run appends one).
+    pub fn count(&self, name: &str) -> usize {
+        fs::read_to_string(self.work().join(name))
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Files in the cache dir whose name ends with `suffix`.
+    pub fn files(&self, suffix: &str) -> Vec<PathBuf> {
+        let Ok(listing) = fs::read_dir(self.dir()) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = listing
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(suffix))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The single entry file (panics unless exactly one exists).
+    #[track_caller]
+    pub fn entry(&self) -> PathBuf {
+        let entries = self.files(".entry");
+        assert_eq!(entries.len(), 1, "expected one entry, found {entries:?}");
+        entries.into_iter().next().unwrap()
+    }
+
+    /// Makes every entry look `secs` older, by rewriting the finish time in its header.
+    pub fn backdate(&self, secs: u64) {
+        for path in self.files(".entry") {
+            backdate_file(&path, secs);
+        }
+    }
+}
+
+/// Rewrites one entry's finish time `secs` into the past.
+pub fn backdate_file(path: &Path, secs: u64) {
+    let file = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut bytes = [0u8; 8];
+    file.read_exact_at(&mut bytes, FINISHED_OFFSET).unwrap();
+    let finished = u64::from_le_bytes(bytes) - secs * 1000;
+    file.write_all_at(&finished.to_le_bytes(), FINISHED_OFFSET).unwrap();
+}
+
+/// `sh -c BODY` as arguments.
+pub fn sh(body: &str) -> Vec<&str> {
+    vec!["sh", "-c", body]
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// stdout as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// True while a process with this pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start().chars().next();
+            state != Some('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reads a pid written by a fixture into `$W/NAME`, waiting for it to appear.
+#[track_caller]
+pub fn read_pid(cache: &Cache, name: &str) -> u32 {
+    let path = cache.work().join(name);
+    assert!(
+        wait_until(Duration::from_secs(10), || fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n'))),
+        "{name} never appeared"
+    );
+    fs::read_to_string(&path).unwrap().trim().parse().unwrap()
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the built binary, real commands, a temp cache directory.
+
+mod concurrency;
+mod harness;
+mod run;
