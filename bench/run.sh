@@ -105,6 +105,11 @@ fi
 say "measuring"
 status=0
 python3 "$BENCH_DIR/bench.py" "${args[@]}" || status=$?
+if [ "${BENCH_KEEP:-0}" != 1 ] && { [ "$status" = 0 ] || [ "$SMOKE" = 0 ]; }; then
+  # scratch cache dirs: the 100k-entry case leaves some 500k small files
+  say "removing scratch cache dirs"
+  rm -rf "$WORK"/run-*
+fi
 if [ "$SMOKE" = 1 ] && [ "$status" = 0 ]; then
   cat "$OUT/BENCHMARKS.md"
   echo

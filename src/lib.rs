@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod error;
 pub mod exec;
 pub mod exit_codes;
+pub mod fast_args;
 pub mod key;
 pub mod lock;
 pub mod output;
@@ -17,30 +18,33 @@ pub mod refresh;
 pub mod store;
 pub mod units;
 
-use std::process::ExitCode;
-
 use clap::Parser;
 
 /// Parses the command line, runs it, and turns the outcome into an exit status.
 /// Errors print as one `cacheback: ...` line; a closed stdout ends quietly.
-pub fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+pub fn main() -> u8 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = match fast_args::parse(&args) {
+        Some(cli) => Ok(cli),
+        None => cli::Cli::try_parse_from(&args),
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() {
+            return if err.use_stderr() {
                 exit_codes::USAGE
             } else {
                 exit_codes::SUCCESS
-            });
+            };
         }
     };
     match cmd::dispatch(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
+        Ok(code) => code,
+        Err(err) if err.is_broken_pipe() => exit_codes::SUCCESS,
         Err(err) => {
             output::warn(format_args!("{err}"));
-            ExitCode::from(err.exit_code())
+            err.exit_code()
         }
     }
 }

@@ -9,6 +9,7 @@
 //! for it.
 
 use std::ffi::OsString;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -60,7 +61,7 @@ pub fn start(
     let Some(lock) = store.try_lock(key)? else {
         return Ok(()); // a run is in flight; it will serve everyone
     };
-    let mut head = [0u8; PEEK_LEN];
+    let mut head = [MaybeUninit::uninit(); PEEK_LEN];
     let current = match store.open(key, FileKind::Entry, &mut head) {
         Ok(Some(entry)) => Some(entry.preamble),
         _ => None,
@@ -85,7 +86,7 @@ fn in_backoff(
     current: Option<&Preamble>,
     now_ms: u64,
 ) -> bool {
-    let mut head = [0u8; PEEK_LEN];
+    let mut head = [MaybeUninit::uninit(); PEEK_LEN];
     let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) else {
         return false;
     };

@@ -4,6 +4,7 @@
 //! write (or kernel copy) of the cached bytes, one append to the events log.
 //! Nothing else happens before the user has their output.
 
+use std::mem::MaybeUninit;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::{RefreshReason, RunArgs};
@@ -31,7 +32,7 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
     let now = now_ms();
     let mut damaged = None;
     if !args.force {
-        let mut head = [0u8; HEAD_LEN];
+        let mut head = [MaybeUninit::uninit(); HEAD_LEN];
         match store.open(&key, FileKind::Entry, &mut head) {
             Ok(Some(entry)) if usable(&entry.preamble, args, now) => {
                 let stale = entry.preamble.forced_stale()
@@ -104,7 +105,7 @@ fn run_in_foreground(
     if waited && !args.force {
         // Another caller ran the command while we waited: its result is ours,
         // failed or not, exactly as if we had run it ourselves.
-        let mut head = [0u8; HEAD_LEN];
+        let mut head = [MaybeUninit::uninit(); HEAD_LEN];
         if let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head)
             && usable(&entry.preamble, args, now_ms())
         {
@@ -209,12 +210,12 @@ pub fn execute(
 
 /// Failed runs since the last success, from the failure record.
 fn consecutive_failures(store: &FsStore, key: &Key) -> u32 {
-    let mut head = [0u8; crate::store::entry::PREAMBLE_LEN];
+    let mut head = [MaybeUninit::uninit(); crate::store::entry::PREAMBLE_LEN];
     let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) else {
         return 0;
     };
     let failure = failure.preamble;
-    let mut head = [0u8; crate::store::entry::PREAMBLE_LEN];
+    let mut head = [MaybeUninit::uninit(); crate::store::entry::PREAMBLE_LEN];
     match store.open(key, FileKind::Entry, &mut head) {
         Ok(Some(entry)) if entry.preamble.finished_ms >= failure.finished_ms => 0,
         _ => failure.failures,

@@ -16,6 +16,8 @@ pub mod events;
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -134,11 +136,14 @@ impl FsStore {
 
     /// Opens a key's entry or failure record, reading its head into `head`.
     /// `Ok(None)` when there is none.
+    ///
+    /// The buffer is uninitialised memory because clearing a 16 KiB buffer
+    /// first cost a cache hit a quarter of its instructions.
     pub fn open<'h>(
         &self,
         key: &Key,
         kind: FileKind,
-        head: &'h mut [u8],
+        head: &'h mut [MaybeUninit<u8>],
     ) -> Result<Option<StoredEntry<'h>>, OpenError> {
         open_entry(&self.path(key, kind), head)
     }
@@ -187,7 +192,10 @@ pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
-fn open_entry<'h>(path: &Path, head: &'h mut [u8]) -> Result<Option<StoredEntry<'h>>, OpenError> {
+fn open_entry<'h>(
+    path: &Path,
+    head: &'h mut [MaybeUninit<u8>],
+) -> Result<Option<StoredEntry<'h>>, OpenError> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -206,22 +214,36 @@ fn open_entry<'h>(path: &Path, head: &'h mut [u8]) -> Result<Option<StoredEntry<
     let wanted = usize::try_from(file_len)
         .unwrap_or(usize::MAX)
         .min(head.len());
-    let mut filled = 0;
-    while filled < wanted {
-        match (&file).read(&mut head[filled..wanted]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    let head = &head[..filled];
+    let head = read_head(&file, &mut head[..wanted])?;
     let preamble = Preamble::decode(head, file_len)?;
     Ok(Some(StoredEntry {
         file,
         preamble,
         head,
     }))
+}
+
+/// Fills `buf` from the file's current position (short only at end of file)
+/// and returns the bytes read.
+fn read_head<'b>(file: &File, buf: &'b mut [MaybeUninit<u8>]) -> io::Result<&'b [u8]> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: read(2) writes at most `rest.len()` bytes into `rest`.
+        let n = unsafe { libc::read(file.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+        match n {
+            0 => break,
+            n if n > 0 => filled += n as usize,
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    // SAFETY: the first `filled` bytes were written by read(2) above.
+    Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), filled) })
 }
 
 /// An open, validated entry (or failure record).
