@@ -62,7 +62,6 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
             Err(err) => damaged = Some(err),
         }
     }
-    events::record(store, &key, Event::Miss);
     if args.no_wait {
         return Ok(start_in_background(store, &key, args, now));
     }
@@ -76,9 +75,10 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
         use std::os::unix::ffi::OsStrExt;
         let _ = (&*output::stdout()).write_all(placeholder.as_bytes());
     }
-    let started = store
-        .prepare()
-        .and_then(|()| refresh::start(store, key, args, RefreshReason::Miss, None, now));
+    let started = store.prepare().and_then(|()| {
+        events::record(store, key, Event::Miss);
+        refresh::start(store, key, args, RefreshReason::Miss, None, now)
+    });
     if let Err(err) = started {
         output::warn(format_args!("could not start a background run: {err}"));
     }
@@ -102,6 +102,8 @@ fn run_in_foreground(
             return run_uncached(args);
         }
     };
+    // Counted once the directory surely exists, so the first miss counts too.
+    events::record(store, key, Event::Miss);
     if waited && !args.force {
         // Another caller ran the command while we waited: its result is ours,
         // failed or not, exactly as if we had run it ourselves.
