@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+use clap::{Args, Parser, Subcommand, ValueHint};
 
 use crate::units::parse_duration;
 
@@ -54,10 +54,6 @@ pub enum Command {
     /// Print a command's cached output, refreshing it in the background when stale
     #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
-
-    /// Run a stale refresh for `run` in the background (internal)
-    #[command(name = "__refresh", hide = true)]
-    Refresh(RefreshArgs),
 }
 
 const RUN_LONG_ABOUT: &str = "\
@@ -163,84 +159,6 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
-/// Options of the hidden background refresher; see `refresh.rs`.
-#[derive(Debug, Args)]
-pub struct RefreshArgs {
-    /// Descriptor of the entry lock, already held and handed over by the caller.
-    #[arg(long, value_name = "FD")]
-    pub lock_fd: i32,
-
-    /// Key the caller computed; the refresh is dropped if the inputs changed since.
-    #[arg(long, value_name = "HEX")]
-    pub key: String,
-
-    /// Why the refresh runs (recorded in the events log).
-    #[arg(long, value_enum, default_value_t = RefreshReason::Stale)]
-    pub reason: RefreshReason,
-
-    /// The `run` options to refresh with.
-    #[command(flatten)]
-    pub run: RunArgs,
-}
-
-/// Why a background run was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RefreshReason {
-    /// A caller found the entry stale.
-    Stale,
-    /// A caller missed with `--no-wait`.
-    Miss,
-}
-
-impl RunArgs {
-    /// Renders these options back into arguments that parse to an equal value,
-    /// so a background refresher can be started with exactly the caller's options.
-    pub fn to_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = Vec::new();
-        let mut push = |flag: &str, value: OsString| {
-            args.push(flag.into());
-            args.push(value);
-        };
-        let millis = |d: &Duration| OsString::from(format!("{}ms", d.as_millis()));
-        push("--ttl", millis(&self.ttl));
-        if let Some(max_age) = &self.max_age {
-            push("--max-age", millis(max_age));
-        }
-        if let Some(timeout) = &self.timeout {
-            push("--timeout", millis(timeout));
-        }
-        if let Some(name) = &self.name {
-            push("--name", name.into());
-        }
-        for name in &self.key.env {
-            push("--env", name.clone());
-        }
-        for file in &self.key.modtime {
-            push("--modtime", file.clone().into_os_string());
-        }
-        if let Some(scope) = &self.key.scope {
-            push("--scope", scope.into());
-        }
-        if let Some(placeholder) = &self.placeholder {
-            push("--placeholder", placeholder.clone());
-        }
-        let switches = [
-            (self.key.cwd, "--cwd"),
-            (self.no_wait, "--no-wait"),
-            (self.force, "--force"),
-            (self.cache_failures, "--cache-failures"),
-        ];
-        for (on, flag) in switches {
-            if on {
-                args.push(flag.into());
-            }
-        }
-        args.push("--".into());
-        args.extend(self.command.iter().cloned());
-        args
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,41 +182,5 @@ mod tests {
         let run = parse_run(&["--ttl", "5", "ls", "-la", "--ttl"]);
         assert_eq!(run.command, ["ls", "-la", "--ttl"]);
         assert_eq!(run.ttl, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn to_args_round_trips() {
-        let run = parse_run(&[
-            "--ttl",
-            "90s",
-            "--max-age",
-            "1h",
-            "--timeout",
-            "500ms",
-            "--name",
-            "w",
-            "--env",
-            "HOME",
-            "--env",
-            "USER",
-            "--modtime",
-            "a b",
-            "--scope",
-            "s",
-            "--cwd",
-            "--cache-failures",
-            "--",
-            "sh",
-            "-c",
-            "echo --ttl",
-        ]);
-        let rendered = run.to_args();
-        let mut full: Vec<OsString> = vec!["cacheback".into(), "run".into()];
-        full.extend(rendered);
-        let again = match Cli::try_parse_from(full).unwrap().command {
-            Command::Run(run) => run,
-            other => panic!("parsed as {other:?}"),
-        };
-        assert_eq!(run, again);
     }
 }

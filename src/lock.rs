@@ -11,7 +11,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -79,38 +78,6 @@ impl EntryLock {
         match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
             (Ok(held), Ok(on_disk)) => held.ino() == on_disk.ino() && held.dev() == on_disk.dev(),
             _ => false,
-        }
-    }
-
-    /// Makes the lock's descriptor survive `exec`, so a child started next
-    /// inherits the open file description and with it the lock: the lock passes
-    /// from caller to refresher with no moment in which it is free.
-    pub fn inheritable_fd(&self) -> Result<RawFd> {
-        let fd = self.file.as_raw_fd();
-        // SAFETY: fcntl on a descriptor we own, changing only FD_CLOEXEC.
-        let ok = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0;
-        if ok {
-            Ok(fd)
-        } else {
-            Err(Error::path(&self.path, io::Error::last_os_error()))
-        }
-    }
-
-    /// Adopts a lock handed over by the parent process through descriptor `fd`.
-    ///
-    /// # Safety
-    /// `fd` must be an open descriptor of the lock file at `path` that nothing
-    /// else in this process owns.
-    pub unsafe fn from_inherited(fd: RawFd, path: PathBuf) -> Result<EntryLock> {
-        // SAFETY: ownership of `fd` is transferred to us by the caller's contract.
-        let file = unsafe { File::from_raw_fd(fd) };
-        // SAFETY: as above; restores close-on-exec so the command we run does not inherit the lock.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        // Taking the lock again through the same open file description is a
-        // no-op when we hold it, and fails if the descriptor is not a lock we hold.
-        match FileExt::try_lock_exclusive(&file) {
-            Ok(()) => Ok(EntryLock { file, path }),
-            Err(err) => Err(Error::path(&path, err)),
         }
     }
 

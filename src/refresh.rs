@@ -1,20 +1,23 @@
 //! Starting a detached background run, and the back-off after failures.
 //!
-//! The caller takes the entry lock *before* starting the refresher and hands
-//! the locked descriptor to it, so of any number of callers that find an entry
-//! stale at once, exactly one starts a process; the rest see the lock taken and
-//! return. The refresher starts its own session (a closing terminal's SIGHUP
-//! does not reach it), gets /dev/null for stdin, stdout and stderr, and closes
-//! every other descriptor it inherited, so `$(cacheback run ...)` never waits
-//! for it.
+//! The caller takes the entry lock *before* starting the refresher, so of any
+//! number of callers that find an entry stale at once, exactly one starts a
+//! process; the rest see the lock taken and return.
+//!
+//! The refresher is a `fork` of the caller that never `exec`s: it already holds
+//! the lock (a forked descriptor shares the lock), the parsed options and the
+//! key, so it has nothing to re-derive, no binary to find again, and the caller
+//! does not wait for an `exec` to finish before it exits. The child starts its
+//! own session (a closing terminal's SIGHUP does not reach it), points stdin,
+//! stdout and stderr at /dev/null and closes every other descriptor it
+//! inherited, so `$(cacheback run ...)` never waits for it.
 
-use std::ffi::OsString;
+use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::RawFd;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use crate::cli::{RefreshReason, RunArgs};
+use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::lock::EntryLock;
@@ -54,7 +57,6 @@ pub fn start(
     store: &FsStore,
     key: &Key,
     args: &RunArgs,
-    reason: RefreshReason,
     seen: Option<&Preamble>,
     now_ms: u64,
 ) -> Result<()> {
@@ -75,7 +77,7 @@ pub fn start(
     if in_backoff(store, key, args.ttl, current.as_ref(), now_ms) {
         return Ok(());
     }
-    spawn(store, key, args, reason, &lock)
+    spawn(store, key, args, &lock)
 }
 
 /// True while the last failures call for waiting before the next try.
@@ -98,48 +100,45 @@ fn in_backoff(
     now_ms < failure.finished_ms.saturating_add(wait)
 }
 
-/// Starts the detached refresher, handing it the held lock.
-pub fn spawn(
-    store: &FsStore,
-    key: &Key,
-    args: &RunArgs,
-    reason: RefreshReason,
-    lock: &EntryLock,
-) -> Result<()> {
-    let fd = lock.inheritable_fd()?;
-    let exe =
-        std::env::current_exe().map_err(|err| Error::io("locating the cacheback binary", err))?;
-    let reason = match reason {
-        RefreshReason::Stale => "stale",
-        RefreshReason::Miss => "miss",
-    };
-    let mut worker_args: Vec<OsString> = vec![
-        "--cache-dir".into(),
-        store.dir().as_os_str().to_owned(),
-        "__refresh".into(),
-        "--lock-fd".into(),
-        fd.to_string().into(),
-        "--key".into(),
-        key.to_hex().into(),
-        "--reason".into(),
-        reason.into(),
-    ];
-    worker_args.extend(args.to_args());
-    Command::new(exe)
-        .args(worker_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|err| Error::io("starting a background refresh", err))?;
-    // The child is not waited for: it outlives us, and init reaps it.
-    Ok(())
+/// Starts the detached refresher, which inherits the held lock.
+///
+/// Must be called before the process starts any thread: only the calling
+/// thread survives a `fork`, and every call site (a hit, `--no-wait`, `warm`,
+/// `invalidate --refresh`) runs single-threaded.
+pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Result<()> {
+    // Ignored across the fork, so a hangup in the instant before the child has
+    // its own session cannot end it; the caller is about to exit anyway.
+    // SAFETY: changing a signal disposition.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    // SAFETY: the process is single-threaded here (see above), so the child
+    // gets a consistent copy of all state; it leaves through `_exit` only.
+    match unsafe { libc::fork() } {
+        -1 => Err(Error::io("starting a background refresh", io::Error::last_os_error())),
+        0 => {
+            detach(lock.file().as_raw_fd());
+            let status = crate::cmd::refresh::run(store, key, args, lock);
+            // SAFETY: ends the child without running the parent's exit-time
+            // cleanup twice; everything it wrote went straight to files.
+            unsafe { libc::_exit(i32::from(status)) }
+        }
+        // The child is not waited for: it outlives us, and init reaps it.
+        _ => Ok(()),
+    }
 }
 
-/// Detaches the current process (the refresher) from the caller: a new
-/// session, and no descriptor but stdio and the lock.
-pub fn detach(keep: RawFd) {
+/// Cuts the refresher off from the caller: a new session, /dev/null for
+/// stdio, and no inherited descriptor but the lock.
+fn detach(keep: RawFd) {
     let _ = nix::unistd::setsid();
+    // SAFETY: restores the default the command should inherit (an ignored
+    // signal would stay ignored across its exec).
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_DFL) };
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which nothing else uses in the child.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
     close_descriptors_from(3, keep);
 }
 

@@ -19,6 +19,5 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let store = FsStore::new(dir?);
     match cli.command {
         Command::Run(args) => run::run(&store, &args),
-        Command::Refresh(args) => refresh::run(&store, &args),
     }
 }

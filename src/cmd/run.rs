@@ -7,7 +7,7 @@
 use std::mem::MaybeUninit;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::{RefreshReason, RunArgs};
+use crate::cli::RunArgs;
 use crate::error::Result;
 use crate::exec::{self, Invocation, Termination};
 use crate::key::{Key, KeyInputs};
@@ -48,7 +48,6 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
                         store,
                         &key,
                         args,
-                        RefreshReason::Stale,
                         Some(&entry.preamble),
                         now,
                     );
@@ -77,7 +76,7 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
     }
     let started = store.prepare().and_then(|()| {
         events::record(store, key, Event::Miss);
-        refresh::start(store, key, args, RefreshReason::Miss, None, now)
+        refresh::start(store, key, args, None, now)
     });
     if let Err(err) = started {
         output::warn(format_args!("could not start a background run: {err}"));
