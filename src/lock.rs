@@ -146,10 +146,7 @@ fn open_lock_file(path: &Path) -> Result<File> {
     // Whoever can plant the lock file could hold it forever or feed the
     // counters kept in it: only a private regular file of ours is used.
     let meta = file.metadata().map_err(|err| Error::path(path, err))?;
-    if !meta.is_file()
-        || meta.uid() != crate::store::effective_uid()
-        || meta.mode() & 0o022 != 0
-    {
+    if !meta.is_file() || meta.uid() != crate::store::effective_uid() || meta.mode() & 0o022 != 0 {
         let err = io::Error::new(
             io::ErrorKind::PermissionDenied,
             "lock file is not a regular file private to this user",

@@ -58,8 +58,12 @@ fuzz_target!(|data: &[u8]| {
             .write(true)
             .open("/dev/null")
             .expect("/dev/null");
-        entry.copy_stdout(&sink).expect("replaying a validated entry");
-        entry.copy_stderr(&sink).expect("replaying a validated entry");
+        entry
+            .copy_stdout(&sink)
+            .expect("replaying a validated entry");
+        entry
+            .copy_stderr(&sink)
+            .expect("replaying a validated entry");
         let _ = entry.details();
         entry.stderr_tail(4096).expect("reading a validated stderr");
     }
