@@ -89,7 +89,7 @@ impl EntryLock {
 
 /// True when some process holds the lock at `path` right now (a refresh is running).
 pub fn is_held(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
+    let Ok(file) = open_for_reading(path) else {
         return false;
     };
     match FileExt::try_lock_shared(&file) {
@@ -99,13 +99,34 @@ pub fn is_held(path: &Path) -> bool {
 }
 
 fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    // O_NONBLOCK keeps a planted FIFO from blocking the open; flock(2)
+    // ignores the flag, so waiting for the lock still blocks.
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|err| Error::path(path, err))
+        .map_err(|err| Error::path(path, err))?;
+    // Whoever can plant the lock file could hold it forever or feed the
+    // counters kept in it: only a private regular file of ours is used.
+    let meta = file.metadata().map_err(|err| Error::path(path, err))?;
+    if !meta.is_file() || meta.uid() != crate::store::effective_uid() || meta.mode() & 0o022 != 0 {
+        let err = io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "lock file is not a regular file private to this user",
+        );
+        return Err(Error::path(path, err));
+    }
+    Ok(file)
+}
+
+/// Opens a lock file read-only, without following a symlink or blocking on a FIFO.
+pub fn open_for_reading(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
 }

@@ -60,6 +60,9 @@ pub fn start(
     seen: Option<&Preamble>,
     now_ms: u64,
 ) -> Result<()> {
+    // A stale hit reaches here without a miss's directory check; a refresher
+    // must not write into a directory someone else can plant files in.
+    store.prepare()?;
     let Some(lock) = store.try_lock(key)? else {
         return Ok(()); // a run is in flight; it will serve everyone
     };

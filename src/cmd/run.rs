@@ -74,10 +74,9 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
         use std::os::unix::ffi::OsStrExt;
         let _ = (&*output::stdout()).write_all(placeholder.as_bytes());
     }
-    let started = store.prepare().and_then(|()| {
-        events::record(store, key, Event::Miss);
-        refresh::start(store, key, args, None, now)
-    });
+    // `refresh::start` checks the directory first, so the miss counts after it.
+    let started = refresh::start(store, key, args, None, now);
+    events::record(store, key, Event::Miss);
     if let Err(err) = started {
         output::warn(format_args!("could not start a background run: {err}"));
     }

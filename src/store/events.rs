@@ -11,7 +11,7 @@
 //! the lock file. Waiting a whole fold period before reading the renamed log
 //! means an append that raced the rename has long landed.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -152,7 +152,7 @@ pub fn read(store: &FsStore, key: &Key) -> (Counts, Option<SystemTime>) {
 
 fn read_totals(lock_path: &Path) -> (Counts, u64) {
     let mut bytes = Vec::with_capacity(TOTALS_LEN);
-    let read = File::open(lock_path)
+    let read = crate::lock::open_for_reading(lock_path)
         .and_then(|file| file.take(TOTALS_LEN as u64 + 1).read_to_end(&mut bytes));
     match read {
         Ok(_) => Counts::decode(&bytes).unwrap_or_default(),

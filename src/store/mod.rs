@@ -72,8 +72,8 @@ pub enum OpenError {
     /// The file is not a valid entry of this version.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The file is not ours: another owner, or writable by others.
-    #[error("entry file is not private to this user")]
+    /// The file is not ours: another owner, writable by others, or not a regular file.
+    #[error("entry file is not a regular file private to this user")]
     Untrusted,
     /// Reading failed.
     #[error(transparent)]
@@ -196,9 +196,11 @@ fn open_entry<'h>(
     path: &Path,
     head: &'h mut [MaybeUninit<u8>],
 ) -> Result<Option<StoredEntry<'h>>, OpenError> {
+    // O_NONBLOCK: a FIFO planted under an entry's name would otherwise block
+    // the open until a writer appears, hanging the caller's shell.
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(file) => file,
