@@ -1,0 +1,3 @@
+pub fn generate(_cmd: &clap::Command) -> Vec<crate::Generated> {
+    Vec::new()
+}
