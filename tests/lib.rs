@@ -1,5 +1,6 @@
 //! Integration tests: the built binary, real commands, a temp cache directory.
 
 mod concurrency;
+mod generated;
 mod harness;
 mod run;
