@@ -31,7 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
             break
         }
         'cacheback;run' {
-            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Treat an entry older than this as missing: never serve it, run the command [default: never]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]')
             [CompletionResult]::new('--placeholder', '--placeholder', [CompletionResultType]::ParameterName, 'Text printed on a miss with --no-wait [default: nothing]')

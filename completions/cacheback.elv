@@ -27,7 +27,7 @@ set edit:completion:arg-completer[cacheback] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'cacheback;run'= {
-            cand --ttl 'Serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)'
+            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
             cand --placeholder 'Text printed on a miss with --no-wait [default: nothing]'
