@@ -51,13 +51,17 @@ pub fn generate(cmd: &Command) -> Vec<Generated> {
 /// `cmd` without its hidden subcommands (`__refresh`): clap_complete offers
 /// hidden subcommands like any other.
 fn visible(cmd: &Command) -> Command {
-    let mut copy = Command::new(cmd.get_name().to_owned())
+    // clap takes `&'static str` here unless its `string` feature is on, and
+    // that feature would reach the binary the tests build (xtask is a
+    // dev-dependency). This process generates once and exits: leaking is fine.
+    let leak = |text: &str| -> &'static str { Box::leak(text.to_owned().into_boxed_str()) };
+    let mut copy = Command::new(leak(cmd.get_name()))
         .args(cmd.get_arguments().cloned())
         .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
         .propagate_version(cmd.is_propagate_version_set())
         .subcommand_required(cmd.is_subcommand_required_set());
     if let Some(version) = cmd.get_version() {
-        copy = copy.version(version.to_owned());
+        copy = copy.version(leak(version));
     }
     if let Some(about) = cmd.get_about() {
         copy = copy.about(about.clone());
