@@ -112,7 +112,7 @@ pub struct KeyArgs {
 /// Options of `run`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct RunArgs {
-    /// Serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)
+    /// Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ttl: Duration,
 
@@ -149,7 +149,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub key: KeyArgs,
 
-    /// The command to run and its arguments
+    /// The command to run and its arguments (run directly, not through a shell; put `--` before it)
     #[arg(
         required = true,
         trailing_var_arg = true,

@@ -2,5 +2,6 @@
 
 mod concurrency;
 mod faults;
+mod generated;
 mod harness;
 mod run;

@@ -1,0 +1,92 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cacheback_global_optspecs
+    string join \n cache-dir= h/help V/version
+end
+
+function __fish_cacheback_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cacheback_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cacheback_using_subcommand
+    set -l cmd (__fish_cacheback_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cacheback -n "__fish_cacheback_needs_command" -l cache-dir -d 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]' -r -f -a "(__fish_complete_directories)"
+complete -c cacheback -n "__fish_cacheback_needs_command" -s h -l help -d 'Print help'
+complete -c cacheback -n "__fish_cacheback_needs_command" -s V -l version -d 'Print version'
+complete -c cacheback -n "__fish_cacheback_needs_command" -f -a "run" -d 'Print a command\'s cached output, refreshing it in the background when stale'
+complete -c cacheback -n "__fish_cacheback_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l ttl -d 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)' -r
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l max-age -d 'Treat an entry older than this as missing: never serve it, run the command [default: never]' -r
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l timeout -d 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]' -r
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l placeholder -d 'Text printed on a miss with --no-wait [default: nothing]' -r
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l name -d 'Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)' -r
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l env -d 'Key on the value of environment variable NAME (repeatable; stored only as a hash)' -r
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l modtime -d 'Key on the modification time of FILE (repeatable), so editing it starts a new entry' -r -F
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l scope -d 'Key on a namespace, to keep otherwise identical commands apart' -r
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l cache-dir -d 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]' -r -f -a "(__fish_complete_directories)"
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l no-wait -d 'On a miss, print the --placeholder at once and run the command in the background'
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l force -d 'Run the command now, store and print its result, whatever the cache holds'
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l cache-failures -d 'Store results that exit non-zero too (by default only successes are stored)'
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -l cwd -d 'Key on the working directory: each directory gets its own entry'
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cacheback -n "__fish_cacheback_using_subcommand run; and not __fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -s V -l version -d 'Print version'
+complete -c cacheback -n "__fish_cacheback_using_subcommand help; and not __fish_seen_subcommand_from run help" -f -a "run" -d 'Print a command\'s cached output, refreshing it in the background when stale'
+complete -c cacheback -n "__fish_cacheback_using_subcommand help; and not __fish_seen_subcommand_from run help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cacheback -n "__fish_cacheback_in_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir" -f -a "(__fish_cacheback_complete_command run --ttl --max-age --timeout --placeholder --name --env --modtime --scope --cache-dir)"
+
+# Added by cacheback's generator (xtask/src/completions.rs): once the cursor is
+# inside the command that `cacheback run` wraps, complete that command as fish
+# would on its own, as it does for sudo and env.
+# $argv: the subcommand, then its options that take a value. Prints the index in
+# `commandline -opc` where the command starts; fails when the cursor is not in it.
+function __fish_cacheback_command_start
+    set -l tokens (commandline -opc)
+    set -l i (contains -i -- $argv[1] $tokens); or return 1
+    set -l with_value $argv[2..-1]
+    set i (math $i + 1)
+    while test $i -le (count $tokens)
+        set -l token $tokens[$i]
+        if test "$token" = --
+            echo (math $i + 1)
+            return 0
+        else if contains -- $token $with_value
+            set i (math $i + 2)
+        else if string match -q -- '-*' $token
+            set i (math $i + 1)
+        else
+            echo $i
+            return 0
+        end
+    end
+    test $i -eq (math (count $tokens) + 1); or return 1
+    string match -q -- '-*' (commandline -ct); and return 1
+    echo $i
+end
+
+function __fish_cacheback_in_command
+    __fish_cacheback_command_start $argv >/dev/null
+end
+
+function __fish_cacheback_complete_command
+    set -l start (__fish_cacheback_command_start $argv); or return
+    set -l tokens (commandline -opc)
+    set -l command (commandline -ct)
+    if test $start -le (count $tokens)
+        set command $tokens[$start..-1] $command
+    end
+    __fish_complete_subcommand --commandline $command
+end
