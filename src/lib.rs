@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod error;
 pub mod exec;
 pub mod exit_codes;
+pub mod inspect;
 pub mod key;
 pub mod lock;
 pub mod output;

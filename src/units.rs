@@ -79,6 +79,28 @@ pub fn format_size(bytes: u64) -> String {
     format!("{value:.1}{}", UNITS[unit])
 }
 
+/// Formats milliseconds since the Unix epoch as an RFC 3339 UTC time, `2026-11-24T08:19:00Z`.
+pub fn format_utc(epoch_ms: u64) -> String {
+    let secs = epoch_ms / 1000;
+    let (days, rest) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +140,9 @@ mod tests {
             "3h12m"
         );
         assert_eq!(format_size(512), "512B");
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(951_827_696_000), "2000-02-29T12:34:56Z");
+        assert_eq!(format_utc(1_795_508_340_999), "2026-11-24T08:19:00Z");
         assert_eq!(format_size(1536), "1.5KiB");
     }
 }

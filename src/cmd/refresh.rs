@@ -26,5 +26,7 @@ pub fn run(store: &FsStore, args: &RefreshArgs) -> Result<u8> {
     }
     super::run::execute(store, &key, &inputs, &args.run, &lock, false)?;
     let _ = events::fold(store, &key, &lock);
+    drop(lock);
+    super::gc::maybe_daily(store, super::run::now_ms());
     Ok(exit_codes::SUCCESS)
 }
