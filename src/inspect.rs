@@ -132,7 +132,8 @@ impl EntryInfo {
 
     /// True when the entry matches a `stats` filter: a substring of its label or command.
     pub fn matches(&self, filter: &str) -> bool {
-        self.name().is_some_and(|name| name.contains(filter)) || self.command_line().contains(filter)
+        self.name().is_some_and(|name| name.contains(filter))
+            || self.command_line().contains(filter)
     }
 }
 
@@ -207,7 +208,9 @@ pub fn scan(store: &FsStore) -> Result<Scan> {
 fn parse_name(name: &str) -> Option<(Key, FileKind)> {
     let (hex, suffix) = name.split_at_checked(64)?;
     let key = Key::from_hex(hex)?;
-    let kind = FileKind::ALL.into_iter().find(|kind| kind.suffix() == suffix)?;
+    let kind = FileKind::ALL
+        .into_iter()
+        .find(|kind| kind.suffix() == suffix)?;
     Some((key, kind))
 }
 
@@ -317,7 +320,11 @@ pub fn select(store: &FsStore, selector: &EntrySelector, now_ms: u64) -> Result<
     let in_flight = lock::is_held(&store.path(&key, FileKind::Lock));
     if !files.is_entry() && !in_flight {
         let command = KeyInputs {
-            argv: selector.command.iter().map(|arg| arg.clone().into_vec()).collect(),
+            argv: selector
+                .command
+                .iter()
+                .map(|arg| arg.clone().into_vec())
+                .collect(),
             ..KeyInputs::default()
         };
         return Err(Error::NotFound(format!(
@@ -354,6 +361,7 @@ pub fn short_key(key: &Key) -> String {
 
 /// Milliseconds since the epoch of a file time.
 pub fn system_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
 }

@@ -2,4 +2,5 @@
 
 mod concurrency;
 mod harness;
+mod manage;
 mod run;

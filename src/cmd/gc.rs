@@ -156,7 +156,10 @@ pub fn collect(
     let mut live: Vec<(u64, EntryInfo)> = Vec::new();
     for (key, files) in &scan.keys {
         if !files.is_entry() {
-            let stale = files.files.iter().all(|(_, meta)| older(meta, ORPHAN_GRACE));
+            let stale = files
+                .files
+                .iter()
+                .all(|(_, meta)| older(meta, ORPHAN_GRACE));
             if stale && remove_key(store, key, dry_run)? {
                 report.orphans.0 += files.files.len();
                 report.orphans.1 += files.size();

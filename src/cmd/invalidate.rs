@@ -124,7 +124,9 @@ fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo) -> Result<String> {
     match store.try_lock(&info.key)? {
         Some(lock) => {
             refresh::spawn(store, &info.key, &args, RefreshReason::Stale, &lock)?;
-            Ok(format!("marked {title} stale; refreshing in the background"))
+            Ok(format!(
+                "marked {title} stale; refreshing in the background"
+            ))
         }
         None => Ok(format!(
             "marked {title} stale; a refresh started since is already running"

@@ -99,7 +99,14 @@ fn describe(info: &EntryInfo, now: u64) -> String {
         field("ttl", &ms(details.ttl_ms));
         field("max age", &details.max_age_ms.map_or("-".into(), ms));
         let keyed = keyed_on(info);
-        field("keyed on", if keyed.is_empty() { "command only" } else { &keyed });
+        field(
+            "keyed on",
+            if keyed.is_empty() {
+                "command only"
+            } else {
+                &keyed
+            },
+        );
     }
     match &info.entry {
         Some(entry) => {

@@ -89,7 +89,9 @@ pub fn last_line(tail: &[u8]) -> String {
 }
 
 fn ago(now: u64, then_ms: u64) -> String {
-    format_duration(std::time::Duration::from_millis(now.saturating_sub(then_ms)))
+    format_duration(std::time::Duration::from_millis(
+        now.saturating_sub(then_ms),
+    ))
 }
 
 fn ms(duration_ms: u64) -> String {
@@ -108,7 +110,15 @@ fn cut(text: &str, width: usize) -> String {
 
 fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64) -> String {
     const HEADER: [&str; 9] = [
-        "NAME", "STATE", "AGE", "TTL", "SIZE", "HITS", "RUN", "EXIT", "LAST FAILURE",
+        "NAME",
+        "STATE",
+        "AGE",
+        "TTL",
+        "SIZE",
+        "HITS",
+        "RUN",
+        "EXIT",
+        "LAST FAILURE",
     ];
     // Columns after the first two hold numbers and read best right-aligned.
     const RIGHT: [bool; 9] = [false, false, true, true, true, true, true, true, false];
@@ -180,7 +190,11 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64) -> String {
     text.push_str(&format!(
         "\n{} {}, {} on disk, hit ratio {ratio} ({} hits, {} misses), {} refreshes, {} failures\n",
         totals.entries,
-        if totals.entries == 1 { "entry" } else { "entries" },
+        if totals.entries == 1 {
+            "entry"
+        } else {
+            "entries"
+        },
         format_size(totals.disk_bytes),
         totals.hits,
         totals.misses,
