@@ -24,11 +24,7 @@ fn spawn_callers(cache: &Cache, n: usize, args: &[&str]) -> Vec<Child> {
 #[test]
 fn fifty_callers_on_a_miss_run_the_command_once() {
     let cache = Cache::new();
-    let args = [
-        &["--ttl", "1h", "--"][..],
-        &sh("echo run >> \"$W/count\"; sleep 1; echo value"),
-    ]
-    .concat();
+    let args = [&["--ttl", "1h", "--"][..], &sh("echo run >> \"$W/count\"; sleep 1; echo value")].concat();
     let callers = spawn_callers(&cache, 50, &args);
     for caller in callers {
         let output = caller.wait_with_output().unwrap();
@@ -50,11 +46,7 @@ fn fifty_callers_on_a_failing_miss_share_the_failure_and_later_callers_retry() {
         assert_eq!(stdout(&output), "partial\n");
         assert_eq!(stderr(&output), "broken\n");
     }
-    assert_eq!(
-        cache.count("count"),
-        1,
-        "waiters reuse the run they waited for"
-    );
+    assert_eq!(cache.count("count"), 1, "waiters reuse the run they waited for");
     let later = cache.run(&args);
     assert_eq!(later.status.code(), Some(3));
     assert_eq!(cache.count("count"), 2, "failures are not cached");
@@ -75,15 +67,9 @@ fn fifty_callers_on_a_stale_entry_start_one_refresh() {
         let value = stdout(&output);
         assert!(value == "v1\n" || value == "v2\n", "{value:?}");
     }
-    assert!(wait_until(Duration::from_secs(15), || stdout(
-        &cache.run(&args)
-    ) == "v2\n"));
+    assert!(wait_until(Duration::from_secs(15), || stdout(&cache.run(&args)) == "v2\n"));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        cache.count("count"),
-        2,
-        "exactly one refresh for fifty stale callers"
-    );
+    assert_eq!(cache.count("count"), 2, "exactly one refresh for fifty stale callers");
 }
 
 #[test]
@@ -101,27 +87,13 @@ fn killed_refresher_releases_its_lock() {
     cache.run(&args);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(cache.count("count"), 2);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(refresher as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(refresher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(wait_until(Duration::from_secs(5), || !alive(refresher)));
-    assert_eq!(
-        fs::read(cache.entry()).unwrap(),
-        before,
-        "the entry is untouched"
-    );
+    assert_eq!(fs::read(cache.entry()).unwrap(), before, "the entry is untouched");
     fs::remove_file(cache.work().join("slow")).unwrap();
     assert_eq!(stdout(&cache.run(&args)), "ok\n");
-    assert!(
-        wait_until(Duration::from_secs(10), || cache.count("count") == 3),
-        "the lock was not released"
-    );
+    assert!(wait_until(Duration::from_secs(10), || cache.count("count") == 3), "the lock was not released");
     // The killed refresher's command lives on in its own group; end it.
     let group = read_pid(&cache, "group") as i32;
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(group),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
 }

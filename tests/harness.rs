@@ -19,10 +19,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new() -> Cache {
-        let root = tempfile::Builder::new()
-            .prefix("cacheback-test-")
-            .tempdir()
-            .unwrap();
+        let root = tempfile::Builder::new().prefix("cacheback-test-").tempdir().unwrap();
         fs::create_dir(root.path().join("work")).unwrap();
         Cache { root }
     }
@@ -97,16 +94,11 @@ impl Cache {
 
 /// Rewrites one entry's finish time `secs` into the past.
 pub fn backdate_file(path: &Path, secs: u64) {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let file = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut bytes = [0u8; 8];
     file.read_exact_at(&mut bytes, FINISHED_OFFSET).unwrap();
     let finished = u64::from_le_bytes(bytes) - secs * 1000;
-    file.write_all_at(&finished.to_le_bytes(), FINISHED_OFFSET)
-        .unwrap();
+    file.write_all_at(&finished.to_le_bytes(), FINISHED_OFFSET).unwrap();
 }
 
 /// `sh -c BODY` as arguments.
@@ -140,13 +132,7 @@ pub fn stderr(output: &Output) -> String {
 pub fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .chars()
-                .next();
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start().chars().next();
             state != Some('Z')
         }
         Err(_) => false,
@@ -158,8 +144,7 @@ pub fn alive(pid: u32) -> bool {
 pub fn read_pid(cache: &Cache, name: &str) -> u32 {
     let path = cache.work().join(name);
     assert!(
-        wait_until(Duration::from_secs(10), || fs::read_to_string(&path)
-            .is_ok_and(|t| t.ends_with('\n'))),
+        wait_until(Duration::from_secs(10), || fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n'))),
         "{name} never appeared"
     );
     fs::read_to_string(&path).unwrap().trim().parse().unwrap()

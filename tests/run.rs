@@ -28,11 +28,7 @@ fn miss_runs_and_stores_then_hit_replays_without_running() {
 #[test]
 fn exit_status_is_replayed_with_cache_failures() {
     let cache = Cache::new();
-    let args = [
-        &["--ttl", "1h", "--cache-failures", "--"][..],
-        &sh("echo run >> \"$W/count\"; echo nope; exit 3"),
-    ]
-    .concat();
+    let args = [&["--ttl", "1h", "--cache-failures", "--"][..], &sh("echo run >> \"$W/count\"; echo nope; exit 3")].concat();
     assert_eq!(cache.run(&args).status.code(), Some(3));
     let hit = cache.run(&args);
     assert_eq!(hit.status.code(), Some(3));
@@ -43,11 +39,7 @@ fn exit_status_is_replayed_with_cache_failures() {
 #[test]
 fn failed_miss_is_passed_through_and_not_stored() {
     let cache = Cache::new();
-    let args = [
-        &["--ttl", "1h", "--"][..],
-        &sh("echo run >> \"$W/count\"; echo partial; echo bad >&2; exit 7"),
-    ]
-    .concat();
+    let args = [&["--ttl", "1h", "--"][..], &sh("echo run >> \"$W/count\"; echo partial; echo bad >&2; exit 7")].concat();
     for round in 1..=2 {
         let output = cache.run(&args);
         assert_eq!(output.status.code(), Some(7));
@@ -81,15 +73,9 @@ fn stale_hit_returns_at_once_and_refreshes_in_the_background() {
     cache.backdate(7200);
     let start = Instant::now();
     let stale = cache.run(&args);
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "stale hit waited {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(2), "stale hit waited {:?}", start.elapsed());
     assert_eq!(stdout(&stale), "v1\n", "a stale hit serves the old value");
-    assert!(wait_until(Duration::from_secs(15), || stdout(
-        &cache.run(&args)
-    ) == "v2\n"));
+    assert!(wait_until(Duration::from_secs(15), || stdout(&cache.run(&args)) == "v2\n"));
     assert_eq!(cache.count("count"), 2);
 }
 
@@ -115,10 +101,7 @@ fn command_substitution_does_not_wait_for_the_refresh() {
         .output()
         .unwrap();
     let elapsed = start.elapsed();
-    assert!(
-        elapsed < Duration::from_secs(2),
-        "$(...) waited {elapsed:?} for the refresher"
-    );
+    assert!(elapsed < Duration::from_secs(2), "$(...) waited {elapsed:?} for the refresher");
     assert!(stdout(&captured).starts_with("got "), "{captured:?}");
     assert!(wait_until(Duration::from_secs(15), || cache.count("count") == 2));
 }
@@ -154,32 +137,13 @@ echo ok"#;
     assert_eq!(stdout(&output), "ok\n");
     let refresher = read_pid(&cache, "refresher");
     let own_sid = fs::read_to_string(format!("/proc/{}/stat", std::process::id())).unwrap();
-    let own_sid = own_sid
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .to_owned();
+    let own_sid = own_sid.rsplit(')').next().unwrap().split_whitespace().nth(3).unwrap().to_owned();
     let sid = fs::read_to_string(cache.work().join("sid")).unwrap();
-    assert_eq!(
-        sid.trim(),
-        refresher.to_string(),
-        "the refresher leads its own session"
-    );
+    assert_eq!(sid.trim(), refresher.to_string(), "the refresher leads its own session");
     assert_ne!(sid.trim(), own_sid);
     assert_ne!(refresher, caller_pid);
-    assert_eq!(
-        fs::read_to_string(cache.work().join("stdin"))
-            .unwrap()
-            .trim(),
-        "/dev/null"
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || !alive(refresher)),
-        "refresher lingers (or is a zombie)"
-    );
+    assert_eq!(fs::read_to_string(cache.work().join("stdin")).unwrap().trim(), "/dev/null");
+    assert!(wait_until(Duration::from_secs(10), || !alive(refresher)), "refresher lingers (or is a zombie)");
 }
 
 #[test]
@@ -190,11 +154,7 @@ fn max_age_turns_an_old_entry_into_a_miss() {
     cache.backdate(3 * 3600);
     let output = cache.run(&args);
     assert_eq!(stdout(&output), "out\n");
-    assert_eq!(
-        cache.count("count"),
-        2,
-        "an expired entry is rerun in the foreground"
-    );
+    assert_eq!(cache.count("count"), 2, "an expired entry is rerun in the foreground");
 }
 
 #[test]
@@ -206,77 +166,41 @@ fn each_caller_judges_freshness_by_its_own_ttl() {
     cache.backdate(120);
     cache.run(&with_ttl("1h"));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        cache.count("count"),
-        1,
-        "two minutes old is fresh for a 1h TTL"
-    );
+    assert_eq!(cache.count("count"), 1, "two minutes old is fresh for a 1h TTL");
     cache.run(&with_ttl("1m"));
-    assert!(
-        wait_until(Duration::from_secs(10), || cache.count("count") == 2),
-        "stale for a 1m TTL"
-    );
+    assert!(wait_until(Duration::from_secs(10), || cache.count("count") == 2), "stale for a 1m TTL");
 }
 
 #[test]
 fn age_counts_from_the_end_of_the_run() {
     let cache = Cache::new();
-    let args = [
-        &["--ttl", "2s", "--"][..],
-        &sh("echo run >> \"$W/count\"; sleep 2.5; echo done"),
-    ]
-    .concat();
+    let args = [&["--ttl", "2s", "--"][..], &sh("echo run >> \"$W/count\"; sleep 2.5; echo done")].concat();
     cache.run(&args);
     cache.run(&args);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        cache.count("count"),
-        1,
-        "the entry was fresh right after a 2.5 s run"
-    );
+    assert_eq!(cache.count("count"), 1, "the entry was fresh right after a 2.5 s run");
 }
 
 #[test]
 fn force_runs_now_even_when_fresh() {
     let cache = Cache::new();
-    let args = [
-        &["--ttl", "1h", "--"][..],
-        &sh("echo run >> \"$W/count\"; wc -l < \"$W/count\""),
-    ]
-    .concat();
+    let args = [&["--ttl", "1h", "--"][..], &sh("echo run >> \"$W/count\"; wc -l < \"$W/count\"")].concat();
     cache.run(&args);
     let forced = cache.run(&[&["--force"][..], &args].concat());
     assert_eq!(stdout(&forced).trim(), "2");
-    assert_eq!(
-        stdout(&cache.run(&args)).trim(),
-        "2",
-        "the forced result was stored"
-    );
+    assert_eq!(stdout(&cache.run(&args)).trim(), "2", "the forced result was stored");
 }
 
 #[test]
 fn no_wait_prints_the_placeholder_and_fetches_in_the_background() {
     let cache = Cache::new();
-    let args = [
-        &[
-            "--ttl",
-            "1h",
-            "--no-wait",
-            "--placeholder",
-            "loading…",
-            "--",
-        ][..],
-        &sh("sleep 3; echo real"),
-    ]
-    .concat();
+    let args = [&["--ttl", "1h", "--no-wait", "--placeholder", "loading…", "--"][..], &sh("sleep 3; echo real")].concat();
     let start = Instant::now();
     let output = cache.run(&args);
     assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(stdout(&output), "loading…");
-    assert!(wait_until(Duration::from_secs(15), || stdout(
-        &cache.run(&args)
-    ) == "real\n"));
+    assert!(wait_until(Duration::from_secs(15), || stdout(&cache.run(&args)) == "real\n"));
 }
 
 #[test]
@@ -289,14 +213,8 @@ fn timeout_kills_the_whole_process_group_and_exits_124() {
     assert_eq!(output.status.code(), Some(124));
     assert_eq!(stdout(&output), "started\n");
     let grandchild = read_pid(&cache, "grandchild");
-    assert!(
-        wait_until(Duration::from_secs(5), || !alive(grandchild)),
-        "grandchild survived the timeout"
-    );
-    assert!(
-        cache.files(".entry").is_empty(),
-        "a timed-out run is not stored"
-    );
+    assert!(wait_until(Duration::from_secs(5), || !alive(grandchild)), "grandchild survived the timeout");
+    assert!(cache.files(".entry").is_empty(), "a timed-out run is not stored");
 }
 
 #[test]
@@ -308,21 +226,12 @@ fn background_refresh_has_a_default_time_limit() {
     fs::write(cache.work().join("hang"), "").unwrap();
     cache.backdate(7200);
     let stale = |cache: &Cache| {
-        cache
-            .cmd()
-            .env("CACHEBACK_REFRESH_TIMEOUT", "1s")
-            .arg("run")
-            .args(&args)
-            .output()
-            .unwrap()
+        cache.cmd().env("CACHEBACK_REFRESH_TIMEOUT", "1s").arg("run").args(&args).output().unwrap()
     };
     assert_eq!(stdout(&stale(&cache)), "ok\n");
     assert!(wait_until(Duration::from_secs(5), || cache.count("count") == 2));
     // The hung refresh is killed after 1 s and counts as a failure; the good entry stays.
-    assert!(
-        wait_until(Duration::from_secs(10), || !cache.files(".fail").is_empty()),
-        "refresh was never given up"
-    );
+    assert!(wait_until(Duration::from_secs(10), || !cache.files(".fail").is_empty()), "refresh was never given up");
     assert_eq!(stdout(&stale(&cache)), "ok\n");
 }
 
@@ -336,9 +245,7 @@ fn failed_refresh_keeps_the_last_good_value_and_backs_off() {
     cache.backdate(7200);
     let served = cache.run(&args);
     assert_eq!(stdout(&served), "good\n");
-    assert!(wait_until(Duration::from_secs(10), || !cache
-        .files(".fail")
-        .is_empty()));
+    assert!(wait_until(Duration::from_secs(10), || !cache.files(".fail").is_empty()));
     for _ in 0..5 {
         let again = cache.run(&args);
         assert_eq!(stdout(&again), "good\n", "stale-if-error");
@@ -357,28 +264,14 @@ fn key_options_separate_entries_and_name_does_not() {
         let args = [&["run", "--ttl", "1h"][..], extra, &["--", "pwd"]].concat();
         stdout(&cache.cmd().current_dir(dir).args(args).output().unwrap())
     };
-    assert_eq!(
-        in_dir(&cache.work(), &["--cwd"]),
-        format!("{}\n", cache.work().display())
-    );
+    assert_eq!(in_dir(&cache.work(), &["--cwd"]), format!("{}\n", cache.work().display()));
     assert_eq!(in_dir(&sub, &["--cwd"]), format!("{}\n", sub.display()));
     in_dir(&cache.work(), &[]);
-    assert_eq!(
-        in_dir(&sub, &[]),
-        format!("{}\n", cache.work().display()),
-        "without --cwd the entry is shared"
-    );
-    assert_eq!(
-        in_dir(&sub, &["--scope", "other"]),
-        format!("{}\n", sub.display())
-    );
+    assert_eq!(in_dir(&sub, &[]), format!("{}\n", cache.work().display()), "without --cwd the entry is shared");
+    assert_eq!(in_dir(&sub, &["--scope", "other"]), format!("{}\n", sub.display()));
     let before = cache.files(".entry").len();
     in_dir(&sub, &["--name", "label"]);
-    assert_eq!(
-        cache.files(".entry").len(),
-        before,
-        "--name is not part of the key"
-    );
+    assert_eq!(cache.files(".entry").len(), before, "--name is not part of the key");
 }
 
 #[test]
@@ -389,17 +282,7 @@ fn env_keys_are_hashed_and_never_stored_in_clear() {
         let output = cache
             .cmd()
             .env("TOKEN", value)
-            .args([
-                "run",
-                "--ttl",
-                "1h",
-                "--env",
-                "TOKEN",
-                "--",
-                "sh",
-                "-c",
-                "echo \"$TOKEN\" | wc -c",
-            ])
+            .args(["run", "--ttl", "1h", "--env", "TOKEN", "--", "sh", "-c", "echo \"$TOKEN\" | wc -c"])
             .output()
             .unwrap();
         stdout(&output)
@@ -410,10 +293,7 @@ fn env_keys_are_hashed_and_never_stored_in_clear() {
     assert_eq!(cache.files(".entry").len(), 2);
     for path in fs::read_dir(cache.dir()).unwrap() {
         let bytes = fs::read(path.unwrap().path()).unwrap();
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "secret stored in clear"
-        );
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret stored in clear");
     }
 }
 
@@ -426,12 +306,7 @@ fn modtime_starts_a_new_entry_when_the_file_changes() {
     assert_eq!(stdout(&cache.run(&args)), "one");
     fs::write(&file, "two").unwrap();
     let later = std::time::SystemTime::now() + Duration::from_secs(5);
-    fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
+    fs::File::options().write(true).open(&file).unwrap().set_modified(later).unwrap();
     assert_eq!(stdout(&cache.run(&args)), "two");
 }
 
@@ -453,26 +328,11 @@ fn binary_and_large_output_replays_byte_for_byte() {
     let mut payload: Vec<u8> = (0..=255u8).cycle().take(3 * 1024 * 1024 + 17).collect();
     payload.extend_from_slice(b"\xff\xfe\0no trailing newline");
     fs::write(cache.work().join("payload"), &payload).unwrap();
-    let args = [
-        "--ttl",
-        "1h",
-        "--",
-        "sh",
-        "-c",
-        "cat payload; cat payload >&2",
-    ];
+    let args = ["--ttl", "1h", "--", "sh", "-c", "cat payload; cat payload >&2"];
     for _ in 0..2 {
         let output = cache.run(&args);
-        assert!(
-            output.stdout == payload,
-            "stdout differs ({} bytes)",
-            output.stdout.len()
-        );
-        assert!(
-            output.stderr == payload,
-            "stderr differs ({} bytes)",
-            output.stderr.len()
-        );
+        assert!(output.stdout == payload, "stdout differs ({} bytes)", output.stdout.len());
+        assert!(output.stderr == payload, "stderr differs ({} bytes)", output.stderr.len());
     }
     let empty = ["--ttl", "1h", "--", "true"];
     for _ in 0..2 {
@@ -487,10 +347,7 @@ fn closed_stdout_ends_quietly() {
     fs::write(cache.work().join("big"), "line\n".repeat(400_000)).unwrap();
     for round in ["miss", "hit"] {
         let output = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "\"$CB\" run --ttl 1h -- cat big | head -c 5; echo \" status=done\"",
-            ])
+            .args(["-c", "\"$CB\" run --ttl 1h -- cat big | head -c 5; echo \" status=done\""])
             .env("CB", BIN)
             .env("CACHEBACK_DIR", cache.dir())
             .current_dir(cache.work())
@@ -499,11 +356,7 @@ fn closed_stdout_ends_quietly() {
         assert_eq!(stdout(&output), "line\n status=done\n", "{round}");
         assert_eq!(stderr(&output), "", "{round}: nothing on stderr");
     }
-    assert_eq!(
-        cache.files(".entry").len(),
-        1,
-        "the miss still cached the whole output"
-    );
+    assert_eq!(cache.files(".entry").len(), 1, "the miss still cached the whole output");
     assert!(fs::metadata(cache.entry()).unwrap().len() > 2_000_000);
 }
 
@@ -512,45 +365,24 @@ fn exit_statuses_follow_env_and_timeout_conventions() {
     let cache = Cache::new();
     let missing = cache.run(&["--ttl", "1h", "--", "no-such-command-xyz"]);
     assert_eq!(missing.status.code(), Some(127));
-    assert_eq!(
-        stderr(&missing),
-        "cacheback: no-such-command-xyz: command not found\n"
-    );
+    assert_eq!(stderr(&missing), "cacheback: no-such-command-xyz: command not found\n");
     let script = cache.work().join("not-executable");
     fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
     let denied = cache.run(&["--ttl", "1h", "--", "./not-executable"]);
     assert_eq!(denied.status.code(), Some(126));
-    assert!(
-        stderr(&denied).starts_with("cacheback: ./not-executable: cannot execute"),
-        "{}",
-        stderr(&denied)
-    );
-    assert_eq!(
-        cache.run(&["--ttl", "soon", "--", "true"]).status.code(),
-        Some(2)
-    );
-    assert_eq!(
-        cache.run(&["--", "true"]).status.code(),
-        Some(2),
-        "--ttl is required"
-    );
+    assert!(stderr(&denied).starts_with("cacheback: ./not-executable: cannot execute"), "{}", stderr(&denied));
+    assert_eq!(cache.run(&["--ttl", "soon", "--", "true"]).status.code(), Some(2));
+    assert_eq!(cache.run(&["--", "true"]).status.code(), Some(2), "--ttl is required");
     let gone = cache.work().join("gone");
     fs::create_dir(&gone).unwrap();
     let deleted_cwd = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "cd gone && rmdir ../gone && exec \"$CB\" run --ttl 1h --cwd -- true",
-        ])
+        .args(["-c", "cd gone && rmdir ../gone && exec \"$CB\" run --ttl 1h --cwd -- true"])
         .env("CB", BIN)
         .env("CACHEBACK_DIR", cache.dir())
         .current_dir(cache.work())
         .output()
         .unwrap();
-    assert_eq!(
-        deleted_cwd.status.code(),
-        Some(125),
-        "cacheback cannot derive the key"
-    );
+    assert_eq!(deleted_cwd.status.code(), Some(125), "cacheback cannot derive the key");
     assert!(stderr(&deleted_cwd).starts_with("cacheback: "));
     assert_eq!(stderr(&deleted_cwd).lines().count(), 1);
     let killed = cache.run(&["--ttl", "1h", "--", "sh", "-c", "kill -TERM $$"]);
@@ -564,25 +396,14 @@ fn unusable_cache_dir_still_runs_the_command() {
         let output = cache
             .cmd()
             .env("CACHEBACK_DIR", dir)
-            .args([
-                "run",
-                "--ttl",
-                "1h",
-                "--",
-                "sh",
-                "-c",
-                "echo through; exit 4",
-            ])
+            .args(["run", "--ttl", "1h", "--", "sh", "-c", "echo through; exit 4"])
             .output()
             .unwrap();
         assert_eq!(stdout(&output), "through\n");
         assert_eq!(output.status.code(), Some(4));
         let warning = stderr(&output);
         assert_eq!(warning.lines().count(), 1, "{warning}");
-        assert!(
-            warning.starts_with("cacheback: cache unavailable"),
-            "{warning}"
-        );
+        assert!(warning.starts_with("cacheback: cache unavailable"), "{warning}");
     }
 }
 
@@ -596,10 +417,7 @@ fn corrupt_entries_are_misses_and_get_replaced() {
     let damages: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("truncated", whole[..whole.len() - 3].to_vec()),
-        (
-            "garbage",
-            (0..200u32).map(|i| (i * 7919 % 251) as u8).collect(),
-        ),
+        ("garbage", (0..200u32).map(|i| (i * 7919 % 251) as u8).collect()),
         ("newer version", {
             let mut v = whole.clone();
             v[4] = 99;
@@ -611,10 +429,7 @@ fn corrupt_entries_are_misses_and_get_replaced() {
         let output = cache.run(&args);
         assert_eq!(stdout(&output), "out\n", "{what}");
         assert_eq!(output.status.code(), Some(0), "{what}");
-        let warnings = stderr(&output)
-            .lines()
-            .filter(|l| l.starts_with("cacheback:"))
-            .count();
+        let warnings = stderr(&output).lines().filter(|l| l.starts_with("cacheback:")).count();
         assert_eq!(warnings, 1, "{what}: {}", stderr(&output));
         assert_eq!(cache.count("count"), round + 2, "{what}: ran again");
         let hit = cache.run(&args);
@@ -626,8 +441,7 @@ fn corrupt_entries_are_misses_and_get_replaced() {
 #[test]
 fn interrupt_is_forwarded_and_nothing_is_stored() {
     let cache = Cache::new();
-    let body =
-        "trap 'echo got-int >> \"$W/trapped\"; exit 1' INT; echo $$ > \"$W/pid\"; sleep 30 & wait";
+    let body = "trap 'echo got-int >> \"$W/trapped\"; exit 1' INT; echo $$ > \"$W/pid\"; sleep 30 & wait";
     let mut caller = cache
         .cmd()
         .args(["run", "--ttl", "1h", "--", "sh", "-c", body])
@@ -636,17 +450,11 @@ fn interrupt_is_forwarded_and_nothing_is_stored() {
         .spawn()
         .unwrap();
     read_pid(&cache, "pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(caller.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(caller.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
     let status = caller.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert!(
-        wait_until(Duration::from_secs(5), || cache.count("trapped") == 1),
-        "the command never saw SIGINT"
-    );
+    assert!(wait_until(Duration::from_secs(5), || cache.count("trapped") == 1), "the command never saw SIGINT");
     assert!(cache.files(".entry").is_empty());
 }
 
@@ -656,19 +464,9 @@ fn help_explains_the_three_cases() {
     let help = cache.cacheback(&["run", "--help"]);
     assert!(help.status.success());
     let text = stdout(&help);
-    for needle in [
-        "Fresh hit",
-        "Stale hit",
-        "Miss",
-        "--ttl",
-        "--no-wait",
-        "Examples:",
-    ] {
+    for needle in ["Fresh hit", "Stale hit", "Miss", "--ttl", "--no-wait", "Examples:"] {
         assert!(text.contains(needle), "run --help lacks {needle:?}");
     }
     let version = cache.cacheback(&["--version"]);
-    assert_eq!(
-        stdout(&version),
-        format!("cacheback {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(stdout(&version), format!("cacheback {}\n", env!("CARGO_PKG_VERSION")));
 }
