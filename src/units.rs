@@ -64,6 +64,17 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// Like [`format_duration`], without zero trailing units: `15m`, `1h`, `30d`, but `1h30m`.
+pub fn format_duration_brief(duration: Duration) -> String {
+    let text = format_duration(duration);
+    for zero in ["00h", "00m", "00s"] {
+        if let Some(short) = text.strip_suffix(zero) {
+            return short.to_owned();
+        }
+    }
+    text
+}
+
 /// Formats a byte count with a binary unit: `512B`, `1.0KiB`, `12.3MiB`.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -144,6 +155,12 @@ mod tests {
             format_duration(Duration::from_secs(3 * 3600 + 12 * 60)),
             "3h12m"
         );
+        assert_eq!(
+            format_duration_brief(Duration::from_secs(30 * 86400)),
+            "30d"
+        );
+        assert_eq!(format_duration_brief(Duration::from_secs(900)), "15m");
+        assert_eq!(format_duration_brief(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_size(512), "512B");
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(951_827_696_000), "2000-02-29T12:34:56Z");

@@ -22,7 +22,7 @@ use crate::key::Key;
 use crate::lock;
 use crate::output;
 use crate::store::{FileKind, FsStore, remove_if_present};
-use crate::units::{format_duration, format_size};
+use crate::units::{format_duration_brief, format_size};
 
 /// Default for `--older-than`, also used by the daily gc.
 pub const DEFAULT_OLDER_THAN: Duration = Duration::from_secs(30 * 86400);
@@ -81,7 +81,7 @@ pub fn run(store: &FsStore, args: &GcArgs) -> Result<u8> {
         format!(
             "{} not read for {}",
             plural(report.unused.0, "entry", "entries"),
-            short_duration(args.older_than)
+            format_duration_brief(args.older_than)
         ),
     );
     if let Some(max_size) = args.max_size {
@@ -120,17 +120,6 @@ pub fn run(store: &FsStore, args: &GcArgs) -> Result<u8> {
         .write_all(text.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
     Ok(exit_codes::SUCCESS)
-}
-
-/// `30d00h` reads better as `30d`.
-fn short_duration(duration: Duration) -> String {
-    let text = format_duration(duration);
-    for zero in ["00h", "00m", "00s"] {
-        if let Some(short) = text.strip_suffix(zero) {
-            return short.to_owned();
-        }
-    }
-    text
 }
 
 /// One gc pass over the whole directory.

@@ -15,7 +15,7 @@ use crate::inspect::{self, EntryInfo};
 use crate::output;
 use crate::store::entry::PREAMBLE_LEN;
 use crate::store::{FileKind, FsStore};
-use crate::units::{format_duration, format_size, format_utc};
+use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
 
 /// Runs `cacheback show`.
 pub fn run(store: &FsStore, args: &ShowArgs) -> Result<u8> {
@@ -96,8 +96,9 @@ fn describe(info: &EntryInfo, now: u64) -> String {
         field("error", error);
     }
     if let Some(details) = &info.details {
-        field("ttl", &ms(details.ttl_ms));
-        field("max age", &details.max_age_ms.map_or("-".into(), ms));
+        let brief = |millis: u64| format_duration_brief(std::time::Duration::from_millis(millis));
+        field("ttl", &brief(details.ttl_ms));
+        field("max age", &details.max_age_ms.map_or("-".into(), brief));
         let keyed = keyed_on(info);
         field(
             "keyed on",

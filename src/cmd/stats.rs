@@ -14,7 +14,7 @@ use crate::exit_codes;
 use crate::inspect::{self, EntryInfo, State};
 use crate::output;
 use crate::store::FsStore;
-use crate::units::{format_duration, format_size, format_utc};
+use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
 
 /// Widest the label/command column gets before it is cut.
 const TITLE_WIDTH: usize = 40;
@@ -42,7 +42,7 @@ pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
         text.push('\n');
         text
     } else {
-        table(&infos, now, scan.total_bytes)
+        table(&infos, now, scan.total_bytes, args.filter.is_some())
     };
     (&*output::stdout())
         .write_all(text.as_bytes())
@@ -108,7 +108,7 @@ fn cut(text: &str, width: usize) -> String {
     short
 }
 
-fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64) -> String {
+fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool) -> String {
     const HEADER: [&str; 9] = [
         "NAME",
         "STATE",
@@ -146,7 +146,9 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64) -> String {
             cut(&info.title(), TITLE_WIDTH),
             info.state.as_str().to_owned(),
             info.age_ms(now).map_or("-".into(), ms),
-            info.details.as_ref().map_or("-".into(), |d| ms(d.ttl_ms)),
+            info.details.as_ref().map_or("-".into(), |d| {
+                format_duration_brief(std::time::Duration::from_millis(d.ttl_ms))
+            }),
             format_size(info.size_bytes),
             hits(info).to_string(),
             run,
@@ -187,19 +189,21 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64) -> String {
     let ratio = totals
         .hit_ratio
         .map_or("-".into(), |ratio| format!("{:.1}%", ratio * 100.0));
+    let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    // Filtered, the whole directory's size would not add up with the rows.
+    let bytes = if filtered {
+        totals.size_bytes
+    } else {
+        totals.disk_bytes
+    };
     text.push_str(&format!(
-        "\n{} {}, {} on disk, hit ratio {ratio} ({} hits, {} misses), {} refreshes, {} failures\n",
-        totals.entries,
-        if totals.entries == 1 {
-            "entry"
-        } else {
-            "entries"
-        },
-        format_size(totals.disk_bytes),
-        totals.hits,
-        totals.misses,
-        totals.refreshes,
-        totals.failures,
+        "\n{}, {} on disk, hit ratio {ratio} ({}, {}), {}, {}\n",
+        count(totals.entries as u64, "entry", "entries"),
+        format_size(bytes),
+        count(totals.hits, "hit", "hits"),
+        count(totals.misses, "miss", "misses"),
+        count(totals.refreshes, "refresh", "refreshes"),
+        count(totals.failures, "failure", "failures"),
     ));
     text
 }
