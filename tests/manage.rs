@@ -705,10 +705,10 @@ fn gc_max_size_evicts_the_least_recently_read_first() {
         for path in cache.files("") {
             let modified = fs::metadata(&path).unwrap().modified().unwrap();
             if modified.elapsed().unwrap() < Duration::from_secs(60) {
-                age_mtime(&path, days * DAY);
                 if path.to_string_lossy().ends_with(".entry") {
                     backdate_file(&path, days * DAY);
                 }
+                age_mtime(&path, days * DAY);
             }
         }
     }

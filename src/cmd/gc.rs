@@ -1,10 +1,13 @@
 //! `cacheback gc`: remove entries nobody reads, shrink the cache to a size,
 //! and clean up what killed processes left behind.
 //!
-//! "Last read" is the newest of an entry's events-log modification times and
-//! its last run (see `EntryInfo::last_read_ms`), never atime, which many
-//! systems do not update. An entry whose lock is held (a run in flight) is
-//! never touched. Refreshers run a cheap gc at most once a day
+//! "Last read" is the newest modification time of an entry's result,
+//! failure record and events logs: every hit appends to the events log, so
+//! its mtime is the last read, and a result's mtime is when its run finished.
+//! atime is not used (many systems do not update it), and no file is opened,
+//! so a pass over a large cache costs one directory listing and its stats.
+//! An entry whose lock is held (a run in flight) is never touched. Refreshers
+//! run a default pass at most once a day
 //! ([`maybe_daily`]); the hit path never does.
 
 use std::fs::OpenOptions;
@@ -17,7 +20,7 @@ use fs2::FileExt as _;
 use crate::cli::GcArgs;
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::inspect::{self, EntryInfo, KeyFiles, system_ms};
+use crate::inspect::{self, KeyFiles, system_ms};
 use crate::key::Key;
 use crate::lock;
 use crate::output;
@@ -142,7 +145,7 @@ pub fn collect(
             report.temps.1 += meta.len();
         }
     }
-    let mut live: Vec<(u64, EntryInfo)> = Vec::new();
+    let mut live: Vec<(u64, Key, u64)> = Vec::new();
     for (key, files) in &scan.keys {
         if !files.is_entry() {
             let stale = files
@@ -155,29 +158,28 @@ pub fn collect(
             }
             continue;
         }
-        let info = inspect::inspect(store, key, files.size(), now_ms);
-        let last_read = last_read_ms(&info, files);
+        let last_read = last_read_ms(files);
         if now_ms.saturating_sub(last_read) >= millis(older_than)
             && remove_key(store, key, dry_run)?
         {
             report.unused.0 += 1;
-            report.unused.1 += info.size_bytes;
+            report.unused.1 += files.size();
             continue;
         }
-        live.push((last_read, info));
+        live.push((last_read, *key, files.size()));
     }
     let removed = report.unused.1 + report.temps.1 + report.orphans.1;
     let mut total = scan.total_bytes.saturating_sub(removed);
     if let Some(max_size) = max_size {
-        live.sort_by_key(|(last_read, info)| (*last_read, info.key));
+        live.sort();
         let mut kept = Vec::with_capacity(live.len());
-        for (last_read, info) in live {
-            if total > max_size && remove_key(store, &info.key, dry_run)? {
-                total = total.saturating_sub(info.size_bytes);
+        for (last_read, key, size) in live {
+            if total > max_size && remove_key(store, &key, dry_run)? {
+                total = total.saturating_sub(size);
                 report.evicted.0 += 1;
-                report.evicted.1 += info.size_bytes;
+                report.evicted.1 += size;
             } else {
-                kept.push((last_read, info));
+                kept.push((last_read, key, size));
             }
         }
         live = kept;
@@ -186,18 +188,17 @@ pub fn collect(
     Ok(report)
 }
 
-/// Last read, falling back to the files' modification times for an entry
-/// this build cannot read (another format version may still be using it).
-fn last_read_ms(info: &EntryInfo, files: &KeyFiles) -> u64 {
-    let mut last = info.last_read_ms();
-    if info.entry.is_none() && info.failure.is_none() {
-        for (_, meta) in &files.files {
-            if let Ok(at) = meta.modified() {
-                last = last.max(system_ms(at));
-            }
-        }
-    }
-    last
+/// When the entry was last read or stored, from its files' modification times
+/// (the lock file's is left out: folding counters rewrites it).
+fn last_read_ms(files: &KeyFiles) -> u64 {
+    files
+        .files
+        .iter()
+        .filter(|(kind, _)| *kind != FileKind::Lock)
+        .filter_map(|(_, meta)| meta.modified().ok())
+        .map(system_ms)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Removes every file of a key unless a run holds its lock; true when removed

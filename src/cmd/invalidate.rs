@@ -10,7 +10,7 @@ use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{InvalidateArgs, KeyArgs, RefreshReason, RunArgs};
@@ -34,9 +34,11 @@ pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
         inspect::select(store, &args.entry, now)?
     };
     let mut report = String::new();
+    let home =
+        std::env::current_dir().map_err(|err| Error::io("reading the working directory", err))?;
     for info in &infos {
         let line = if args.refresh {
-            mark_stale_and_refresh(store, info)?
+            mark_stale_and_refresh(store, info, &home)?
         } else {
             let running = lock::is_held(&store.path(&info.key, FileKind::Lock));
             forget(store, info)?;
@@ -87,7 +89,9 @@ fn remove_events(store: &FsStore, key: &crate::key::Key) -> Result<()> {
 /// `invalidate --refresh`: callers keep getting the old value, marked stale,
 /// until a new one lands; the refresh starts now, whatever the back-off says,
 /// because the user asked for it.
-fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo) -> Result<String> {
+/// `home` is where the user ran us: entries not keyed on a directory are
+/// refreshed there, as `run` would.
+fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo, home: &Path) -> Result<String> {
     let title = info.title();
     let Some(details) = &info.details else {
         forget(store, info)?;
@@ -102,17 +106,18 @@ fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo) -> Result<String> {
         mark_stale(&store.path(&info.key, FileKind::Entry))?;
     }
     let args = run_args(details, info);
-    if let Some(cwd) = &details.inputs.cwd {
-        let cwd = PathBuf::from(OsString::from_vec(cwd.clone()));
-        // The refresher inherits our working directory, and a `--cwd` entry
-        // must be recomputed where it was keyed. Nothing else in this process
-        // depends on the working directory any more.
-        if let Err(err) = std::env::set_current_dir(&cwd) {
-            return Ok(format!(
-                "marked {title} stale; not refreshed now: {}: {err}",
-                cwd.display()
-            ));
-        }
+    let cwd = match &details.inputs.cwd {
+        Some(cwd) => PathBuf::from(OsString::from_vec(cwd.clone())),
+        None => home.to_owned(),
+    };
+    // The refresher inherits our working directory, and a `--cwd` entry must
+    // be recomputed where it was keyed. Nothing else in this process depends
+    // on the working directory.
+    if let Err(err) = std::env::set_current_dir(&cwd) {
+        return Ok(format!(
+            "marked {title} stale; not refreshed now: {}: {err}",
+            cwd.display()
+        ));
     }
     let inputs = KeyInputs::gather(&args).map_err(|err| Error::io("reading key inputs", err))?;
     if inputs.key() != info.key {
@@ -135,7 +140,7 @@ fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo) -> Result<String> {
 }
 
 /// Sets the forced-stale flag in the entry's header, in place.
-fn mark_stale(path: &std::path::Path) -> Result<()> {
+fn mark_stale(path: &Path) -> Result<()> {
     let file = match OpenOptions::new()
         .read(true)
         .write(true)
