@@ -113,7 +113,7 @@ pub fn run(store: &FsStore, args: &GcArgs) -> Result<u8> {
     );
     let freed = report.unused.1 + report.evicted.1 + report.temps.1 + report.orphans.1;
     text.push_str(&format!(
-        "{} {}; {} ({}) remain\n",
+        "{} {}; {} ({}) left\n",
         if args.dry_run { "would free" } else { "freed" },
         format_size(freed),
         plural(report.remaining.0, "entry", "entries"),
