@@ -365,3 +365,31 @@ pub fn system_ms(time: SystemTime) -> u64 {
         u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_split_into_key_and_kind() {
+        let hex = "0f".repeat(32);
+        let key = Key::from_hex(&hex).unwrap();
+        assert_eq!(
+            parse_name(&format!("{hex}.events.old")),
+            Some((key, FileKind::EventsFolding))
+        );
+        assert_eq!(
+            parse_name(&format!("{hex}.entry")),
+            Some((key, FileKind::Entry))
+        );
+        for junk in [
+            format!("{hex}.entryx"),
+            format!("{hex}"),
+            format!("{}.entry", "0F".repeat(32)),
+            ".gc-stamp".to_owned(),
+            "é".repeat(40),
+        ] {
+            assert_eq!(parse_name(&junk), None, "{junk}");
+        }
+    }
+}
