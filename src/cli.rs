@@ -49,7 +49,12 @@ pub struct Cli {
 }
 
 /// The subcommands.
+///
+/// Deferred: clap then builds the arguments of the one subcommand being run,
+/// not of all of them, which keeps the management commands off the cost of a
+/// cache hit.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Print a command's cached output, refreshing it in the background when stale
     #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP)]
@@ -66,12 +71,7 @@ pub enum Command {
     Invalidate(InvalidateArgs),
 
     /// Start a background run now and return at once, to pre-fill the cache
-    #[command(
-        mut_arg("no_wait", |arg| arg.hide(true)),
-        mut_arg("placeholder", |arg| arg.hide(true)),
-        mut_arg("force", |arg| arg.hide(true))
-    )]
-    Warm(RunArgs),
+    Warm(WarmArgs),
 
     /// Remove entries not read for a while, shrink the cache to a size, clean leftovers
     Gc(GcArgs),
@@ -276,6 +276,19 @@ pub struct InvalidateArgs {
     /// Keep serving the entry, marked stale, and start a background refresh now
     #[arg(long)]
     pub refresh: bool,
+}
+
+/// Options of `warm`: those of `run`, less the ones about a caller waiting.
+#[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("no_wait", |arg| arg.hide(true)),
+    mut_arg("placeholder", |arg| arg.hide(true)),
+    mut_arg("force", |arg| arg.hide(true))
+)]
+pub struct WarmArgs {
+    /// The `run` options.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Options of `gc`.

@@ -28,7 +28,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Stats(args) => stats::run(&store, &args),
         Command::Show(args) => show::run(&store, &args),
         Command::Invalidate(args) => invalidate::run(&store, &args),
-        Command::Warm(args) => warm::run(&store, &args),
+        Command::Warm(args) => warm::run(&store, &args.run),
         Command::Gc(args) => gc::run(&store, &args),
     }
 }
