@@ -384,7 +384,7 @@ mod tests {
         );
         for junk in [
             format!("{hex}.entryx"),
-            format!("{hex}"),
+            hex.clone(),
             format!("{}.entry", "0F".repeat(32)),
             ".gc-stamp".to_owned(),
             "é".repeat(40),
