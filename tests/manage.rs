@@ -495,7 +495,7 @@ fn invalidate_by_name_removes_every_entry_with_that_label() {
 #[test]
 fn invalidate_wins_over_a_refresh_already_running() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $$ > \"$W/pid\"; sleep 2; fi; echo \"v$(wc -l < \"$W/count\")\"";
+    let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $PPID > \"$W/pid\"; sleep 2; fi; echo \"v$(wc -l < \"$W/count\")\"";
     let args = [&["--ttl", "1h", "--name", "race", "--"][..], &sh(body)].concat();
     assert_eq!(stdout(&cache.run(&args)), "v1\n");
     fs::write(cache.work().join("slow"), "").unwrap();
@@ -508,8 +508,8 @@ fn invalidate_wins_over_a_refresh_already_running() {
         "{}",
         stdout(&out)
     );
+    // The refresher (the command's parent) commits after the command ends, then exits.
     assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
-    std::thread::sleep(Duration::from_millis(300)); // the refresher commits after its command ends
     assert!(
         cache.files(".entry").is_empty(),
         "the running refresh's result was stored"
@@ -521,7 +521,7 @@ fn invalidate_wins_over_a_refresh_already_running() {
 #[test]
 fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/broken\" ]; then exit 1; fi; sleep 1; echo \"v$(wc -l < \"$W/count\") $(pwd)\"";
+    let body = "echo run >> \"$W/count\"; if [ -e \"$W/broken\" ]; then exit 1; fi; sleep 3; echo \"v$(wc -l < \"$W/count\") $(pwd)\"";
     let dir = cache.work().join("sub");
     fs::create_dir(&dir).unwrap();
     let args = [
@@ -542,7 +542,7 @@ fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
     let start = Instant::now();
     let out = cache.cacheback(&["invalidate", "--refresh", "--name", "r"]);
     assert!(
-        start.elapsed() < Duration::from_secs(1),
+        start.elapsed() < Duration::from_secs(2),
         "invalidate --refresh waited"
     );
     assert!(
@@ -603,7 +603,7 @@ fn warm_fills_the_cache_in_the_background_and_returns_at_once() {
     let start = Instant::now();
     let out = cache.cacheback(&args);
     assert!(
-        start.elapsed() < Duration::from_secs(1),
+        start.elapsed() < Duration::from_secs(2),
         "warm waited {:?}",
         start.elapsed()
     );
@@ -789,26 +789,24 @@ fn refreshers_run_a_daily_gc() {
     let cache = Cache::new();
     cache.run(&["--ttl", "1h", "--name", "ancient", "--", "echo", "a"]);
     age_everything(&cache, 40 * DAY);
-    cache.run(&["--ttl", "1h", "--name", "live", "--", "echo", "l"]);
+    let live = sh("echo $PPID > \"$W/refresher\"; echo l");
+    let run = [&["--ttl", "1h", "--name", "live", "--"][..], &live].concat();
+    let warm = [&["warm", "--ttl", "1h", "--name", "live", "--"][..], &live].concat();
+    // Runs `warm` and waits for its refresher to finish, gc included.
+    let warm_and_wait = || {
+        let _ = fs::remove_file(cache.work().join("refresher"));
+        assert!(cache.cacheback(&warm).status.success());
+        let refresher = read_pid(&cache, "refresher");
+        assert!(wait_until(Duration::from_secs(10), || !alive(refresher)));
+    };
+    cache.run(&run);
     // A fresh stamp: no gc yet.
-    fs::write(
-        cache.dir().join(".gc-stamp"),
-        format!(
-            "{}\n",
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-        ),
-    )
-    .unwrap();
-    cache.cacheback(&["warm", "--ttl", "1h", "--name", "live", "--", "echo", "l"]);
-    assert!(wait_until(Duration::from_secs(10), || entry(
-        &json_stats(&cache, &[]),
-        "live"
-    )["refreshes"]
-        == 2));
-    std::thread::sleep(Duration::from_millis(200));
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    fs::write(cache.dir().join(".gc-stamp"), format!("{now_ms}\n")).unwrap();
+    warm_and_wait();
     assert_eq!(
         cache.files(".entry").len(),
         2,
@@ -816,9 +814,10 @@ fn refreshers_run_a_daily_gc() {
     );
     // A day-old stamp: the next refresher collects.
     fs::write(cache.dir().join(".gc-stamp"), "0\n").unwrap();
-    cache.cacheback(&["warm", "--ttl", "1h", "--name", "live", "--", "echo", "l"]);
-    assert!(
-        wait_until(Duration::from_secs(10), || cache.files(".entry").len() == 1),
+    warm_and_wait();
+    assert_eq!(
+        cache.files(".entry").len(),
+        1,
         "the ancient entry was not collected"
     );
     let stamp: u64 = fs::read_to_string(cache.dir().join(".gc-stamp"))
