@@ -521,7 +521,7 @@ fn invalidate_wins_over_a_refresh_already_running() {
 #[test]
 fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/broken\" ]; then exit 1; fi; sleep 3; echo \"v$(wc -l < \"$W/count\") $(pwd)\"";
+    let body = "echo run >> \"$W/count\"; if [ -e \"$W/broken\" ]; then exit 1; fi; if [ -e \"$W/slow\" ]; then sleep 3; fi; echo \"v$(wc -l < \"$W/count\") $(pwd)\"";
     let dir = cache.work().join("sub");
     fs::create_dir(&dir).unwrap();
     let args = [
@@ -538,6 +538,7 @@ fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
     run();
     assert!(wait_until(Duration::from_secs(10), || state(&cache, "r") == "failing"));
     fs::remove_file(cache.work().join("broken")).unwrap();
+    fs::write(cache.work().join("slow"), "").unwrap();
     // From another directory: the refresher must run where the entry was keyed.
     let start = Instant::now();
     let out = cache.cacheback(&["invalidate", "--refresh", "--name", "r"]);
