@@ -56,30 +56,48 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 pub enum Command {
-    /// Print a command's cached output, refreshing it in the background when stale
-    #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP)]
+    /// `cacheback run`, see [`RunArgs`].
+    #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP, about = RUN_ABOUT)]
     Run(RunArgs),
 
-    /// List cached entries with their state, age, counters and last failure
-    #[command(after_help = STATS_AFTER_HELP)]
+    /// `cacheback stats`, see [`StatsArgs`].
+    #[command(after_help = STATS_AFTER_HELP, about = STATS_ABOUT)]
     Stats(StatsArgs),
 
-    /// Show one entry's metadata, or with --stdout/--stderr its cached output
+    /// `cacheback show`, see [`ShowArgs`].
+    #[command(about = SHOW_ABOUT)]
     Show(ShowArgs),
 
-    /// Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh
+    /// `cacheback invalidate`, see [`InvalidateArgs`].
+    #[command(about = INVALIDATE_ABOUT)]
     Invalidate(InvalidateArgs),
 
-    /// Start a background run now and return at once, to pre-fill the cache
+    /// `cacheback warm`, see [`WarmArgs`].
+    #[command(about = WARM_ABOUT)]
     Warm(WarmArgs),
 
-    /// Remove entries not read for a while, shrink the cache to a size, clean leftovers
+    /// `cacheback gc`, see [`GcArgs`].
+    #[command(about = GC_ABOUT)]
     Gc(GcArgs),
 
-    /// Run a stale refresh for `run` in the background (internal)
-    #[command(name = "__refresh", hide = true)]
+    /// `cacheback __refresh`, see [`RefreshArgs`].
+    #[command(name = "__refresh", hide = true, about = REFRESH_ABOUT)]
     Refresh(RefreshArgs),
 }
+
+// Subcommand summaries, set on both the variant (for the list in `cacheback
+// --help`) and the options struct: the subcommands are deferred, and a
+// struct's doc comment, applied last, would otherwise become the summary.
+const RUN_ABOUT: &str =
+    "Print a command's cached output, refreshing it in the background when stale";
+const STATS_ABOUT: &str = "List cached entries with their state, age, counters and last failure";
+const SHOW_ABOUT: &str = "Show one entry's metadata, or with --stdout/--stderr its cached output";
+const INVALIDATE_ABOUT: &str =
+    "Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh";
+const WARM_ABOUT: &str = "Start a background run now and return at once, to pre-fill the cache";
+const GC_ABOUT: &str =
+    "Remove entries not read for a while, shrink the cache to a size, clean leftovers";
+const REFRESH_ABOUT: &str = "Run a stale refresh for `run` in the background (internal)";
 
 const RUN_LONG_ABOUT: &str = "\
 Print a command's cached output, refreshing it in the background when stale.
@@ -136,6 +154,7 @@ pub struct KeyArgs {
 
 /// Options of `run`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(about = RUN_ABOUT, long_about = RUN_LONG_ABOUT)]
 pub struct RunArgs {
     /// Serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -205,6 +224,7 @@ pub enum StatsSort {
 
 /// Options of `stats`.
 #[derive(Debug, Clone, Args)]
+#[command(about = STATS_ABOUT, long_about = None)]
 pub struct StatsArgs {
     /// Print one JSON document {"entries": [...], "totals": {...}} (schema in README.md)
     #[arg(long)]
@@ -246,6 +266,7 @@ pub struct EntrySelector {
 
 /// Options of `show`.
 #[derive(Debug, Clone, Args)]
+#[command(about = SHOW_ABOUT, long_about = None)]
 #[command(group(ArgGroup::new("target").required(true).args(["name", "command"])))]
 pub struct ShowArgs {
     /// Which entry.
@@ -263,6 +284,7 @@ pub struct ShowArgs {
 
 /// Options of `invalidate`.
 #[derive(Debug, Clone, Args)]
+#[command(about = INVALIDATE_ABOUT, long_about = None)]
 #[command(group(ArgGroup::new("target").required(true).args(["name", "command", "all"])))]
 pub struct InvalidateArgs {
     /// Which entries.
@@ -280,6 +302,7 @@ pub struct InvalidateArgs {
 
 /// Options of `warm`: those of `run`, less the ones about a caller waiting.
 #[derive(Debug, Clone, Args)]
+#[command(about = WARM_ABOUT, long_about = None)]
 #[command(
     mut_arg("no_wait", |arg| arg.hide(true)),
     mut_arg("placeholder", |arg| arg.hide(true)),
@@ -293,6 +316,7 @@ pub struct WarmArgs {
 
 /// Options of `gc`.
 #[derive(Debug, Clone, Args)]
+#[command(about = GC_ABOUT, long_about = None)]
 pub struct GcArgs {
     /// Remove entries not read for this long
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30d")]
@@ -309,6 +333,7 @@ pub struct GcArgs {
 
 /// Options of the hidden background refresher; see `refresh.rs`.
 #[derive(Debug, Args)]
+#[command(about = REFRESH_ABOUT, long_about = None)]
 pub struct RefreshArgs {
     /// Descriptor of the entry lock, already held and handed over by the caller.
     #[arg(long, value_name = "FD")]

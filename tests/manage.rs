@@ -828,3 +828,23 @@ fn refreshers_run_a_daily_gc() {
         .unwrap();
     assert!(stamp > 0);
 }
+
+#[test]
+fn each_subcommand_has_its_own_help() {
+    let cache = Cache::new();
+    for (sub, summary) in [
+        ("stats", "List cached entries"),
+        ("show", "Show one entry's metadata"),
+        ("invalidate", "Remove entries"),
+        ("warm", "Start a background run now"),
+        ("gc", "Remove entries not read"),
+    ] {
+        let help = stdout(&cache.cacheback(&[sub, "--help"]));
+        assert!(help.starts_with(summary), "{sub} --help:\n{help}");
+    }
+    let warm = stdout(&cache.cacheback(&["warm", "--help"]));
+    assert!(
+        !warm.contains("--no-wait") && warm.contains("--ttl"),
+        "{warm}"
+    );
+}
