@@ -27,10 +27,16 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Print a command''s cached output, refreshing it in the background when stale')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'List cached entries with their state, age, counters and last failure')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one entry''s metadata, or with --stdout/--stderr its cached output')
+            [CompletionResult]::new('invalidate', 'invalidate', [CompletionResultType]::ParameterValue, 'Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh')
+            [CompletionResult]::new('warm', 'warm', [CompletionResultType]::ParameterValue, 'Start a background run now and return at once, to pre-fill the cache')
+            [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Remove entries not read for a while, shrink the cache to a size, clean leftovers')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'cacheback;run' {
+            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Treat an entry older than this as missing: never serve it, run the command [default: never]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]')
@@ -39,7 +45,6 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Key on the value of environment variable NAME (repeatable; stored only as a hash)')
             [CompletionResult]::new('--modtime', '--modtime', [CompletionResultType]::ParameterName, 'Key on the modification time of FILE (repeatable), so editing it starts a new entry')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Key on a namespace, to keep otherwise identical commands apart')
-            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
             [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'On a miss, print the --placeholder at once and run the command in the background')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Run the command now, store and print its result, whatever the cache holds')
             [CompletionResult]::new('--cache-failures', '--cache-failures', [CompletionResultType]::ParameterName, 'Store results that exit non-zero too (by default only successes are stored)')
@@ -50,12 +55,104 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'cacheback;stats' {
+            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--sort', '--sort', [CompletionResultType]::ParameterName, 'Order of the rows')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document {"entries": [...], "totals": {...}} (schema in README.md)')
+            [CompletionResult]::new('--reverse', '--reverse', [CompletionResultType]::ParameterName, 'Reverse the order')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cacheback;show' {
+            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The entries labelled LABEL with `run --name`')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Key on the value of environment variable NAME (repeatable; stored only as a hash)')
+            [CompletionResult]::new('--modtime', '--modtime', [CompletionResultType]::ParameterName, 'Key on the modification time of FILE (repeatable), so editing it starts a new entry')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Key on a namespace, to keep otherwise identical commands apart')
+            [CompletionResult]::new('--cwd', '--cwd', [CompletionResultType]::ParameterName, 'Key on the working directory: each directory gets its own entry')
+            [CompletionResult]::new('--stdout', '--stdout', [CompletionResultType]::ParameterName, 'Print the cached stdout instead of the metadata')
+            [CompletionResult]::new('--stderr', '--stderr', [CompletionResultType]::ParameterName, 'Print the cached stderr instead of the metadata (after stdout with --stdout)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cacheback;invalidate' {
+            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The entries labelled LABEL with `run --name`')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Key on the value of environment variable NAME (repeatable; stored only as a hash)')
+            [CompletionResult]::new('--modtime', '--modtime', [CompletionResultType]::ParameterName, 'Key on the modification time of FILE (repeatable), so editing it starts a new entry')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Key on a namespace, to keep otherwise identical commands apart')
+            [CompletionResult]::new('--cwd', '--cwd', [CompletionResultType]::ParameterName, 'Key on the working directory: each directory gets its own entry')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every entry in the cache')
+            [CompletionResult]::new('--refresh', '--refresh', [CompletionResultType]::ParameterName, 'Keep serving the entry, marked stale, and start a background refresh now')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cacheback;warm' {
+            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)')
+            [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Treat an entry older than this as missing: never serve it, run the command [default: never]')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)')
+            [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Key on the value of environment variable NAME (repeatable; stored only as a hash)')
+            [CompletionResult]::new('--modtime', '--modtime', [CompletionResultType]::ParameterName, 'Key on the modification time of FILE (repeatable), so editing it starts a new entry')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Key on a namespace, to keep otherwise identical commands apart')
+            [CompletionResult]::new('--placeholder', '--placeholder', [CompletionResultType]::ParameterName, 'Text printed on a miss with --no-wait [default: nothing]')
+            [CompletionResult]::new('--cache-failures', '--cache-failures', [CompletionResultType]::ParameterName, 'Store results that exit non-zero too (by default only successes are stored)')
+            [CompletionResult]::new('--cwd', '--cwd', [CompletionResultType]::ParameterName, 'Key on the working directory: each directory gets its own entry')
+            [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'On a miss, print the --placeholder at once and run the command in the background')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Run the command now, store and print its result, whatever the cache holds')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cacheback;gc' {
+            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Remove entries not read for this long')
+            [CompletionResult]::new('--max-size', '--max-size', [CompletionResultType]::ParameterName, 'Then remove the least recently read entries until the cache fits this size (e.g. 100M)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Report what would be removed, remove nothing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cacheback;help' {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Print a command''s cached output, refreshing it in the background when stale')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'List cached entries with their state, age, counters and last failure')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one entry''s metadata, or with --stdout/--stderr its cached output')
+            [CompletionResult]::new('invalidate', 'invalidate', [CompletionResultType]::ParameterValue, 'Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh')
+            [CompletionResult]::new('warm', 'warm', [CompletionResultType]::ParameterValue, 'Start a background run now and return at once, to pre-fill the cache')
+            [CompletionResult]::new('gc', 'gc', [CompletionResultType]::ParameterValue, 'Remove entries not read for a while, shrink the cache to a size, clean leftovers')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'cacheback;help;run' {
+            break
+        }
+        'cacheback;help;stats' {
+            break
+        }
+        'cacheback;help;show' {
+            break
+        }
+        'cacheback;help;invalidate' {
+            break
+        }
+        'cacheback;help;warm' {
+            break
+        }
+        'cacheback;help;gc' {
             break
         }
         'cacheback;help;help' {

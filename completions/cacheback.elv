@@ -24,9 +24,15 @@ set edit:completion:arg-completer[cacheback] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand run 'Print a command''s cached output, refreshing it in the background when stale'
+            cand stats 'List cached entries with their state, age, counters and last failure'
+            cand show 'Show one entry''s metadata, or with --stdout/--stderr its cached output'
+            cand invalidate 'Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh'
+            cand warm 'Start a background run now and return at once, to pre-fill the cache'
+            cand gc 'Remove entries not read for a while, shrink the cache to a size, clean leftovers'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'cacheback;run'= {
+            cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
             cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
@@ -35,7 +41,6 @@ set edit:completion:arg-completer[cacheback] = {|@words|
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
             cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
-            cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
             cand --no-wait 'On a miss, print the --placeholder at once and run the command in the background'
             cand --force 'Run the command now, store and print its result, whatever the cache holds'
             cand --cache-failures 'Store results that exit non-zero too (by default only successes are stored)'
@@ -45,11 +50,93 @@ set edit:completion:arg-completer[cacheback] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cacheback;stats'= {
+            cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --sort 'Order of the rows'
+            cand --json 'Print one JSON document {"entries": [...], "totals": {...}} (schema in README.md)'
+            cand --reverse 'Reverse the order'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cacheback;show'= {
+            cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --name 'The entries labelled LABEL with `run --name`'
+            cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
+            cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
+            cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand --cwd 'Key on the working directory: each directory gets its own entry'
+            cand --stdout 'Print the cached stdout instead of the metadata'
+            cand --stderr 'Print the cached stderr instead of the metadata (after stdout with --stdout)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cacheback;invalidate'= {
+            cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --name 'The entries labelled LABEL with `run --name`'
+            cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
+            cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
+            cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand --cwd 'Key on the working directory: each directory gets its own entry'
+            cand --all 'Every entry in the cache'
+            cand --refresh 'Keep serving the entry, marked stale, and start a background refresh now'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cacheback;warm'= {
+            cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)'
+            cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
+            cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
+            cand --name 'Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)'
+            cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
+            cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
+            cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand --placeholder 'Text printed on a miss with --no-wait [default: nothing]'
+            cand --cache-failures 'Store results that exit non-zero too (by default only successes are stored)'
+            cand --cwd 'Key on the working directory: each directory gets its own entry'
+            cand --no-wait 'On a miss, print the --placeholder at once and run the command in the background'
+            cand --force 'Run the command now, store and print its result, whatever the cache holds'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cacheback;gc'= {
+            cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --older-than 'Remove entries not read for this long'
+            cand --max-size 'Then remove the least recently read entries until the cache fits this size (e.g. 100M)'
+            cand --dry-run 'Report what would be removed, remove nothing'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cacheback;help'= {
             cand run 'Print a command''s cached output, refreshing it in the background when stale'
+            cand stats 'List cached entries with their state, age, counters and last failure'
+            cand show 'Show one entry''s metadata, or with --stdout/--stderr its cached output'
+            cand invalidate 'Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh'
+            cand warm 'Start a background run now and return at once, to pre-fill the cache'
+            cand gc 'Remove entries not read for a while, shrink the cache to a size, clean leftovers'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'cacheback;help;run'= {
+        }
+        &'cacheback;help;stats'= {
+        }
+        &'cacheback;help;show'= {
+        }
+        &'cacheback;help;invalidate'= {
+        }
+        &'cacheback;help;warm'= {
+        }
+        &'cacheback;help;gc'= {
         }
         &'cacheback;help;help'= {
         }

@@ -7,9 +7,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueHint};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum, ValueHint};
 
-use crate::units::parse_duration;
+use crate::units::{parse_duration, parse_size};
 
 const ABOUT: &str =
     "Cache the output of slow commands; serve it at once, refresh it in the background";
@@ -49,12 +49,50 @@ pub struct Cli {
 }
 
 /// The subcommands.
+///
+/// Deferred: clap then builds the arguments of the one subcommand being run,
+/// not of all of them, which keeps the management commands off the cost of a
+/// cache hit.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
-    /// Print a command's cached output, refreshing it in the background when stale
-    #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP)]
+    /// `cacheback run`, see [`RunArgs`].
+    #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP, about = RUN_ABOUT)]
     Run(RunArgs),
+
+    /// `cacheback stats`, see [`StatsArgs`].
+    #[command(after_help = STATS_AFTER_HELP, about = STATS_ABOUT)]
+    Stats(StatsArgs),
+
+    /// `cacheback show`, see [`ShowArgs`].
+    #[command(about = SHOW_ABOUT)]
+    Show(ShowArgs),
+
+    /// `cacheback invalidate`, see [`InvalidateArgs`].
+    #[command(about = INVALIDATE_ABOUT)]
+    Invalidate(InvalidateArgs),
+
+    /// `cacheback warm`, see [`WarmArgs`].
+    #[command(about = WARM_ABOUT)]
+    Warm(WarmArgs),
+
+    /// `cacheback gc`, see [`GcArgs`].
+    #[command(about = GC_ABOUT)]
+    Gc(GcArgs),
 }
+
+// Subcommand summaries, set on both the variant (for the list in `cacheback
+// --help`) and the options struct: the subcommands are deferred, and a
+// struct's doc comment, applied last, would otherwise become the summary.
+const RUN_ABOUT: &str =
+    "Print a command's cached output, refreshing it in the background when stale";
+const STATS_ABOUT: &str = "List cached entries with their state, age, counters and last failure";
+const SHOW_ABOUT: &str = "Show one entry's metadata, or with --stdout/--stderr its cached output";
+const INVALIDATE_ABOUT: &str =
+    "Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh";
+const WARM_ABOUT: &str = "Start a background run now and return at once, to pre-fill the cache";
+const GC_ABOUT: &str =
+    "Remove entries not read for a while, shrink the cache to a size, clean leftovers";
 
 const RUN_LONG_ABOUT: &str = "\
 Print a command's cached output, refreshing it in the background when stale.
@@ -111,6 +149,7 @@ pub struct KeyArgs {
 
 /// Options of `run`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(about = RUN_ABOUT, long_about = RUN_LONG_ABOUT)]
 pub struct RunArgs {
     /// Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -153,10 +192,136 @@ pub struct RunArgs {
     #[arg(
         required = true,
         trailing_var_arg = true,
+                value_name = "COMMAND",
+        value_hint = ValueHint::CommandWithArguments
+    )]
+    pub command: Vec<OsString>,
+}
+
+const STATS_AFTER_HELP: &str = "\
+States: fresh, stale (older than its TTL, or marked by `invalidate --refresh`), \
+expired (older than its --max-age), failing (the last run failed), refreshing (a run \
+holds the lock now). The first of refreshing, failing, expired, stale that applies wins.";
+
+/// How `stats` orders its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsSort {
+    /// By label, else command line.
+    Name,
+    /// Oldest entry first.
+    Age,
+    /// Most hits first.
+    Hits,
+    /// Largest first.
+    Size,
+}
+
+/// Options of `stats`.
+#[derive(Debug, Clone, Args)]
+#[command(about = STATS_ABOUT, long_about = None)]
+pub struct StatsArgs {
+    /// Print one JSON document {"entries": [...], "totals": {...}} (schema in README.md)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Order of the rows
+    #[arg(long, value_enum, default_value_t = StatsSort::Name)]
+    pub sort: StatsSort,
+
+    /// Reverse the order
+    #[arg(long)]
+    pub reverse: bool,
+
+    /// Only entries whose label or command line contains this text
+    #[arg(value_name = "FILTER")]
+    pub filter: Option<String>,
+}
+
+/// Names an entry the way `run` does: by `--name LABEL`, or by the command and key options.
+#[derive(Debug, Clone, Args)]
+pub struct EntrySelector {
+    /// The entries labelled LABEL with `run --name`
+    #[arg(long, value_name = "LABEL", conflicts_with_all = ["command", "cwd", "env", "modtime", "scope"])]
+    pub name: Option<String>,
+
+    /// The key options the entry was stored with (as given to `run`).
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    /// The command, exactly as given to `run`
+    #[arg(
+        trailing_var_arg = true,
         value_name = "COMMAND",
         value_hint = ValueHint::CommandWithArguments
     )]
     pub command: Vec<OsString>,
+}
+
+/// Options of `show`.
+#[derive(Debug, Clone, Args)]
+#[command(about = SHOW_ABOUT, long_about = None)]
+#[command(group(ArgGroup::new("target").required(true).args(["name", "command"])))]
+pub struct ShowArgs {
+    /// Which entry.
+    #[command(flatten)]
+    pub entry: EntrySelector,
+
+    /// Print the cached stdout instead of the metadata
+    #[arg(long)]
+    pub stdout: bool,
+
+    /// Print the cached stderr instead of the metadata (after stdout with --stdout)
+    #[arg(long)]
+    pub stderr: bool,
+}
+
+/// Options of `invalidate`.
+#[derive(Debug, Clone, Args)]
+#[command(about = INVALIDATE_ABOUT, long_about = None)]
+#[command(group(ArgGroup::new("target").required(true).args(["name", "command", "all"])))]
+pub struct InvalidateArgs {
+    /// Which entries.
+    #[command(flatten)]
+    pub entry: EntrySelector,
+
+    /// Every entry in the cache
+    #[arg(long, conflicts_with_all = ["name", "command"])]
+    pub all: bool,
+
+    /// Keep serving the entry, marked stale, and start a background refresh now
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+/// Options of `warm`: those of `run`, less the ones about a caller waiting.
+#[derive(Debug, Clone, Args)]
+#[command(about = WARM_ABOUT, long_about = None)]
+#[command(
+    mut_arg("no_wait", |arg| arg.hide(true)),
+    mut_arg("placeholder", |arg| arg.hide(true)),
+    mut_arg("force", |arg| arg.hide(true))
+)]
+pub struct WarmArgs {
+    /// The `run` options.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of `gc`.
+#[derive(Debug, Clone, Args)]
+#[command(about = GC_ABOUT, long_about = None)]
+pub struct GcArgs {
+    /// Remove entries not read for this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30d")]
+    pub older_than: Duration,
+
+    /// Then remove the least recently read entries until the cache fits this size (e.g. 100M)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Report what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[cfg(test)]

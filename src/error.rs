@@ -39,6 +39,9 @@ pub enum Error {
     /// No cache directory could be determined.
     #[error("no cache directory: set CACHEBACK_DIR or pass --cache-dir")]
     NoCacheDir,
+    /// A management command found no entry matching what the user named.
+    #[error("{0}")]
+    NotFound(String),
     /// An I/O operation on a named path failed.
     #[error("{}: {source}", path.display())]
     Path {
@@ -77,6 +80,7 @@ impl Error {
             Error::Usage(_) => exit_codes::USAGE,
             Error::CommandNotFound { .. } => exit_codes::COMMAND_NOT_FOUND,
             Error::CannotExecute { .. } => exit_codes::CANNOT_EXECUTE,
+            Error::NotFound(_) => exit_codes::NOT_FOUND,
             _ => exit_codes::FAILURE,
         }
     }

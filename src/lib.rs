@@ -11,6 +11,7 @@ pub mod error;
 pub mod exec;
 pub mod exit_codes;
 pub mod fast_args;
+pub mod inspect;
 pub mod key;
 pub mod lock;
 pub mod output;

@@ -116,7 +116,10 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
     // SAFETY: the process is single-threaded here (see above), so the child
     // gets a consistent copy of all state; it leaves through `_exit` only.
     match unsafe { libc::fork() } {
-        -1 => Err(Error::io("starting a background refresh", io::Error::last_os_error())),
+        -1 => Err(Error::io(
+            "starting a background refresh",
+            io::Error::last_os_error(),
+        )),
         0 => {
             detach(lock.file().as_raw_fd());
             let status = crate::cmd::refresh::run(store, key, args, lock);
@@ -136,7 +139,11 @@ fn detach(keep: RawFd) {
     // SAFETY: restores the default the command should inherit (an ignored
     // signal would stay ignored across its exec).
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_DFL) };
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard descriptors, which nothing else uses in the child.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };

@@ -64,6 +64,17 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// Like [`format_duration`], without zero trailing units: `15m`, `1h`, `30d`, but `1h30m`.
+pub fn format_duration_brief(duration: Duration) -> String {
+    let text = format_duration(duration);
+    for zero in ["00h", "00m", "00s"] {
+        if let Some(short) = text.strip_suffix(zero) {
+            return short.to_owned();
+        }
+    }
+    text
+}
+
 /// Formats a byte count with a binary unit: `512B`, `1.0KiB`, `12.3MiB`.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -77,6 +88,33 @@ pub fn format_size(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1}{}", UNITS[unit])
+}
+
+/// Formats milliseconds since the Unix epoch as an RFC 3339 UTC time, `2026-11-24T08:19:00Z`.
+pub fn format_utc(epoch_ms: u64) -> String {
+    let secs = epoch_ms / 1000;
+    let (days, rest) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 #[cfg(test)]
@@ -117,7 +155,16 @@ mod tests {
             format_duration(Duration::from_secs(3 * 3600 + 12 * 60)),
             "3h12m"
         );
+        assert_eq!(
+            format_duration_brief(Duration::from_secs(30 * 86400)),
+            "30d"
+        );
+        assert_eq!(format_duration_brief(Duration::from_secs(900)), "15m");
+        assert_eq!(format_duration_brief(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_size(512), "512B");
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(951_827_696_000), "2000-02-29T12:34:56Z");
+        assert_eq!(format_utc(1_795_508_340_999), "2026-11-24T08:19:00Z");
         assert_eq!(format_size(1536), "1.5KiB");
     }
 }

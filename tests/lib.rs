@@ -4,4 +4,5 @@ mod concurrency;
 mod faults;
 mod generated;
 mod harness;
+mod manage;
 mod run;

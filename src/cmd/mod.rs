@@ -1,7 +1,12 @@
 //! One module per subcommand, dispatched from one `match`.
 
+pub mod gc;
+pub mod invalidate;
 pub mod refresh;
 pub mod run;
+pub mod show;
+pub mod stats;
+pub mod warm;
 
 use crate::cache_dir;
 use crate::cli::{Cli, Command};
@@ -19,5 +24,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let store = FsStore::new(dir?);
     match cli.command {
         Command::Run(args) => run::run(&store, &args),
+        Command::Stats(args) => stats::run(&store, &args),
+        Command::Show(args) => show::run(&store, &args),
+        Command::Invalidate(args) => invalidate::run(&store, &args),
+        Command::Warm(args) => warm::run(&store, &args.run),
+        Command::Gc(args) => gc::run(&store, &args),
     }
 }

@@ -12,7 +12,9 @@ use crate::store::events;
 pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
     // A --modtime file or --env value may have changed since the caller
     // looked: then the entry it wanted refreshed has become unreachable.
-    let current = KeyInputs::gather(args).ok().filter(|inputs| inputs.key() == *key);
+    let current = KeyInputs::gather(args)
+        .ok()
+        .filter(|inputs| inputs.key() == *key);
     let Some(inputs) = current else {
         return exit_codes::SUCCESS;
     };
@@ -21,5 +23,8 @@ pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
         Err(err) => err.exit_code(),
     };
     let _ = events::fold(store, key, lock);
+    // This entry's lock stays held until we exit, so gc passes over it: fine,
+    // it was just refreshed.
+    super::gc::maybe_daily(store, super::run::now_ms());
     status
 }

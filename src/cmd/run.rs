@@ -44,13 +44,7 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
                     if stale { Event::StaleHit } else { Event::Hit },
                 );
                 if stale {
-                    let started = refresh::start(
-                        store,
-                        &key,
-                        args,
-                        Some(&entry.preamble),
-                        now,
-                    );
+                    let started = refresh::start(store, &key, args, Some(&entry.preamble), now);
                     if let Err(err) = started {
                         output::warn(format_args!("could not start a background refresh: {err}"));
                     }

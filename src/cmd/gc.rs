@@ -1,0 +1,266 @@
+//! `cacheback gc`: remove entries nobody reads, shrink the cache to a size,
+//! and clean up what killed processes left behind.
+//!
+//! "Last read" is the newest modification time of an entry's result,
+//! failure record and events logs: every hit appends to the events log, so
+//! its mtime is the last read, and a result's mtime is when its run finished.
+//! atime is not used (many systems do not update it), and no file is opened,
+//! so a pass over a large cache costs one directory listing and its stats.
+//! An entry whose lock is held (a run in flight) is never touched. Refreshers
+//! run a default pass at most once a day
+//! ([`maybe_daily`]); the hit path never does.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt};
+use std::time::Duration;
+
+use fs2::FileExt as _;
+
+use crate::cli::GcArgs;
+use crate::error::{Error, Result};
+use crate::exit_codes;
+use crate::inspect::{self, KeyFiles, system_ms};
+use crate::key::Key;
+use crate::lock;
+use crate::output;
+use crate::store::{FileKind, FsStore, remove_if_present};
+use crate::units::{format_duration_brief, format_size};
+
+/// Default for `--older-than`, also used by the daily gc.
+pub const DEFAULT_OLDER_THAN: Duration = Duration::from_secs(30 * 86400);
+/// A temp file untouched this long belongs to a writer that was killed: a
+/// live writer's file is modified as output arrives, and background runs
+/// stop after their time limit long before this.
+pub const TEMP_GRACE: Duration = Duration::from_secs(86400);
+/// Lock and events files of a key without an entry are left alone this long,
+/// so a first run that has counted its miss but not yet stored anything keeps them.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+/// How often refreshers run the opportunistic gc.
+pub const DAILY: Duration = Duration::from_secs(86400);
+/// File in the cache directory recording when the opportunistic gc last ran.
+pub const STAMP: &str = ".gc-stamp";
+
+/// What one gc pass removed (or would remove) and what remains.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Entries removed for not being read within `--older-than`: count, bytes.
+    pub unused: (usize, u64),
+    /// Entries removed to fit `--max-size`: count, bytes.
+    pub evicted: (usize, u64),
+    /// Temp files of killed writers: count, bytes.
+    pub temps: (usize, u64),
+    /// Lock and events files of keys without an entry: count, bytes.
+    pub orphans: (usize, u64),
+    /// Entries left: count, and bytes of everything left in the directory.
+    pub remaining: (usize, u64),
+}
+
+/// Runs `cacheback gc`.
+pub fn run(store: &FsStore, args: &GcArgs) -> Result<u8> {
+    let report = collect(
+        store,
+        args.older_than,
+        args.max_size,
+        args.dry_run,
+        super::run::now_ms(),
+    )?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut text = String::new();
+    let mut line = |(count, bytes): (usize, u64), what: String| {
+        if count > 0 {
+            text.push_str(&format!("{verb} {what} ({})\n", format_size(bytes)));
+        }
+    };
+    let plural = |count: usize, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
+    line(
+        report.unused,
+        format!(
+            "{} not read for {}",
+            plural(report.unused.0, "entry", "entries"),
+            format_duration_brief(args.older_than)
+        ),
+    );
+    if let Some(max_size) = args.max_size {
+        line(
+            report.evicted,
+            format!(
+                "{} least recently read, to fit {}",
+                plural(report.evicted.0, "entry", "entries"),
+                format_size(max_size)
+            ),
+        );
+    }
+    line(
+        report.temps,
+        format!(
+            "{} left by killed writers",
+            plural(report.temps.0, "temp file", "temp files")
+        ),
+    );
+    line(
+        report.orphans,
+        format!(
+            "{} of entries that no longer exist",
+            plural(report.orphans.0, "lock/events file", "lock/events files")
+        ),
+    );
+    let freed = report.unused.1 + report.evicted.1 + report.temps.1 + report.orphans.1;
+    text.push_str(&format!(
+        "{} {}; {} ({}) left\n",
+        if args.dry_run { "would free" } else { "freed" },
+        format_size(freed),
+        plural(report.remaining.0, "entry", "entries"),
+        format_size(report.remaining.1),
+    ));
+    (&*output::stdout())
+        .write_all(text.as_bytes())
+        .map_err(|err| Error::io("writing to stdout", err))?;
+    Ok(exit_codes::SUCCESS)
+}
+
+/// One gc pass over the whole directory.
+pub fn collect(
+    store: &FsStore,
+    older_than: Duration,
+    max_size: Option<u64>,
+    dry_run: bool,
+    now_ms: u64,
+) -> Result<Report> {
+    let scan = inspect::scan(store)?;
+    let mut report = Report::default();
+    let older = |meta: &std::fs::Metadata, grace: Duration| {
+        meta.modified()
+            .is_ok_and(|at| now_ms.saturating_sub(system_ms(at)) >= millis(grace))
+    };
+    for (path, meta) in &scan.temps {
+        if older(meta, TEMP_GRACE) && (dry_run || remove_if_present(path)?) {
+            report.temps.0 += 1;
+            report.temps.1 += meta.len();
+        }
+    }
+    let mut live: Vec<(u64, Key, u64)> = Vec::new();
+    for (key, files) in &scan.keys {
+        if !files.is_entry() {
+            let stale = files
+                .files
+                .iter()
+                .all(|(_, meta)| older(meta, ORPHAN_GRACE));
+            if stale && remove_key(store, key, dry_run)? {
+                report.orphans.0 += files.files.len();
+                report.orphans.1 += files.size();
+            }
+            continue;
+        }
+        let last_read = last_read_ms(files);
+        if now_ms.saturating_sub(last_read) >= millis(older_than)
+            && remove_key(store, key, dry_run)?
+        {
+            report.unused.0 += 1;
+            report.unused.1 += files.size();
+            continue;
+        }
+        live.push((last_read, *key, files.size()));
+    }
+    let removed = report.unused.1 + report.temps.1 + report.orphans.1;
+    let mut total = scan.total_bytes.saturating_sub(removed);
+    if let Some(max_size) = max_size {
+        live.sort();
+        let mut kept = Vec::with_capacity(live.len());
+        for (last_read, key, size) in live {
+            if total > max_size && remove_key(store, &key, dry_run)? {
+                total = total.saturating_sub(size);
+                report.evicted.0 += 1;
+                report.evicted.1 += size;
+            } else {
+                kept.push((last_read, key, size));
+            }
+        }
+        live = kept;
+    }
+    report.remaining = (live.len(), total);
+    Ok(report)
+}
+
+/// When the entry was last read or stored, from its files' modification times
+/// (the lock file's is left out: folding counters rewrites it).
+fn last_read_ms(files: &KeyFiles) -> u64 {
+    files
+        .files
+        .iter()
+        .filter(|(kind, _)| *kind != FileKind::Lock)
+        .filter_map(|(_, meta)| meta.modified().ok())
+        .map(system_ms)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Removes every file of a key unless a run holds its lock; true when removed
+/// (or, dry, when it would be).
+fn remove_key(store: &FsStore, key: &Key, dry_run: bool) -> Result<bool> {
+    if dry_run {
+        return Ok(!lock::is_held(&store.path(key, FileKind::Lock)));
+    }
+    // Holding the lock keeps a refresh from starting while the files go.
+    let Some(_lock) = store.try_lock(key)? else {
+        return Ok(false);
+    };
+    store.invalidate(key)?;
+    for kind in [FileKind::Events, FileKind::EventsFolding] {
+        remove_if_present(&store.path(key, kind))?;
+    }
+    Ok(true)
+}
+
+/// Runs a default gc pass if none ran in the last day. Called by refreshers
+/// after their work is stored; errors are ignored, as gc is housekeeping.
+pub fn maybe_daily(store: &FsStore, now_ms: u64) {
+    let path = store.dir().join(STAMP);
+    let last_run = |file: &std::fs::File| -> u64 {
+        let mut bytes = [0u8; 32];
+        let len = file.read_at(&mut bytes, 0).unwrap_or(0);
+        std::str::from_utf8(&bytes[..len])
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let due = |last: u64| now_ms.saturating_sub(last) >= millis(DAILY);
+    // The stamp holds the time of the last pass; a missing or empty stamp means never.
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    else {
+        return;
+    };
+    if !due(last_run(&file)) {
+        return;
+    }
+    // Of refreshers finishing at once, one does the pass; the others see the
+    // lock taken, or the new time once they get it.
+    if file.try_lock_exclusive().is_err() {
+        return;
+    }
+    if !due(last_run(&file)) {
+        return;
+    }
+    let stamp = format!("{now_ms:<20}\n");
+    if file.write_all_at(stamp.as_bytes(), 0).is_err() {
+        return;
+    }
+    let _ = collect(store, DEFAULT_OLDER_THAN, None, false, now_ms);
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,194 @@
+//! `cacheback invalidate`: forget entries, or mark them stale and refresh them.
+//!
+//! Either way the entry's lock file is unlinked first. A refresh running at
+//! that moment may hold data from before the change the user is reacting to;
+//! it notices that its lock file is gone when it commits and discards its
+//! result (see `FsStore::invalidate` and `EntryWriter::commit`).
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{InvalidateArgs, KeyArgs, RunArgs};
+use crate::error::{Error, Result};
+use crate::exit_codes;
+use crate::inspect::{self, EntryInfo};
+use crate::key::KeyInputs;
+use crate::lock;
+use crate::output;
+use crate::refresh;
+use crate::store::entry::{Details, FLAG_FORCED_STALE, FLAGS_OFFSET, MAGIC};
+use crate::store::{FileKind, FsStore, remove_if_present};
+
+/// Runs `cacheback invalidate`.
+pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
+    let now = super::run::now_ms();
+    let infos = if args.all {
+        let (infos, _) = inspect::list(store, now)?;
+        infos
+    } else {
+        inspect::select(store, &args.entry, now)?
+    };
+    let mut report = String::new();
+    let home =
+        std::env::current_dir().map_err(|err| Error::io("reading the working directory", err))?;
+    for info in &infos {
+        let line = if args.refresh {
+            mark_stale_and_refresh(store, info, &home)?
+        } else {
+            let running = lock::is_held(&store.path(&info.key, FileKind::Lock));
+            forget(store, info)?;
+            format!(
+                "invalidated {}{}",
+                info.title(),
+                if running {
+                    " (the run in progress will not be stored)"
+                } else {
+                    ""
+                }
+            )
+        };
+        report.push_str(&line);
+        report.push('\n');
+    }
+    if args.all && !args.refresh {
+        // Keys with no entry yet (a first run in flight) have only a lock and
+        // events; forgetting "everything" includes them.
+        for (key, _) in inspect::scan(store)?.keys {
+            store.invalidate(&key)?;
+            remove_events(store, &key)?;
+        }
+    }
+    if infos.is_empty() {
+        report.push_str("nothing to invalidate\n");
+    }
+    (&*output::stdout())
+        .write_all(report.as_bytes())
+        .map_err(|err| Error::io("writing to stdout", err))?;
+    Ok(exit_codes::SUCCESS)
+}
+
+/// Removes the entry, its failure record, its lock and its counters: the next
+/// `run` is a miss and counts from zero.
+fn forget(store: &FsStore, info: &EntryInfo) -> Result<()> {
+    store.invalidate(&info.key)?;
+    remove_events(store, &info.key)
+}
+
+fn remove_events(store: &FsStore, key: &crate::key::Key) -> Result<()> {
+    for kind in [FileKind::Events, FileKind::EventsFolding] {
+        remove_if_present(&store.path(key, kind))?;
+    }
+    Ok(())
+}
+
+/// `invalidate --refresh`: callers keep getting the old value, marked stale,
+/// until a new one lands; the refresh starts now, whatever the back-off says,
+/// because the user asked for it.
+/// `home` is where the user ran us: entries not keyed on a directory are
+/// refreshed there, as `run` would.
+fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo, home: &Path) -> Result<String> {
+    let title = info.title();
+    let Some(details) = &info.details else {
+        forget(store, info)?;
+        return Ok(format!(
+            "invalidated {title} (unreadable, so it cannot be refreshed)"
+        ));
+    };
+    // Unlinked before the flag is set: a refresh already running must not
+    // store what it computed before the change the user is reacting to.
+    remove_if_present(&store.path(&info.key, FileKind::Lock))?;
+    if info.entry.is_some() {
+        mark_stale(&store.path(&info.key, FileKind::Entry))?;
+    }
+    let args = run_args(details, info);
+    let cwd = match &details.inputs.cwd {
+        Some(cwd) => PathBuf::from(OsString::from_vec(cwd.clone())),
+        None => home.to_owned(),
+    };
+    // The refresher inherits our working directory, and a `--cwd` entry must
+    // be recomputed where it was keyed. Nothing else in this process depends
+    // on the working directory.
+    if let Err(err) = std::env::set_current_dir(&cwd) {
+        return Ok(format!(
+            "marked {title} stale; not refreshed now: {}: {err}",
+            cwd.display()
+        ));
+    }
+    let inputs = KeyInputs::gather(&args).map_err(|err| Error::io("reading key inputs", err))?;
+    if inputs.key() != info.key {
+        return Ok(format!(
+            "marked {title} stale; not refreshed now: its --env/--modtime inputs differ here, \
+             so the next `run` that uses it refreshes it"
+        ));
+    }
+    match store.try_lock(&info.key)? {
+        Some(lock) => {
+            refresh::spawn(store, &info.key, &args, &lock)?;
+            Ok(format!(
+                "marked {title} stale; refreshing in the background"
+            ))
+        }
+        None => Ok(format!(
+            "marked {title} stale; a refresh started since is already running"
+        )),
+    }
+}
+
+/// Sets the forced-stale flag in the entry's header, in place.
+fn mark_stale(path: &Path) -> Result<()> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        // Replaced or removed since we looked: nothing left to mark.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(Error::path(path, err)),
+    };
+    let mut head = [0u8; FLAGS_OFFSET as usize + 4];
+    file.read_exact_at(&mut head, 0)
+        .map_err(|err| Error::path(path, err))?;
+    if head[..4] != MAGIC {
+        return Ok(()); // not an entry we can mark; `run` treats it as a miss anyway
+    }
+    let at = FLAGS_OFFSET as usize;
+    let flags = u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    file.write_all_at(&(flags | FLAG_FORCED_STALE).to_le_bytes(), FLAGS_OFFSET)
+        .map_err(|err| Error::path(path, err))
+}
+
+/// The `run` options that stored this entry, as far as the entry records them.
+/// `--timeout` is not recorded (the background default applies); a stored
+/// non-zero result can only have come from `--cache-failures`.
+fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
+    let inputs = &details.inputs;
+    let os = |bytes: &Vec<u8>| OsString::from_vec(bytes.clone());
+    RunArgs {
+        ttl: Duration::from_millis(details.ttl_ms),
+        max_age: details.max_age_ms.map(Duration::from_millis),
+        timeout: None,
+        no_wait: false,
+        placeholder: None,
+        force: false,
+        cache_failures: info.entry.is_some_and(|entry| entry.exit_code != 0),
+        name: details.name.clone(),
+        key: KeyArgs {
+            cwd: inputs.cwd.is_some(),
+            env: inputs.env.iter().map(|env| os(&env.name)).collect(),
+            modtime: inputs
+                .modtimes
+                .iter()
+                .map(|modtime| PathBuf::from(os(&modtime.path)))
+                .collect(),
+            scope: inputs.scope.clone(),
+        },
+        command: inputs.argv.iter().map(os).collect(),
+    }
+}

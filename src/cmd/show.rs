@@ -1,0 +1,216 @@
+//! `cacheback show`: one entry's metadata, or its cached output.
+//!
+//! Several entries can carry one label (for example one per directory with
+//! `--cwd`); `show --name` then shows the most recently used one and says how
+//! many others there are.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::cli::ShowArgs;
+use crate::error::{Error, Result};
+use crate::exit_codes;
+use crate::inspect::{self, EntryInfo};
+use crate::output;
+use crate::store::entry::PREAMBLE_LEN;
+use crate::store::{FileKind, FsStore};
+use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
+
+/// Runs `cacheback show`.
+pub fn run(store: &FsStore, args: &ShowArgs) -> Result<u8> {
+    let now = super::run::now_ms();
+    let infos = inspect::select(store, &args.entry, now)?;
+    let info = &infos[0];
+    if args.stdout || args.stderr {
+        return print_output(store, info, args);
+    }
+    let mut text = describe(info, now);
+    if infos.len() > 1 {
+        let _ = writeln!(
+            text,
+            "\n{} more entries are labelled '{}'; `cacheback stats {}` lists them all.",
+            infos.len() - 1,
+            info.name().unwrap_or_default(),
+            info.name().unwrap_or_default(),
+        );
+    }
+    (&*output::stdout())
+        .write_all(text.as_bytes())
+        .map_err(|err| Error::io("writing to stdout", err))?;
+    Ok(exit_codes::SUCCESS)
+}
+
+fn print_output(store: &FsStore, info: &EntryInfo, args: &ShowArgs) -> Result<u8> {
+    let mut head = [std::mem::MaybeUninit::uninit(); PREAMBLE_LEN];
+    let entry = match store.open(&info.key, FileKind::Entry, &mut head) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            return Err(Error::NotFound(format!(
+                "{}: no cached output (only a failed run is recorded)",
+                info.title()
+            )));
+        }
+        Err(err) => {
+            return Err(Error::NotFound(format!(
+                "{}: cached output unreadable: {err}",
+                info.title()
+            )));
+        }
+    };
+    let written = if args.stdout {
+        entry.copy_stdout(&output::stdout())
+    } else {
+        Ok(())
+    };
+    written
+        .and_then(|()| {
+            if args.stderr {
+                // With both flags the two streams go where `run` would send them.
+                let out = if args.stdout {
+                    output::stderr()
+                } else {
+                    output::stdout()
+                };
+                entry.copy_stderr(&out)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|err| Error::io("writing the cached output", err))?;
+    Ok(exit_codes::SUCCESS)
+}
+
+/// The full metadata as `field: value` lines.
+fn describe(info: &EntryInfo, now: u64) -> String {
+    let ms = |millis: u64| format_duration(std::time::Duration::from_millis(millis));
+    let mut text = String::new();
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(text, "{:<13} {value}", format!("{name}:"));
+    };
+    field("key", &info.key.to_hex());
+    field("name", info.name().unwrap_or("-"));
+    field("command", &info.command_line());
+    field("state", info.state.as_str());
+    if let Some(error) = &info.error {
+        field("error", error);
+    }
+    if let Some(details) = &info.details {
+        let brief = |millis: u64| format_duration_brief(std::time::Duration::from_millis(millis));
+        field("ttl", &brief(details.ttl_ms));
+        field("max age", &details.max_age_ms.map_or("-".into(), brief));
+        let keyed = keyed_on(info);
+        field(
+            "keyed on",
+            if keyed.is_empty() {
+                "command only"
+            } else {
+                &keyed
+            },
+        );
+    }
+    match &info.entry {
+        Some(entry) => {
+            field(
+                "finished",
+                &format!(
+                    "{} ({} ago){}",
+                    format_utc(entry.finished_ms),
+                    ms(now.saturating_sub(entry.finished_ms)),
+                    if entry.forced_stale() {
+                        ", marked stale"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            field("duration", &ms(entry.duration_ms));
+            field("exit status", &entry.exit_code.to_string());
+            field(
+                "output",
+                &format!(
+                    "{} stdout, {} stderr",
+                    format_size(entry.stdout_len),
+                    format_size(entry.stderr_len)
+                ),
+            );
+        }
+        None => field("finished", "- (no stored result)"),
+    }
+    field("size on disk", &format_size(info.size_bytes));
+    let counts = &info.counts;
+    field(
+        "hits",
+        &format!(
+            "{} ({} fresh, {} stale)",
+            counts.hits + counts.stale_hits,
+            counts.hits,
+            counts.stale_hits
+        ),
+    );
+    field("misses", &counts.misses.to_string());
+    field("refreshes", &counts.refreshes.to_string());
+    field("failures", &counts.failures.to_string());
+    field(
+        "last used",
+        &match info.last_read_ms() {
+            0 => "-".to_owned(),
+            at => format!("{} ago", ms(now.saturating_sub(at))),
+        },
+    );
+    match &info.failure {
+        Some(failure) => {
+            field(
+                "last failure",
+                &format!(
+                    "{} ({} ago), exit {}, after {}, {} in a row",
+                    format_utc(failure.finished_ms),
+                    ms(now.saturating_sub(failure.finished_ms)),
+                    failure.exit_code,
+                    ms(failure.duration_ms),
+                    failure.consecutive
+                ),
+            );
+            let tail = String::from_utf8_lossy(&failure.stderr_tail);
+            for line in tail.lines() {
+                let _ = writeln!(text, "  | {line}");
+            }
+        }
+        None => field("last failure", "-"),
+    }
+    text
+}
+
+/// What besides the command the key was derived from, in `run`'s option terms.
+fn keyed_on(info: &EntryInfo) -> String {
+    let Some(details) = &info.details else {
+        return String::new();
+    };
+    let inputs = &details.inputs;
+    let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut parts = Vec::new();
+    if let Some(cwd) = &inputs.cwd {
+        parts.push(format!("--cwd {}", lossy(cwd)));
+    }
+    for env in &inputs.env {
+        let state = if env.value_hash.is_some() {
+            ""
+        } else {
+            " (unset)"
+        };
+        parts.push(format!("--env {}{state}", lossy(&env.name)));
+    }
+    for modtime in &inputs.modtimes {
+        let when = modtime.modified.map_or("missing".into(), |(secs, nanos)| {
+            format_utc(secs.max(0) as u64 * 1000 + u64::from(nanos / 1_000_000))
+        });
+        parts.push(format!(
+            "--modtime {} ({when})",
+            std::ffi::OsStr::from_bytes(&modtime.path).to_string_lossy()
+        ));
+    }
+    if let Some(scope) = &inputs.scope {
+        parts.push(format!("--scope {scope}"));
+    }
+    parts.join(", ")
+}

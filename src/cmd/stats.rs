@@ -1,0 +1,352 @@
+//! `cacheback stats`: every entry with its state and counters, as a table or JSON.
+//!
+//! The JSON schema is documented in README.md and kept stable: fields may be
+//! added, never renamed or removed.
+
+use std::cmp::Reverse;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::{StatsArgs, StatsSort};
+use crate::error::{Error, Result};
+use crate::exit_codes;
+use crate::inspect::{self, EntryInfo, State};
+use crate::output;
+use crate::store::FsStore;
+use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
+
+/// Widest the label/command column gets before it is cut.
+const TITLE_WIDTH: usize = 40;
+/// Widest the last-failure message gets before it is cut.
+const FAILURE_WIDTH: usize = 60;
+
+/// Runs `cacheback stats`.
+pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
+    let now = super::run::now_ms();
+    let (mut infos, scan) = inspect::list(store, now)?;
+    if let Some(filter) = &args.filter {
+        infos.retain(|info| info.matches(filter));
+    }
+    sort(&mut infos, args.sort, now);
+    if args.reverse {
+        infos.reverse();
+    }
+    let text = if args.json {
+        let document = Document {
+            entries: infos.iter().map(|info| JsonEntry::new(info, now)).collect(),
+            totals: Totals::new(&infos, scan.total_bytes),
+        };
+        let mut text = serde_json::to_string_pretty(&document)
+            .map_err(|err| Error::io("writing JSON", err.into()))?;
+        text.push('\n');
+        text
+    } else {
+        table(&infos, now, scan.total_bytes, args.filter.is_some())
+    };
+    (&*output::stdout())
+        .write_all(text.as_bytes())
+        .map_err(|err| Error::io("writing to stdout", err))?;
+    Ok(exit_codes::SUCCESS)
+}
+
+fn sort(infos: &mut [EntryInfo], by: StatsSort, now: u64) {
+    match by {
+        StatsSort::Name => infos.sort_by_cached_key(|info| (info.title(), info.key)),
+        // Entries without a stored result (only a failure) count as oldest.
+        StatsSort::Age => infos.sort_by_key(|info| Reverse(info.age_ms(now).unwrap_or(u64::MAX))),
+        StatsSort::Hits => infos.sort_by_key(|info| Reverse(hits(info))),
+        StatsSort::Size => infos.sort_by_key(|info| Reverse(info.size_bytes)),
+    }
+}
+
+/// Fresh and stale hits: every read served from the cache.
+fn hits(info: &EntryInfo) -> u64 {
+    info.counts.hits + info.counts.stale_hits
+}
+
+/// Exit status and duration of the newest run, successful or not.
+fn last_run(info: &EntryInfo) -> Option<(i32, u64)> {
+    match (&info.entry, &info.failure) {
+        (Some(entry), Some(failure)) if failure.finished_ms > entry.finished_ms => {
+            Some((failure.exit_code, failure.duration_ms))
+        }
+        (Some(entry), _) => Some((entry.exit_code, entry.duration_ms)),
+        (None, Some(failure)) => Some((failure.exit_code, failure.duration_ms)),
+        (None, None) => None,
+    }
+}
+
+/// The last non-empty line of a failed run's stderr.
+pub fn last_line(tail: &[u8]) -> String {
+    String::from_utf8_lossy(tail)
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn ago(now: u64, then_ms: u64) -> String {
+    format_duration(std::time::Duration::from_millis(
+        now.saturating_sub(then_ms),
+    ))
+}
+
+fn ms(duration_ms: u64) -> String {
+    format_duration(std::time::Duration::from_millis(duration_ms))
+}
+
+/// Cuts text to `width` characters, marking the cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(width - 1).collect();
+    short.push('…');
+    short
+}
+
+fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool) -> String {
+    const HEADER: [&str; 9] = [
+        "NAME",
+        "STATE",
+        "AGE",
+        "TTL",
+        "SIZE",
+        "HITS",
+        "RUN",
+        "EXIT",
+        "LAST FAILURE",
+    ];
+    // Columns after the first two hold numbers and read best right-aligned.
+    const RIGHT: [bool; 9] = [false, false, true, true, true, true, true, true, false];
+    let mut rows: Vec<[String; 9]> = vec![HEADER.map(str::to_owned)];
+    for info in infos {
+        let (exit, run) = last_run(info).map_or(("-".into(), "-".into()), |(code, duration)| {
+            (code.to_string(), ms(duration))
+        });
+        let failure = match (&info.error, &info.failure) {
+            (Some(error), _) => cut(error, FAILURE_WIDTH),
+            (None, Some(failure)) => {
+                let line = last_line(&failure.stderr_tail);
+                let text = format!(
+                    "{} ago: exit {}{}{}",
+                    ago(now, failure.finished_ms),
+                    failure.exit_code,
+                    if line.is_empty() { "" } else { ": " },
+                    line
+                );
+                cut(&text, FAILURE_WIDTH)
+            }
+            (None, None) => String::new(),
+        };
+        rows.push([
+            cut(&info.title(), TITLE_WIDTH),
+            info.state.as_str().to_owned(),
+            info.age_ms(now).map_or("-".into(), ms),
+            info.details.as_ref().map_or("-".into(), |d| {
+                format_duration_brief(std::time::Duration::from_millis(d.ttl_ms))
+            }),
+            format_size(info.size_bytes),
+            hits(info).to_string(),
+            run,
+            exit,
+            failure,
+        ]);
+    }
+    let mut widths = [0usize; 9];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    if infos.is_empty() {
+        rows.clear();
+        text.push_str("no cached entries\n");
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if RIGHT[i] {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    let totals = Totals::new(infos, disk_bytes);
+    let ratio = totals
+        .hit_ratio
+        .map_or("-".into(), |ratio| format!("{:.1}%", ratio * 100.0));
+    let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    // Filtered, the whole directory's size would not add up with the rows.
+    let bytes = if filtered {
+        totals.size_bytes
+    } else {
+        totals.disk_bytes
+    };
+    text.push_str(&format!(
+        "\n{}, {} on disk, hit ratio {ratio} ({}, {}), {}, {}\n",
+        count(totals.entries as u64, "entry", "entries"),
+        format_size(bytes),
+        count(totals.hits, "hit", "hits"),
+        count(totals.misses, "miss", "misses"),
+        count(totals.refreshes, "refresh", "refreshes"),
+        count(totals.failures, "failure", "failures"),
+    ));
+    text
+}
+
+#[derive(Serialize)]
+struct Document {
+    entries: Vec<JsonEntry>,
+    totals: Totals,
+}
+
+#[derive(Serialize)]
+struct JsonEntry {
+    key: String,
+    name: Option<String>,
+    command: Vec<String>,
+    state: &'static str,
+    error: Option<String>,
+    age_secs: Option<u64>,
+    ttl_secs: Option<u64>,
+    max_age_secs: Option<u64>,
+    finished_at: Option<String>,
+    idle_secs: Option<u64>,
+    size_bytes: u64,
+    stdout_bytes: Option<u64>,
+    stderr_bytes: Option<u64>,
+    hits: u64,
+    fresh_hits: u64,
+    stale_hits: u64,
+    misses: u64,
+    refreshes: u64,
+    failures: u64,
+    last_exit_code: Option<i32>,
+    last_duration_ms: Option<u64>,
+    last_failure: Option<JsonFailure>,
+}
+
+#[derive(Serialize)]
+struct JsonFailure {
+    time: String,
+    age_secs: u64,
+    exit_code: i32,
+    duration_ms: u64,
+    consecutive: u32,
+    stderr_tail: String,
+}
+
+impl JsonEntry {
+    fn new(info: &EntryInfo, now: u64) -> JsonEntry {
+        let secs = |ms: u64| ms / 1000;
+        let details = info.details.as_ref();
+        let last = last_run(info);
+        JsonEntry {
+            key: info.key.to_hex(),
+            name: info.name().map(str::to_owned),
+            command: details.map_or_else(Vec::new, |d| {
+                d.inputs
+                    .argv
+                    .iter()
+                    .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                    .collect()
+            }),
+            state: info.state.as_str(),
+            error: info.error.clone(),
+            age_secs: info.age_ms(now).map(secs),
+            ttl_secs: details.map(|d| secs(d.ttl_ms)),
+            max_age_secs: details.and_then(|d| d.max_age_ms).map(secs),
+            finished_at: info.entry.map(|entry| format_utc(entry.finished_ms)),
+            idle_secs: match info.last_read_ms() {
+                0 => None,
+                at => Some(secs(now.saturating_sub(at))),
+            },
+            size_bytes: info.size_bytes,
+            stdout_bytes: info.entry.map(|entry| entry.stdout_len),
+            stderr_bytes: info.entry.map(|entry| entry.stderr_len),
+            hits: hits(info),
+            fresh_hits: info.counts.hits,
+            stale_hits: info.counts.stale_hits,
+            misses: info.counts.misses,
+            refreshes: info.counts.refreshes,
+            failures: info.counts.failures,
+            last_exit_code: last.map(|(code, _)| code),
+            last_duration_ms: last.map(|(_, duration)| duration),
+            last_failure: info.failure.as_ref().map(|failure| JsonFailure {
+                time: format_utc(failure.finished_ms),
+                age_secs: secs(now.saturating_sub(failure.finished_ms)),
+                exit_code: failure.exit_code,
+                duration_ms: failure.duration_ms,
+                consecutive: failure.consecutive,
+                stderr_tail: String::from_utf8_lossy(&failure.stderr_tail).into_owned(),
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Totals {
+    entries: usize,
+    size_bytes: u64,
+    disk_bytes: u64,
+    hits: u64,
+    misses: u64,
+    hit_ratio: Option<f64>,
+    refreshes: u64,
+    failures: u64,
+    states: StateCounts,
+}
+
+#[derive(Serialize, Default)]
+struct StateCounts {
+    fresh: usize,
+    stale: usize,
+    refreshing: usize,
+    failing: usize,
+    expired: usize,
+    unreadable: usize,
+}
+
+impl Totals {
+    fn new(infos: &[EntryInfo], disk_bytes: u64) -> Totals {
+        let sum = |field: fn(&EntryInfo) -> u64| infos.iter().map(field).sum::<u64>();
+        let hits = sum(hits);
+        let misses = sum(|info| info.counts.misses);
+        let mut states = StateCounts::default();
+        for info in infos {
+            *match info.state {
+                State::Fresh => &mut states.fresh,
+                State::Stale => &mut states.stale,
+                State::Refreshing => &mut states.refreshing,
+                State::Failing => &mut states.failing,
+                State::Expired => &mut states.expired,
+                State::Unreadable => &mut states.unreadable,
+            } += 1;
+        }
+        Totals {
+            entries: infos.len(),
+            size_bytes: sum(|info| info.size_bytes),
+            disk_bytes,
+            hits,
+            misses,
+            hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+            refreshes: sum(|info| info.counts.refreshes),
+            failures: sum(|info| info.counts.failures),
+            states,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! `cacheback warm`: start a background run now and return at once, so cron
+//! jobs and login scripts can fill the cache before anyone asks.
+
+use crate::cli::RunArgs;
+use crate::error::{Error, Result};
+use crate::exit_codes;
+use crate::key::KeyInputs;
+use crate::output;
+use crate::refresh;
+use crate::store::FsStore;
+
+/// Runs `cacheback warm`. Back-off after failures does not apply: the user asked.
+pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
+    let inputs = KeyInputs::gather(args).map_err(|err| Error::io("reading key inputs", err))?;
+    let key = inputs.key();
+    store.prepare()?;
+    match store.try_lock(&key)? {
+        Some(lock) => refresh::spawn(store, &key, args, &lock)?,
+        None => output::warn(format_args!(
+            "a run for this entry is already in progress; not starting another"
+        )),
+    }
+    Ok(exit_codes::SUCCESS)
+}

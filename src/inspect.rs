@@ -1,0 +1,395 @@
+//! Reading the cache for the management commands: which keys have files,
+//! what state each entry is in, and its counters.
+//!
+//! Nothing here takes a lock or writes: `stats` and `show` must be safe to
+//! run at any moment, next to any number of callers and refreshers.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cli::{EntrySelector, KeyArgs};
+use crate::error::{Error, Result};
+use crate::key::{Key, KeyInputs};
+use crate::lock;
+use crate::store::entry::{Details, PREAMBLE_LEN, Preamble};
+use crate::store::events::{self, Counts};
+use crate::store::{FileKind, FsStore, TEMP_PREFIX};
+
+/// Bytes of a failed run's stderr kept in listings.
+pub const STDERR_TAIL: u64 = 1024;
+
+/// What `stats` reports an entry to be, in order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// A run holds the entry's lock right now.
+    Refreshing,
+    /// The last run failed (its failure record is newer than the entry).
+    Failing,
+    /// The entry is older than its `--max-age`: `run` will not serve it.
+    Expired,
+    /// The entry is older than its TTL, or was marked stale by `invalidate --refresh`.
+    Stale,
+    /// The entry is younger than its TTL.
+    Fresh,
+    /// The entry file cannot be read (damaged, or from another format version).
+    Unreadable,
+}
+
+impl State {
+    /// The name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Refreshing => "refreshing",
+            State::Failing => "failing",
+            State::Expired => "expired",
+            State::Stale => "stale",
+            State::Fresh => "fresh",
+            State::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// A failed run, from the failure record.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// When it finished, in milliseconds since the epoch.
+    pub finished_ms: u64,
+    /// Its shell-style exit status.
+    pub exit_code: i32,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: u64,
+    /// Failed runs in a row that it ended.
+    pub consecutive: u32,
+    /// The end of its stderr.
+    pub stderr_tail: Vec<u8>,
+}
+
+/// Everything the management commands know about one key.
+#[derive(Debug, Clone)]
+pub struct EntryInfo {
+    /// The key.
+    pub key: Key,
+    /// What produced the entry (from the entry, else from the failure record).
+    pub details: Option<Details>,
+    /// The stored result's header, when there is a readable one.
+    pub entry: Option<Preamble>,
+    /// The last failed run, if one is recorded.
+    pub failure: Option<Failure>,
+    /// Why a file of this key could not be read.
+    pub error: Option<String>,
+    /// Hits, misses, refreshes and failures so far.
+    pub counts: Counts,
+    /// The newest event (read or run), from the events logs' modification times.
+    pub last_event: Option<SystemTime>,
+    /// Bytes of all the key's files.
+    pub size_bytes: u64,
+    /// The state, see [`State`].
+    pub state: State,
+}
+
+impl EntryInfo {
+    /// The label, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.details.as_ref()?.name.as_deref()
+    }
+
+    /// The command line as one readable string.
+    pub fn command_line(&self) -> String {
+        match &self.details {
+            Some(details) => details.inputs.command_line(),
+            None => format!("(key {})", short_key(&self.key)),
+        }
+    }
+
+    /// The label, else the command line.
+    pub fn title(&self) -> String {
+        self.name()
+            .map_or_else(|| self.command_line(), str::to_owned)
+    }
+
+    /// Milliseconds since the stored result finished, when there is one.
+    pub fn age_ms(&self, now_ms: u64) -> Option<u64> {
+        Some(now_ms.saturating_sub(self.entry?.finished_ms))
+    }
+
+    /// When the entry was last read or written, in milliseconds since the epoch:
+    /// the newest of its events and its last run. `gc` goes by this, not by
+    /// atime, which many systems do not keep.
+    pub fn last_read_ms(&self) -> u64 {
+        let event = self.last_event.map_or(0, system_ms);
+        let run = match (&self.entry, &self.failure) {
+            (Some(entry), _) => entry.finished_ms,
+            (None, Some(failure)) => failure.finished_ms,
+            (None, None) => 0,
+        };
+        event.max(run)
+    }
+
+    /// True when the entry matches a `stats` filter: a substring of its label or command.
+    pub fn matches(&self, filter: &str) -> bool {
+        self.name().is_some_and(|name| name.contains(filter))
+            || self.command_line().contains(filter)
+    }
+}
+
+/// The files one key owns, as found on disk.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFiles {
+    /// Each present file's kind and metadata.
+    pub files: Vec<(FileKind, Metadata)>,
+}
+
+impl KeyFiles {
+    /// True when a file of this kind is present.
+    pub fn has(&self, kind: FileKind) -> bool {
+        self.files.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// Total size of the key's files.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|(_, meta)| meta.len()).sum()
+    }
+
+    /// True when the key has a stored result or failure record: an entry users can see.
+    pub fn is_entry(&self) -> bool {
+        self.has(FileKind::Entry) || self.has(FileKind::Failure)
+    }
+}
+
+/// The cache directory's content, grouped by key.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Every key with at least one file.
+    pub keys: BTreeMap<Key, KeyFiles>,
+    /// Temp files of writers (live, or killed before they finished).
+    pub temps: Vec<(PathBuf, Metadata)>,
+    /// Bytes of every file cacheback owns in the directory.
+    pub total_bytes: u64,
+}
+
+/// Lists the cache directory. A directory that does not exist is an empty cache.
+pub fn scan(store: &FsStore) -> Result<Scan> {
+    let listing = match std::fs::read_dir(store.dir()) {
+        Ok(listing) => listing,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Scan::default()),
+        Err(err) => return Err(Error::path(store.dir(), err)),
+    };
+    let mut scan = Scan::default();
+    for item in listing {
+        let item = item.map_err(|err| Error::path(store.dir(), err))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // A file may vanish between listing and stat (a refresh renaming, a
+        // concurrent gc): it is simply not there any more.
+        let Ok(meta) = item.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        if name.starts_with(TEMP_PREFIX) {
+            scan.total_bytes += meta.len();
+            scan.temps.push((item.path(), meta));
+            continue;
+        }
+        let Some((key, kind)) = parse_name(name) else {
+            continue;
+        };
+        scan.total_bytes += meta.len();
+        scan.keys.entry(key).or_default().files.push((kind, meta));
+    }
+    Ok(scan)
+}
+
+/// Splits `<64 hex><suffix>` into key and kind.
+fn parse_name(name: &str) -> Option<(Key, FileKind)> {
+    let (hex, suffix) = name.split_at_checked(64)?;
+    let key = Key::from_hex(hex)?;
+    let kind = FileKind::ALL
+        .into_iter()
+        .find(|kind| kind.suffix() == suffix)?;
+    Some((key, kind))
+}
+
+/// Every visible entry (a key with a result or a failure record, or a first
+/// run in flight), in key order.
+pub fn list(store: &FsStore, now_ms: u64) -> Result<(Vec<EntryInfo>, Scan)> {
+    let scan = scan(store)?;
+    let infos = scan
+        .keys
+        .iter()
+        .filter(|(key, files)| {
+            files.is_entry()
+                || (files.has(FileKind::Lock) && lock::is_held(&store.path(key, FileKind::Lock)))
+        })
+        .map(|(key, files)| inspect(store, key, files.size(), now_ms))
+        .collect();
+    Ok((infos, scan))
+}
+
+/// Reads everything about one key. Never fails: what cannot be read is reported in `error`.
+pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> EntryInfo {
+    let mut errors = Vec::new();
+    let mut details = None;
+    let mut head = [std::mem::MaybeUninit::uninit(); PREAMBLE_LEN];
+    let entry = match store.open(key, FileKind::Entry, &mut head) {
+        Ok(Some(entry)) => {
+            match entry.details() {
+                Ok(read) => details = Some(read),
+                Err(err) => errors.push(format!("entry: {err}")),
+            }
+            Some(entry.preamble)
+        }
+        Ok(None) => None,
+        Err(err) => {
+            errors.push(format!("entry: {err}"));
+            None
+        }
+    };
+    let mut head = [std::mem::MaybeUninit::uninit(); PREAMBLE_LEN];
+    let failure = match store.open(key, FileKind::Failure, &mut head) {
+        Ok(Some(record)) => {
+            if details.is_none() {
+                details = record.details().ok();
+            }
+            Some(Failure {
+                finished_ms: record.preamble.finished_ms,
+                exit_code: record.preamble.exit_code,
+                duration_ms: record.preamble.duration_ms,
+                consecutive: record.preamble.failures,
+                stderr_tail: record.stderr_tail(STDERR_TAIL).unwrap_or_default(),
+            })
+        }
+        Ok(None) => None,
+        Err(err) => {
+            errors.push(format!("failure record: {err}"));
+            None
+        }
+    };
+    let (counts, last_event) = events::read(store, key);
+    let refreshing = lock::is_held(&store.path(key, FileKind::Lock));
+    let failing = failure
+        .as_ref()
+        .is_some_and(|failure| entry.is_none_or(|entry| failure.finished_ms > entry.finished_ms));
+    let state = if refreshing {
+        State::Refreshing
+    } else if failing {
+        State::Failing
+    } else if let (Some(entry), Some(details)) = (&entry, &details) {
+        let age = now_ms.saturating_sub(entry.finished_ms);
+        if details.max_age_ms.is_some_and(|max_age| age >= max_age) {
+            State::Expired
+        } else if entry.forced_stale() || age >= details.ttl_ms {
+            State::Stale
+        } else {
+            State::Fresh
+        }
+    } else {
+        State::Unreadable
+    };
+    EntryInfo {
+        key: *key,
+        details,
+        entry,
+        failure,
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        counts,
+        last_event,
+        size_bytes,
+        state,
+    }
+}
+
+/// The keys a `show` or `invalidate` selector names, newest result first.
+/// An unknown label or command is an error naming it.
+pub fn select(store: &FsStore, selector: &EntrySelector, now_ms: u64) -> Result<Vec<EntryInfo>> {
+    if let Some(name) = &selector.name {
+        let (mut infos, _) = list(store, now_ms)?;
+        infos.retain(|info| info.name() == Some(name.as_str()));
+        if infos.is_empty() {
+            return Err(Error::NotFound(format!("no entry named '{name}'")));
+        }
+        infos.sort_by_key(|info| std::cmp::Reverse(info.last_read_ms()));
+        return Ok(infos);
+    }
+    let key = key_of(&selector.command, &selector.key)?;
+    let files = scan_key(store, &key);
+    let in_flight = lock::is_held(&store.path(&key, FileKind::Lock));
+    if !files.is_entry() && !in_flight {
+        let command = KeyInputs {
+            argv: selector
+                .command
+                .iter()
+                .map(|arg| arg.clone().into_vec())
+                .collect(),
+            ..KeyInputs::default()
+        };
+        return Err(Error::NotFound(format!(
+            "no entry for {}",
+            command.command_line()
+        )));
+    }
+    Ok(vec![inspect(store, &key, files.size(), now_ms)])
+}
+
+/// The key `run` would use for this command and key options, here and now.
+pub fn key_of(command: &[OsString], key: &KeyArgs) -> Result<Key> {
+    KeyInputs::gather_for(command, key)
+        .map(|inputs| inputs.key())
+        .map_err(|err| Error::io("reading key inputs", err))
+}
+
+/// The files of one key, without listing the whole directory.
+pub fn scan_key(store: &FsStore, key: &Key) -> KeyFiles {
+    let files = FileKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let meta = std::fs::symlink_metadata(store.path(key, kind)).ok()?;
+            meta.is_file().then_some((kind, meta))
+        })
+        .collect();
+    KeyFiles { files }
+}
+
+/// The first 12 hex digits of a key, enough to tell entries apart in messages.
+pub fn short_key(key: &Key) -> String {
+    key.to_hex()[..12].to_owned()
+}
+
+/// Milliseconds since the epoch of a file time.
+pub fn system_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_split_into_key_and_kind() {
+        let hex = "0f".repeat(32);
+        let key = Key::from_hex(&hex).unwrap();
+        assert_eq!(
+            parse_name(&format!("{hex}.events.old")),
+            Some((key, FileKind::EventsFolding))
+        );
+        assert_eq!(
+            parse_name(&format!("{hex}.entry")),
+            Some((key, FileKind::Entry))
+        );
+        for junk in [
+            format!("{hex}.entryx"),
+            hex.clone(),
+            format!("{}.entry", "0F".repeat(32)),
+            ".gc-stamp".to_owned(),
+            "é".repeat(40),
+        ] {
+            assert_eq!(parse_name(&junk), None, "{junk}");
+        }
+    }
+}
