@@ -896,7 +896,10 @@ def write_report(res, args, path_md, path_svg, tools):
     la0, la1 = res.get("loadavg_start"), res.get("loadavg_end")
     if la0 and la1:
         L.append(f"- load average (1/5/15 min) at start: {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}, "
-                 f"at end: {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f} (the run itself keeps ~1 core busy)")
+                 f"at end: {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f} (the run itself keeps about one core busy, and four processes during the prefill)")
+        if la0[0] > 1.0:
+            L.append(f"- **warning:** other work was running when this run started (1-min load {la0[0]:.2f} on "
+                     f"{m['nproc']} CPUs); expect noisier numbers than on an idle machine")
     L.append(f"- cache dirs on: {fs_type(args.work)} (`{os.path.relpath(args.work, os.path.dirname(os.path.abspath(path_md)))}`)")
     L.append(f"- rustc: {cmd_version(['rustc', '--version'])}")
     L.append(f"- python: {sys.version.split()[0]} (harness)")
