@@ -280,16 +280,7 @@ impl StoredEntry<'_> {
             out.write_all(&self.head[start as usize..end.min(in_head) as usize])?;
         }
         if end > in_head {
-            let from = start.max(in_head);
-            let mut file = &self.file;
-            file.seek(SeekFrom::Start(from))?;
-            let copied = io::copy(&mut file.take(end - from), &mut out)?;
-            if copied != end - from {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "entry shrank while replaying",
-                ));
-            }
+            copy_file_range_to(&self.file, start.max(in_head), end, out)?;
         }
         Ok(())
     }
@@ -315,6 +306,52 @@ impl StoredEntry<'_> {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// Copies bytes `from..end` of `file` to `out` inside the kernel with
+/// sendfile(2), whatever `out` is (a pipe, a file, a socket); std's `io::copy`
+/// does not do this for a pipe and would loop over 8 KiB reads and writes.
+/// Falls back to a plain copy where the kernel refuses (a terminal, say).
+fn copy_file_range_to(file: &File, from: u64, end: u64, mut out: &File) -> io::Result<()> {
+    let mut offset = libc::off_t::try_from(from).map_err(io::Error::other)?;
+    let end = libc::off_t::try_from(end).map_err(io::Error::other)?;
+    while offset < end {
+        let chunk = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        // SAFETY: plain descriptors; sendfile advances `offset` by what it copied.
+        let sent = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut offset, chunk) };
+        match sent {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "entry shrank while replaying",
+                ));
+            }
+            n if n > 0 => {}
+            _ => {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EINVAL | libc::ENOSYS) => {
+                        let mut reader = file;
+                        reader.seek(SeekFrom::Start(offset as u64))?;
+                        let rest = (end - offset) as u64;
+                        let copied = io::copy(&mut reader.take(rest), &mut out)?;
+                        if copied != rest {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "entry shrank while replaying",
+                            ));
+                        }
+                        return Ok(());
+                    }
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A result being written to a temp file in the store's directory.
