@@ -12,10 +12,9 @@
 //! stdout and stderr at /dev/null and closes every other descriptor it
 //! inherited, so `$(cacheback run ...)` never waits for it.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use crate::cli::RunArgs;
@@ -108,26 +107,26 @@ fn in_backoff(
 ///
 /// Must be called before the process starts any thread: only the calling
 /// thread survives a `fork`, and every call site (a hit, `--no-wait`, `warm`,
-/// `invalidate --refresh`) runs single-threaded.
+/// `invalidate --refresh`) runs single-threaded. Points this process's stdin
+/// and stdout at /dev/null: call it once everything meant for stdout is written.
 pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Result<()> {
     // Ignored across the fork, so a hangup in the instant before the child has
     // its own session cannot end it; the caller is about to exit anyway.
     // SAFETY: changing a signal disposition.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
-    // The child holds the caller's stdout until it has replaced it; a shell's
-    // `$(...)` waits for that. The pipe's write end closes when the child has
-    // detached, and the parent waits for it, so the caller's descriptors are
-    // free the moment the parent exits.
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::io(
-            "starting a background refresh",
-            io::Error::last_os_error(),
-        ));
+    // A child holding the caller's stdout would keep `$(...)` waiting until it
+    // got to replace it, so the caller lets go of it first: it has written
+    // everything it will (stderr stays for a message if the fork fails).
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|err| Error::path("/dev/null", err))?;
+    for fd in [0, 1] {
+        // SAFETY: dup2 onto standard descriptors the caller is done with.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
     }
-    // SAFETY: both descriptors were just created and are owned here alone.
-    let (detached, child_done) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    drop(null);
     // SAFETY: the process is single-threaded here (see above), so the child
     // gets a consistent copy of all state; it leaves through `_exit` only.
     match unsafe { libc::fork() } {
@@ -136,20 +135,14 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
             io::Error::last_os_error(),
         )),
         0 => {
-            // Closing every descriptor but the lock also closes `child_done`.
             detach(lock.file().as_raw_fd());
             let status = crate::cmd::refresh::run(store, key, args, lock);
             // SAFETY: ends the child without running the parent's exit-time
             // cleanup twice; everything it wrote went straight to files.
             unsafe { libc::_exit(i32::from(status)) }
         }
-        _ => {
-            drop(child_done);
-            // End of file once the child has let go of our descriptors.
-            let _ = (&detached).read(&mut [0u8; 1]);
-            // The child is not waited for: it outlives us, and init reaps it.
-            Ok(())
-        }
+        // The child is not waited for: it outlives us, and init reaps it.
+        _ => Ok(()),
     }
 }
 

@@ -229,6 +229,26 @@ fn refresher_kill_loop(kills: u64) {
     assert_eq!(stuck, 0, "locks still held after the refresher died");
     assert_eq!(left, 0, "processes left behind");
     assert!(temps as u64 <= kills, "more temp files than kills");
+    // What the killed writers left is gc's to clean once it is old enough
+    // that no live writer can own it.
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+    let is_temp = |p: &std::path::PathBuf| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".tmp-")
+    };
+    for temp in cache.files("").into_iter().filter(is_temp) {
+        let file = fs::File::options().write(true).open(&temp).unwrap();
+        file.set_modified(two_days_ago).unwrap();
+    }
+    assert!(cache.cacheback(&["gc"]).status.success());
+    assert_eq!(
+        cache.files("").into_iter().filter(is_temp).count(),
+        0,
+        "gc left temp files"
+    );
+    assert!(stored_stdout(&entry).is_some(), "gc removed the live entry");
 }
 
 #[test]

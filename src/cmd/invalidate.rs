@@ -33,6 +33,11 @@ pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
     } else {
         inspect::select(store, &args.entry, now)?
     };
+    // `refresh::spawn` points our stdout at /dev/null, so the report goes to a
+    // copy of it taken now.
+    let report_to = output::stdout()
+        .try_clone()
+        .map_err(|err| Error::io("duplicating stdout", err))?;
     let mut report = String::new();
     let home =
         std::env::current_dir().map_err(|err| Error::io("reading the working directory", err))?;
@@ -66,7 +71,7 @@ pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
     if infos.is_empty() {
         report.push_str("nothing to invalidate\n");
     }
-    (&*output::stdout())
+    (&report_to)
         .write_all(report.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
     Ok(exit_codes::SUCCESS)
