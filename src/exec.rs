@@ -1,20 +1,21 @@
 //! Running the wrapped command: capture, streaming, time limits and signals.
 //!
 //! The command gets its own process group, so a time limit or a forwarded
-//! signal reaches its grandchildren too. Its stdout and stderr are read by one
-//! thread each, which forward the bytes to the caller as they arrive (on a
-//! foreground miss) and capture them for the entry. A pipe whose destinations
-//! have all failed is closed, so a command writing into the void gets EPIPE
-//! instead of running on.
+//! signal reaches its grandchildren too. One thread `poll`s its stdout and
+//! stderr, forwards the bytes to the caller as they arrive (on a foreground
+//! miss) and captures them for the entry; no helper threads, because starting
+//! three of them was a third of a miss's overhead here. A pipe whose
+//! destinations have all failed is closed, so a command writing into the void
+//! gets EPIPE instead of running on.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
@@ -30,9 +31,9 @@ const PIPE_GRACE: Duration = Duration::from_secs(1);
 /// Bytes moved per read from the command's pipes. Larger buffers bought no
 /// throughput but cost a miss page faults for memory that is zeroed first.
 const PUMP_CHUNK: usize = 16 * 1024;
-/// Stack for the pump and wait threads, which need little; the default 2 MiB
-/// is only reserved, but its guard page and mapping still cost a miss.
-const THREAD_STACK: usize = 64 * 1024;
+/// How often to look for the command's exit once its pipes are closed but it
+/// still runs (it closed them itself); only that rare case polls.
+const EXIT_POLL: Duration = Duration::from_millis(10);
 /// Stderr kept in memory before it spills to an unnamed temp file.
 const STDERR_MEMORY_LIMIT: usize = 1 << 20;
 
@@ -128,15 +129,66 @@ fn forward_terminating_signals() {
     }
 }
 
-enum Event {
-    Exited(io::Result<std::process::ExitStatus>),
-    Stdout(Pumped),
-    Stderr(Pumped, Capture),
-}
-
-struct Pumped {
+/// One of the command's output pipes and where its bytes go.
+struct Stream<'a> {
+    pipe: Option<File>,
+    forward: Option<&'a File>,
+    capture: Option<&'a mut dyn Write>,
     bytes: u64,
     capture_error: Option<io::Error>,
+}
+
+impl Stream<'_> {
+    /// Moves what one read brings; closes the pipe at its end, or when no
+    /// destination is left.
+    fn pump(&mut self, buf: &mut [u8]) {
+        let Some(pipe) = &self.pipe else { return };
+        let n = match (&*pipe).read(buf) {
+            Ok(0) => return self.close(),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return,
+            Err(err) => {
+                self.capture_error.get_or_insert(err);
+                return self.close();
+            }
+        };
+        let chunk = &buf[..n];
+        if let Some(mut out) = self.forward
+            && out.write_all(chunk).is_err()
+        {
+            // The reader went away (`| head -1`): keep capturing for the cache.
+            self.forward = None;
+        }
+        if let Some(sink) = self.capture.as_mut() {
+            match sink.write_all(chunk) {
+                Ok(()) => self.bytes += n as u64,
+                Err(err) => {
+                    self.capture_error.get_or_insert(err);
+                    self.capture = None;
+                }
+            }
+        }
+        if self.forward.is_none() && self.capture.is_none() {
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        self.pipe = None;
+    }
+}
+
+/// Where the time limit stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// Running normally (with or without a deadline).
+    Running,
+    /// SIGTERM sent at the deadline.
+    Terminated,
+    /// SIGKILL sent after the grace period.
+    Killed,
+    /// Pipes still open after the kill: a descendant escaped; stop reading.
+    GaveUp,
 }
 
 /// Runs the command to completion (or its time limit) and reports how it went.
@@ -160,70 +212,79 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
         unsafe { libc::kill(-group, early) };
     }
 
-    let (events, inbox) = mpsc::channel();
-    let stdout_pipe = child.stdout.take().expect("stdout is piped");
-    let stderr_pipe = child.stderr.take().expect("stderr is piped");
-    let forward = invocation.forward;
-    let stdout_sink = events.clone();
-    let stdout_capture = invocation.stdout_capture;
-    spawn_thread(move || {
-        let mut capture = stdout_capture;
-        let forward_to = forward.then(output::stdout);
-        let pumped = pump(
-            stdout_pipe,
-            forward_to.as_deref(),
-            capture.as_mut().map(|f| f as &mut dyn Write),
-        );
-        let _ = stdout_sink.send(Event::Stdout(pumped));
-    });
-    let stderr_sink = events.clone();
-    let spill_dir = invocation.stderr_spill_dir;
-    spawn_thread(move || {
-        let mut capture = spill_dir.map(Capture::new);
-        let forward_to = forward.then(output::stderr);
-        let sink = capture.as_mut().map(|c| c as &mut dyn Write);
-        let pumped = pump(stderr_pipe, forward_to.as_deref(), sink);
-        let _ = stderr_sink.send(Event::Stderr(pumped, capture.unwrap_or_default()));
-    });
-    spawn_thread(move || {
-        let _ = events.send(Event::Exited(child.wait()));
-    });
-
+    let forward_out = invocation.forward.then(output::stdout);
+    let forward_err = invocation.forward.then(output::stderr);
+    let mut stdout_capture = invocation.stdout_capture;
+    let mut stderr_capture = invocation.stderr_spill_dir.map(Capture::new);
+    let mut streams = [
+        Stream {
+            pipe: child
+                .stdout
+                .take()
+                .map(|pipe| File::from(std::os::fd::OwnedFd::from(pipe))),
+            forward: forward_out.as_deref(),
+            capture: stdout_capture.as_mut().map(|f| f as &mut dyn Write),
+            bytes: 0,
+            capture_error: None,
+        },
+        Stream {
+            pipe: child
+                .stderr
+                .take()
+                .map(|pipe| File::from(std::os::fd::OwnedFd::from(pipe))),
+            forward: forward_err.as_deref(),
+            capture: stderr_capture.as_mut().map(|c| c as &mut dyn Write),
+            bytes: 0,
+            capture_error: None,
+        },
+    ];
     let mut deadline = invocation.timeout.map(|limit| start + limit);
-    let mut timed_out = false;
-    let mut killed = false;
-    let mut status = None;
+    let mut limit = Limit::Running;
+    let mut status: Option<ExitStatus> = None;
     let mut finished = None;
-    let mut stdout: Option<Pumped> = None;
-    let mut stderr: Option<(Pumped, Capture)> = None;
-    while status.is_none() || stdout.is_none() || stderr.is_none() {
-        let event = match deadline {
-            None => inbox
-                .recv()
-                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            Some(at) => inbox.recv_timeout(at.saturating_duration_since(Instant::now())),
-        };
-        match event {
-            Ok(Event::Exited(result)) => {
+    let mut buf = vec![0u8; PUMP_CHUNK];
+    loop {
+        let open: Vec<usize> = (0..2).filter(|&i| streams[i].pipe.is_some()).collect();
+        if open.is_empty() || limit == Limit::GaveUp {
+            // Output is complete: now only the exit status is missing.
+            if status.is_none() {
+                status = if limit == Limit::GaveUp {
+                    // The kill came and went: whatever still runs escaped it.
+                    child.try_wait().ok().flatten()
+                } else {
+                    reap(&mut child, deadline)?
+                };
                 finished = Some((SystemTime::now(), start.elapsed()));
-                status = Some(result.map_err(|err| Error::io("waiting for the command", err))?);
             }
-            Ok(Event::Stdout(pumped)) => stdout = Some(pumped),
-            Ok(Event::Stderr(pumped, capture)) => stderr = Some((pumped, capture)),
-            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
-                timed_out = true;
-                // SAFETY: signalling the command's own process group.
-                unsafe { libc::kill(-group, libc::SIGTERM) };
-                deadline = Some(Instant::now() + KILL_GRACE);
+            if status.is_some() || limit == Limit::GaveUp {
+                break;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) if !killed => {
-                killed = true;
-                // SAFETY: as above.
-                unsafe { libc::kill(-group, libc::SIGKILL) };
-                deadline = Some(Instant::now() + PIPE_GRACE);
-            }
-            Err(_) => break,
         }
+        let wait = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+        let ready = wait_readable(&streams, &open, wait)?;
+        for &i in &ready {
+            streams[i].pump(&mut buf);
+        }
+        if ready.is_empty() && deadline.is_some_and(|at| Instant::now() >= at) {
+            let (signal, next, grace) = match limit {
+                Limit::Running => (libc::SIGTERM, Limit::Terminated, KILL_GRACE),
+                Limit::Terminated => (libc::SIGKILL, Limit::Killed, PIPE_GRACE),
+                Limit::Killed | Limit::GaveUp => (0, Limit::GaveUp, Duration::ZERO),
+            };
+            if signal != 0 {
+                // SAFETY: signalling the command's own process group.
+                unsafe { libc::kill(-group, signal) };
+            }
+            limit = next;
+            deadline = Some(Instant::now() + grace);
+        }
+    }
+    let timed_out = limit != Limit::Running;
+    let [stdout, stderr] = streams;
+    let stdout_len = stdout.bytes;
+    let mut capture_error = stdout.capture_error.or(stderr.capture_error);
+    if stdout.pipe.is_some() || stderr.pipe.is_some() {
+        capture_error.get_or_insert(io::Error::other("output was still open at the time limit"));
     }
     CHILD_GROUP.store(0, Ordering::SeqCst);
     let (finished, duration) = finished.unwrap_or_else(|| (SystemTime::now(), start.elapsed()));
@@ -242,35 +303,14 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
             None => Termination::TimedOut,
         }
     };
-    let (stdout_len, stdout_error) = match stdout {
-        Some(pumped) => (pumped.bytes, pumped.capture_error),
-        None => (
-            0,
-            Some(io::Error::other("stdout was still open at the time limit")),
-        ),
-    };
-    let (stderr, stderr_error) = match stderr {
-        Some((pumped, capture)) => (capture, pumped.capture_error),
-        None => (
-            Capture::default(),
-            Some(io::Error::other("stderr was still open at the time limit")),
-        ),
-    };
     Ok(Outcome {
         termination,
         finished,
         duration,
         stdout_len,
-        stderr,
-        capture_error: stdout_error.or(stderr_error),
+        stderr: stderr_capture.unwrap_or_default(),
+        capture_error,
     })
-}
-
-fn spawn_thread(work: impl FnOnce() + Send + 'static) {
-    std::thread::Builder::new()
-        .stack_size(THREAD_STACK)
-        .spawn(work)
-        .expect("starting a thread for the command's output");
 }
 
 fn spawn_error(program: &OsString, err: io::Error) -> Error {
@@ -284,49 +324,56 @@ fn spawn_error(program: &OsString, err: io::Error) -> Error {
     }
 }
 
-/// Copies a pipe to its destinations until EOF, or until no destination is left.
-fn pump(
-    mut pipe: impl Read,
-    forward: Option<&File>,
-    mut capture: Option<&mut dyn Write>,
-) -> Pumped {
-    let mut buf = vec![0u8; PUMP_CHUNK];
-    let mut forward = forward;
-    let mut bytes = 0;
-    let mut capture_error = None;
-    loop {
-        let n = match pipe.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                capture_error.get_or_insert(err);
-                break;
-            }
-        };
-        let chunk = &buf[..n];
-        if let Some(mut out) = forward
-            && out.write_all(chunk).is_err()
-        {
-            // The reader went away (`| head -1`): keep capturing for the cache.
-            forward = None;
+/// Waits until one of the `open` streams has something to read (or has
+/// closed), at most `wait`.
+fn wait_readable(
+    streams: &[Stream<'_>; 2],
+    open: &[usize],
+    wait: Option<Duration>,
+) -> Result<Vec<usize>> {
+    let mut fds: Vec<libc::pollfd> = open
+        .iter()
+        .map(|&i| libc::pollfd {
+            fd: streams[i].pipe.as_ref().map_or(-1, |p| p.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let timeout = wait.map_or(-1, |w| {
+        i32::try_from(w.as_millis().max(1)).unwrap_or(i32::MAX)
+    });
+    // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(Vec::new()); // a forwarded signal; look again
         }
-        if let Some(sink) = capture.as_mut() {
-            match sink.write_all(chunk) {
-                Ok(()) => bytes += n as u64,
-                Err(err) => {
-                    capture_error.get_or_insert(err);
-                    capture = None;
-                }
-            }
-        }
-        if forward.is_none() && capture.is_none() {
-            break;
-        }
+        return Err(Error::io("waiting for the command's output", err));
     }
-    Pumped {
-        bytes,
-        capture_error,
+    Ok(open
+        .iter()
+        .zip(&fds)
+        .filter(|(_, fd)| fd.revents != 0)
+        .map(|(&i, _)| i)
+        .collect())
+}
+
+/// Collects the exit status: blocking without a deadline, otherwise checking
+/// until it passes (`None` then: the caller escalates and tries again).
+fn reap(child: &mut Child, deadline: Option<Instant>) -> Result<Option<ExitStatus>> {
+    let fail = |err| Error::io("waiting for the command", err);
+    let Some(deadline) = deadline else {
+        return child.wait().map(Some).map_err(fail);
+    };
+    loop {
+        if let Some(status) = child.try_wait().map_err(fail)? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(EXIT_POLL.min(deadline.saturating_duration_since(Instant::now())));
     }
 }
 
