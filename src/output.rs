@@ -31,3 +31,11 @@ pub fn warn(message: std::fmt::Arguments<'_>) {
     let line = format!("cacheback: {message}\n");
     let _ = (&*stderr()).write_all(line.as_bytes());
 }
+
+/// Whether to colour output: only on a terminal, and never when `NO_COLOR` is
+/// set to anything non-empty (<https://no-color.org>).
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    let opted_out = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !opted_out && std::io::stdout().is_terminal()
+}

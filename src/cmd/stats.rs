@@ -42,7 +42,7 @@ pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
         text.push('\n');
         text
     } else {
-        table(&infos, now, scan.total_bytes, args.filter.is_some())
+        table(&infos, now, scan.total_bytes, args.filter.is_some(), output::colour())
     };
     (&*output::stdout())
         .write_all(text.as_bytes())
@@ -108,7 +108,24 @@ fn cut(text: &str, width: usize) -> String {
     short
 }
 
-fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool) -> String {
+/// ANSI colour of a state in the table.
+fn state_colour(state: State) -> &'static str {
+    match state {
+        State::Fresh => "\x1b[32m",
+        State::Stale => "\x1b[33m",
+        State::Refreshing => "\x1b[36m",
+        State::Expired => "\x1b[35m",
+        State::Failing | State::Unreadable => "\x1b[1;31m",
+    }
+}
+
+fn table(
+    infos: &[EntryInfo],
+    now: u64,
+    disk_bytes: u64,
+    filtered: bool,
+    colour: bool,
+) -> String {
     const HEADER: [&str; 9] = [
         "NAME",
         "STATE",
@@ -167,14 +184,20 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool) -> Stri
         rows.clear();
         text.push_str("no cached entries\n");
     }
-    for row in &rows {
+    for (index, row) in rows.iter().enumerate() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             let pad = " ".repeat(widths[i] - cell.chars().count());
             if i > 0 {
                 line.push_str("  ");
             }
-            if RIGHT[i] {
+            if colour && i == 1 && index > 0 {
+                // Row 0 is the header; rows follow `infos` one for one.
+                line.push_str(state_colour(infos[index - 1].state));
+                line.push_str(cell);
+                line.push_str("\x1b[0m");
+                line.push_str(&pad);
+            } else if RIGHT[i] {
                 line.push_str(&pad);
                 line.push_str(cell);
             } else {
