@@ -9,6 +9,50 @@ set edit:completion:arg-completer[cacheback] = {|@words|
     fn cand {|text desc|
         edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
     }
+
+    # Added by cacheback's generator (xtask/src/completions.rs): once the cursor
+    # is inside the command that `cacheback run` wraps, complete that command as
+    # elvish would on its own, as edit:complete-sudo does for sudo.
+    # $global-with-value: cacheback's options that take a value; $wrappers: map
+    # from each wrapping subcommand to its options that take a value. Outputs
+    # the index in $words where the command starts, or -1 when the cursor is
+    # not in it.
+    fn command-start {|words global-with-value wrappers|
+        var last = (- (count $words) 1)
+        var i = 1
+        while (and (< $i $last) (str:has-prefix $words[$i] -)) {
+            if (has-value $global-with-value $words[$i]) {
+                set i = (+ $i 2)
+            } else {
+                set i = (+ $i 1)
+            }
+        }
+        if (or (>= $i $last) (not (has-key $wrappers $words[$i]))) {
+            put -1
+            return
+        }
+        var with-value = $wrappers[$words[$i]]
+        set i = (+ $i 1)
+        while (< $i $last) {
+            var word = $words[$i]
+            if (eq $word --) {
+                put (+ $i 1)
+                return
+            } elif (has-value $with-value $word) {
+                set i = (+ $i 2)
+            } elif (str:has-prefix $word -) {
+                set i = (+ $i 1)
+            } else {
+                put $i
+                return
+            }
+        }
+        if (and (== $i $last) (not (str:has-prefix $words[$i] -))) {
+            put $i
+        } else {
+            put -1
+        }
+    }
     var command = 'cacheback'
     for word $words[1..-1] {
         if (str:has-prefix $word '-') {
@@ -141,5 +185,10 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         &'cacheback;help;help'= {
         }
     ]
-    $completions[$command]
+    var start = (command-start $words ['--cache-dir'] [&'run'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--placeholder' '--name' '--env' '--modtime' '--scope'] &'show'=['--cache-dir' '--name' '--env' '--modtime' '--scope'] &'invalidate'=['--cache-dir' '--name' '--env' '--modtime' '--scope'] &'warm'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--name' '--env' '--modtime' '--scope' '--placeholder']])
+    if (>= $start 0) {
+        edit:complete-sudo cacheback (all $words[$start..])
+    } else {
+        $completions[$command]
+    }
 }

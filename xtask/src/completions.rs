@@ -1,13 +1,16 @@
 //! Completion scripts for bash, zsh, fish, elvish and PowerShell.
 //!
-//! clap_complete writes them; two shells need help with the command that
+//! clap_complete writes them; most shells need help with the command that
 //! `run` wraps. After `cacheback run --ttl 5m -- gi<TAB>` a user expects what
 //! `sudo gi<TAB>` gives: command names, then that command's own completions.
-//! zsh gets this from clap_complete (`_cmdambivalent`). bash and fish do not
-//! (bash completes file names, fish nothing), so their scripts are patched
-//! here for every subcommand whose positional carries
+//! zsh gets this from clap_complete (`_cmdambivalent`). bash, fish and elvish
+//! do not (bash completes file names, fish and elvish nothing), so their
+//! scripts are patched here for every subcommand whose positional carries
 //! `ValueHint::CommandWithArguments`. A clap_complete upgrade that changes
 //! the patched lines makes generation panic rather than silently drop the fix.
+//! PowerShell is left as clap_complete writes it: delegating there needs
+//! TabExpansion2 on a slice of the command's AST, which could not be tried
+//! here (no pwsh on the development machine).
 
 use std::path::PathBuf;
 
@@ -38,6 +41,7 @@ pub fn generate(cmd: &Command) -> Vec<Generated> {
         let script = match shell {
             Shell::Bash => patch_bash(script, &wrappers),
             Shell::Fish => patch_fish(script, &wrappers),
+            Shell::Elvish => patch_elvish(script, &cmd, &wrappers),
             _ => script,
         };
         Generated {
@@ -85,15 +89,19 @@ fn wrapping_subcommands(cmd: &Command) -> Vec<Wrapper> {
         })
         .map(|sub| Wrapper {
             name: sub.get_name().to_owned(),
-            with_value: sub
-                .get_arguments()
-                .filter(|arg| !arg.is_positional() && takes_value(arg))
-                .flat_map(|arg| {
-                    let long = arg.get_long().map(|l| format!("--{l}"));
-                    let short = arg.get_short().map(|s| format!("-{s}"));
-                    long.into_iter().chain(short)
-                })
-                .collect(),
+            with_value: options_with_value(sub),
+        })
+        .collect()
+}
+
+/// The spellings (`--ttl`, `-t`) of `cmd`'s options that take a value.
+fn options_with_value(cmd: &Command) -> Vec<String> {
+    cmd.get_arguments()
+        .filter(|arg| !arg.is_positional() && takes_value(arg))
+        .flat_map(|arg| {
+            let long = arg.get_long().map(|l| format!("--{l}"));
+            let short = arg.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
         })
         .collect()
 }
@@ -236,6 +244,80 @@ fn patch_fish(script: String, wrappers: &[Wrapper]) -> String {
         script.push_str(FISH_HELPER);
     }
     script
+}
+
+const ELVISH_HELPER: &str = r#"
+    # Added by cacheback's generator (xtask/src/completions.rs): once the cursor
+    # is inside the command that `cacheback run` wraps, complete that command as
+    # elvish would on its own, as edit:complete-sudo does for sudo.
+    # $global-with-value: cacheback's options that take a value; $wrappers: map
+    # from each wrapping subcommand to its options that take a value. Outputs
+    # the index in $words where the command starts, or -1 when the cursor is
+    # not in it.
+    fn command-start {|words global-with-value wrappers|
+        var last = (- (count $words) 1)
+        var i = 1
+        while (and (< $i $last) (str:has-prefix $words[$i] -)) {
+            if (has-value $global-with-value $words[$i]) {
+                set i = (+ $i 2)
+            } else {
+                set i = (+ $i 1)
+            }
+        }
+        if (or (>= $i $last) (not (has-key $wrappers $words[$i]))) {
+            put -1
+            return
+        }
+        var with-value = $wrappers[$words[$i]]
+        set i = (+ $i 1)
+        while (< $i $last) {
+            var word = $words[$i]
+            if (eq $word --) {
+                put (+ $i 1)
+                return
+            } elif (has-value $with-value $word) {
+                set i = (+ $i 2)
+            } elif (str:has-prefix $word -) {
+                set i = (+ $i 1)
+            } else {
+                put $i
+                return
+            }
+        }
+        if (and (== $i $last) (not (str:has-prefix $words[$i] -))) {
+            put $i
+        } else {
+            put -1
+        }
+    }
+"#;
+
+fn patch_elvish(script: String, cmd: &Command, wrappers: &[Wrapper]) -> String {
+    if wrappers.is_empty() {
+        return script;
+    }
+    let list = |options: &[String]| {
+        let quoted: Vec<String> = options.iter().map(|o| format!("'{o}'")).collect();
+        format!("[{}]", quoted.join(" "))
+    };
+    let global = list(&options_with_value(cmd));
+    let map: Vec<String> = wrappers
+        .iter()
+        .map(|w| format!("&'{}'={}", w.name, list(&w.with_value)))
+        .collect();
+    let start = "    var command = 'cacheback'\n";
+    let script = replace_once(&script, start, &format!("{ELVISH_HELPER}{start}"), "elvish");
+    let lookup = "    $completions[$command]\n";
+    let delegate = format!(
+        "    var start = (command-start $words {global} [{}])\n    \
+         if (>= $start 0) {{\n        \
+         edit:complete-sudo {BIN} (all $words[$start..])\n    \
+         }} else {{\n        \
+         $completions[$command]\n    \
+         }}\n",
+        map.join(" ")
+    );
+    replace_once(&script, lookup, &delegate, "elvish")
 }
 
 fn replace_once(script: &str, from: &str, to: &str, shell: &str) -> String {
