@@ -848,3 +848,36 @@ fn each_subcommand_has_its_own_help() {
         "{warm}"
     );
 }
+
+#[test]
+fn stats_colours_states_only_on_a_terminal_and_never_with_no_color() {
+    let cache = Cache::new();
+    cache.run(&["--ttl", "1h", "--name", "green", "--", "true"]);
+    // script(1) gives cacheback a real terminal as stdout.
+    let on_terminal = |no_color: Option<&str>| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &format!("{BIN} stats"), "/dev/null"])
+            .env("CACHEBACK_DIR", cache.dir())
+            .env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            cmd.env("NO_COLOR", value);
+        }
+        match cmd.output() {
+            Ok(output) => stdout(&output),
+            Err(err) => panic!("script(1) is needed for this test: {err}"),
+        }
+    };
+    assert!(
+        on_terminal(None).contains("\x1b[32mfresh\x1b[0m"),
+        "{:?}",
+        on_terminal(None)
+    );
+    assert!(!on_terminal(Some("1")).contains('\x1b'));
+    assert!(
+        on_terminal(Some("")).contains('\x1b'),
+        "an empty NO_COLOR does not opt out"
+    );
+    let piped = cache.cacheback(&["stats"]);
+    assert!(!stdout(&piped).contains('\x1b'));
+    assert!(stdout(&piped).contains("fresh"));
+}

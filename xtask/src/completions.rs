@@ -52,7 +52,7 @@ pub fn generate(cmd: &Command) -> Vec<Generated> {
     .collect()
 }
 
-/// `cmd` without its hidden subcommands (`__refresh`): clap_complete offers
+/// `cmd` without its hidden subcommands: clap_complete offers
 /// hidden subcommands like any other.
 fn visible(cmd: &Command) -> Command {
     // clap takes `&'static str` here unless its `string` feature is on, and
