@@ -393,24 +393,6 @@ impl Capture {
             ..Capture::default()
         }
     }
-
-    /// The last `limit` bytes captured.
-    pub fn tail(&mut self, limit: usize) -> Vec<u8> {
-        match &mut self.spill {
-            None => self.memory[self.memory.len().saturating_sub(limit)..].to_vec(),
-            Some(file) => {
-                let keep = self.len.min(limit as u64);
-                let mut out = vec![0u8; keep as usize];
-                let read = file
-                    .seek(SeekFrom::Start(self.len - keep))
-                    .and_then(|_| file.read_exact(&mut out));
-                if read.is_err() {
-                    out.clear();
-                }
-                out
-            }
-        }
-    }
 }
 
 impl Write for Capture {

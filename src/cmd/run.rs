@@ -21,8 +21,6 @@ use crate::store::{FileKind, FsStore, OpenError, RunRecord, StoredEntry};
 /// Bytes read with the preamble in one go: small outputs come along whole and
 /// are written straight from memory.
 pub const HEAD_LEN: usize = 16 * 1024;
-/// Bytes of stderr kept from a failed run in messages.
-pub const FAILURE_TAIL: u64 = 4096;
 
 /// Runs `cacheback run` and returns the exit status to report.
 pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {

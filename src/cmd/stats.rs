@@ -42,7 +42,13 @@ pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
         text.push('\n');
         text
     } else {
-        table(&infos, now, scan.total_bytes, args.filter.is_some(), output::colour())
+        table(
+            &infos,
+            now,
+            scan.total_bytes,
+            args.filter.is_some(),
+            output::colour(),
+        )
     };
     (&*output::stdout())
         .write_all(text.as_bytes())
@@ -119,13 +125,7 @@ fn state_colour(state: State) -> &'static str {
     }
 }
 
-fn table(
-    infos: &[EntryInfo],
-    now: u64,
-    disk_bytes: u64,
-    filtered: bool,
-    colour: bool,
-) -> String {
+fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour: bool) -> String {
     const HEADER: [&str; 9] = [
         "NAME",
         "STATE",
