@@ -13,7 +13,6 @@
 //! inherited, so `$(cacheback run ...)` never waits for it.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -31,8 +30,6 @@ pub const ENV_REFRESH_TIMEOUT: &str = "CACHEBACK_REFRESH_TIMEOUT";
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(600);
 /// First back-off step after a failed run; it doubles per consecutive failure, up to the TTL.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
-/// Size of the head buffer used to peek at records here.
-const PEEK_LEN: usize = crate::store::entry::PREAMBLE_LEN;
 
 /// The time limit for a background run.
 pub fn background_timeout(args: &RunArgs) -> Duration {
@@ -66,11 +63,7 @@ pub fn start(
     let Some(lock) = store.try_lock(key)? else {
         return Ok(()); // a run is in flight; it will serve everyone
     };
-    let mut head = [MaybeUninit::uninit(); PEEK_LEN];
-    let current = match store.open(key, FileKind::Entry, &mut head) {
-        Ok(Some(entry)) => Some(entry.preamble),
-        _ => None,
-    };
+    let current = store.peek(key, FileKind::Entry);
     if let (Some(seen), Some(current)) = (seen, current)
         && current.finished_ms != seen.finished_ms
         && !current.forced_stale()
@@ -91,12 +84,10 @@ fn in_backoff(
     current: Option<&Preamble>,
     now_ms: u64,
 ) -> bool {
-    let mut head = [MaybeUninit::uninit(); PEEK_LEN];
-    let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) else {
+    let Some(failure) = store.peek(key, FileKind::Failure) else {
         return false;
     };
-    let failure = failure.preamble;
-    if current.is_some_and(|entry| entry.finished_ms >= failure.finished_ms) {
+    if !failure.failed_since(current) {
         return false; // a success came after the last failure
     }
     let wait = backoff(failure.failures, ttl).as_millis() as u64;

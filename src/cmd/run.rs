@@ -202,15 +202,10 @@ pub fn execute(
 
 /// Failed runs since the last success, from the failure record.
 fn consecutive_failures(store: &FsStore, key: &Key) -> u32 {
-    let mut head = [MaybeUninit::uninit(); crate::store::entry::PREAMBLE_LEN];
-    let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) else {
-        return 0;
-    };
-    let failure = failure.preamble;
-    let mut head = [MaybeUninit::uninit(); crate::store::entry::PREAMBLE_LEN];
-    match store.open(key, FileKind::Entry, &mut head) {
-        Ok(Some(entry)) if entry.preamble.finished_ms >= failure.finished_ms => 0,
-        _ => failure.failures,
+    let entry = store.peek(key, FileKind::Entry);
+    match store.peek(key, FileKind::Failure) {
+        Some(failure) if failure.failed_since(entry.as_ref()) => failure.failures,
+        _ => 0,
     }
 }
 

@@ -161,6 +161,13 @@ impl Preamble {
             .checked_add(self.stderr_len)
     }
 
+    /// For a failure record: true when it came after `entry` (or there is no
+    /// entry), so it counts against it. The `failing` state, the back-off and
+    /// the consecutive-failure count all rest on this one rule.
+    pub fn failed_since(&self, entry: Option<&Preamble>) -> bool {
+        entry.is_none_or(|entry| self.finished_ms > entry.finished_ms)
+    }
+
     /// True when `invalidate --refresh` marked the entry stale.
     pub fn forced_stale(&self) -> bool {
         self.flags & FLAG_FORCED_STALE != 0

@@ -148,6 +148,12 @@ impl FsStore {
         open_entry(&self.path(key, kind), head)
     }
 
+    /// The preamble of a key's entry or failure record, when one is readable.
+    pub fn peek(&self, key: &Key, kind: FileKind) -> Option<Preamble> {
+        let mut head = [MaybeUninit::uninit(); PREAMBLE_LEN];
+        Some(self.open(key, kind, &mut head).ok()??.preamble)
+    }
+
     /// Takes a key's lock if it is free.
     pub fn try_lock(&self, key: &Key) -> Result<Option<EntryLock>> {
         EntryLock::try_acquire(&self.path(key, FileKind::Lock))
