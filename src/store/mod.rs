@@ -107,15 +107,20 @@ impl FsStore {
     /// Creates the directory (mode 0700) if needed and checks that it is safe
     /// to write to: ours, and writable by nobody else.
     pub fn prepare(&self) -> Result<()> {
-        match DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-        {
-            Ok(()) => {}
-            Err(err) => return Err(Error::path(&self.dir, err)),
+        // Look before creating: the directory nearly always exists, and one
+        // stat is cheaper than a mkdir that fails and a stat after it.
+        let meta = match std::fs::metadata(&self.dir) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.dir)
+                    .map_err(|err| Error::path(&self.dir, err))?;
+                std::fs::metadata(&self.dir)
+            }
+            found => found,
         }
-        let meta = std::fs::metadata(&self.dir).map_err(|err| Error::path(&self.dir, err))?;
+        .map_err(|err| Error::path(&self.dir, err))?;
         let refuse = |reason: &str| {
             Err(Error::UnsafeCacheDir {
                 path: self.dir.clone(),
