@@ -66,8 +66,7 @@ fn fifty_callers_on_a_stale_entry_start_one_refresh() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then sleep 2; fi; echo \"v$(wc -l < \"$W/count\")\"";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     cache.run(&args);
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     let callers = spawn_callers(&cache, 50, &args);
     for caller in callers {
         let output = caller.wait_with_output().unwrap();
@@ -92,8 +91,7 @@ fn killed_refresher_releases_its_lock() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $$ > \"$W/group\"; echo $PPID > \"$W/refresher\"; sleep 30; fi; echo ok";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     cache.run(&args);
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     let before = fs::read(cache.entry()).unwrap();
     assert_eq!(stdout(&cache.run(&args)), "ok\n");
     let refresher = read_pid(&cache, "refresher");

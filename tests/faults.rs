@@ -523,8 +523,7 @@ fn lock_events_and_failure_files_of_another_version_are_ignored() {
         ("out\n", "")
     );
     // A stale hit refreshes through the foreign lock and failure record, and folds the foreign logs.
-    fs::write(cache.work().join("fail"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("fail");
     assert_eq!(stdout(&cache.run(&args)), "out\n");
     assert!(wait_until(Duration::from_secs(10), || cache.count("count")
         == 2
@@ -767,8 +766,7 @@ fn terminal_hangup_does_not_kill_a_detached_refresher() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $PPID > \"$W/refresher\"; sleep 1; fi; echo v$(wc -l < \"$W/count\")";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     cache.run(&args);
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     // A shell on a real terminal runs the stale call, then waits; closing the
     // terminal (killing script, which holds its master side) hangs it up.
     let quoted: Vec<String> = args
@@ -823,8 +821,7 @@ fn hung_refresh_is_killed_with_its_grandchildren_and_frees_the_lock() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/hang\" ]; then sleep 60 & echo $! > \"$W/grandchild\"; sleep 60; fi; echo ok";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     cache.run(&args);
-    fs::write(cache.work().join("hang"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("hang");
     let good = fs::read(cache.entry()).unwrap();
     let stale = cache
         .cmd()

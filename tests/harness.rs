@@ -87,6 +87,13 @@ impl Cache {
         entries.into_iter().next().unwrap()
     }
 
+    /// Makes the next run a stale hit whose refresh sees the fixture flag
+    /// `$W/FLAG`: creates the flag file and makes every entry two hours old.
+    pub fn stale_with_flag(&self, flag: &str) {
+        fs::write(self.work().join(flag), "").unwrap();
+        self.backdate(7200);
+    }
+
     /// Makes every entry look `secs` older, by rewriting the finish time in its header.
     pub fn backdate(&self, secs: u64) {
         for path in self.files(".entry") {

@@ -188,8 +188,7 @@ fn stats_shows_refreshing_while_a_slow_refresh_holds_the_lock() {
     ]
     .concat();
     cache.run(&args);
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     assert_eq!(state(&cache, "slow"), "stale");
     cache.run(&args);
     read_pid(&cache, "pid");
@@ -498,8 +497,7 @@ fn invalidate_wins_over_a_refresh_already_running() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $PPID > \"$W/pid\"; sleep 2; fi; echo \"v$(wc -l < \"$W/count\")\"";
     let args = [&["--ttl", "1h", "--name", "race", "--"][..], &sh(body)].concat();
     assert_eq!(stdout(&cache.run(&args)), "v1\n");
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     cache.run(&args); // stale: a slow refresh starts
     let pid = read_pid(&cache, "pid");
     let out = cache.cacheback(&["invalidate", "--name", "race"]);
@@ -533,8 +531,7 @@ fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
     let first = run();
     assert_eq!(first, format!("v1 {}\n", dir.display()));
     // A failed refresh puts the entry in back-off; an explicit request must not wait for it.
-    fs::write(cache.work().join("broken"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("broken");
     run();
     assert!(wait_until(Duration::from_secs(10), || state(&cache, "r") == "failing"));
     fs::remove_file(cache.work().join("broken")).unwrap();

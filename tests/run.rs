@@ -77,8 +77,7 @@ fn stale_hit_returns_at_once_and_refreshes_in_the_background() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then sleep 3; fi; echo \"v$(cat \"$W/count\" | wc -l)\"";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     assert_eq!(stdout(&cache.run(&args)), "v1\n");
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     let start = Instant::now();
     let stale = cache.run(&args);
     assert!(
@@ -99,8 +98,7 @@ fn command_substitution_does_not_wait_for_the_refresh() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then sleep 5; fi; date +%s%N";
     let prime = cache.run(&[&["--ttl", "1h", "--"][..], &sh(body)].concat());
     assert!(prime.status.success());
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     let script = format!(
         "x=$(\"$CB\" run --ttl 1h -- sh -c '{}'); echo \"got $x\"",
         body.replace('\'', r"'\''")
@@ -139,8 +137,7 @@ fi
 echo ok"#;
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     cache.run(&args);
-    fs::write(cache.work().join("slow"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("slow");
     // Hold an extra descriptor open across the call: the refresher must not inherit it.
     let caller = cache
         .cmd()
@@ -305,8 +302,7 @@ fn background_refresh_has_a_default_time_limit() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/hang\" ]; then sleep 60; fi; echo ok";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     cache.run(&args);
-    fs::write(cache.work().join("hang"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("hang");
     let stale = |cache: &Cache| {
         cache
             .cmd()
@@ -332,8 +328,7 @@ fn failed_refresh_keeps_the_last_good_value_and_backs_off() {
     let body = "echo run >> \"$W/count\"; if [ -e \"$W/broken\" ]; then echo oops >&2; exit 9; fi; echo good";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     cache.run(&args);
-    fs::write(cache.work().join("broken"), "").unwrap();
-    cache.backdate(7200);
+    cache.stale_with_flag("broken");
     let served = cache.run(&args);
     assert_eq!(stdout(&served), "good\n");
     assert!(wait_until(Duration::from_secs(10), || !cache
