@@ -1,24 +1,13 @@
 //! Many real callers at once, and refreshers killed mid-run.
 
 use std::fs;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use crate::harness::*;
 
 fn spawn_callers(cache: &Cache, n: usize, args: &[&str]) -> Vec<Child> {
-    (0..n)
-        .map(|_| {
-            cache
-                .cmd()
-                .arg("run")
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect()
+    (0..n).map(|_| cache.spawn_run(args)).collect()
 }
 
 #[test]

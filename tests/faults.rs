@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -118,17 +118,6 @@ fn lock_held(cache: &Cache) -> bool {
         .files(".lock")
         .iter()
         .any(|path| cacheback::lock::is_held(path))
-}
-
-fn spawn_run(cache: &Cache, args: &[&str]) -> Child {
-    cache
-        .cmd()
-        .arg("run")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 fn warnings(text: &str) -> usize {
@@ -273,7 +262,7 @@ fn caller_killed_during_a_miss_leaves_no_entry_or_a_whole_one_and_blocks_no_one(
     let mut lost = 0;
     for _ in 0..tries {
         let _ = fs::remove_dir_all(cache.dir());
-        let caller = spawn_run(&cache, &args);
+        let caller = cache.spawn_run(&args);
         std::thread::sleep(Duration::from_millis(rng.below(700)));
         sigkill(caller.id());
         let _ = caller.wait_with_output();
@@ -640,7 +629,7 @@ fn planted_symlinks_fifos_and_foreign_files_are_never_followed_or_served() {
     let mut check = |what: &str, cache: &Cache, expect_replaced: bool| {
         tries += 1;
         let start = Instant::now();
-        let mut child = spawn_run(cache, &args);
+        let mut child = cache.spawn_run(&args);
         let finished = wait_until(Duration::from_secs(10), || {
             child.try_wait().unwrap().is_some()
         });
@@ -726,7 +715,7 @@ fn planted_symlinks_fifos_and_foreign_files_are_never_followed_or_served() {
 fn sigterm_on_a_miss_is_forwarded_exits_143_and_stores_nothing() {
     let cache = Cache::new();
     let body = "trap 'echo got-term >> \"$W/trapped\"; exit 1' TERM; echo $$ > \"$W/pid\"; echo partial; sleep 30 & wait";
-    let caller = spawn_run(&cache, &[&["--ttl", "1h", "--"][..], &sh(body)].concat());
+    let caller = cache.spawn_run(&[&["--ttl", "1h", "--"][..], &sh(body)].concat());
     read_pid(&cache, "pid");
     kill(Pid::from_raw(caller.id() as i32), Signal::SIGTERM).unwrap();
     let output = caller.wait_with_output().unwrap();

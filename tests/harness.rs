@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cacheback::store::entry::FINISHED_OFFSET;
@@ -51,6 +51,17 @@ impl Cache {
     #[track_caller]
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().arg("run").args(args).output().unwrap()
+    }
+
+    /// Starts `cacheback run ARGS` with stdout and stderr piped, without waiting.
+    pub fn spawn_run(&self, args: &[&str]) -> Child {
+        self.cmd()
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     /// Runs `cacheback ARGS` (any subcommand) to completion.
