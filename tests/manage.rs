@@ -200,6 +200,36 @@ fn stats_shows_refreshing_while_a_slow_refresh_holds_the_lock() {
 }
 
 #[test]
+fn a_miss_counts_in_the_lock_file_and_writes_only_entry_and_lock() {
+    let cache = Cache::new();
+    let args = ["--ttl", "1h", "--name", "m", "--", "echo", "x"];
+    cache.run(&args);
+    let mut names: Vec<String> = cache
+        .files("")
+        .iter()
+        .map(|p| p.extension().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["entry", "lock"], "a miss creates no other file");
+    let c = entry(&json_stats(&cache, &[]), "m").clone();
+    assert_eq!(
+        (c["misses"].as_u64(), c["refreshes"].as_u64()),
+        (Some(1), Some(1))
+    );
+    cache.run(&args);
+    let c = entry(&json_stats(&cache, &[]), "m").clone();
+    assert_eq!(
+        (
+            c["misses"].as_u64(),
+            c["hits"].as_u64(),
+            c["refreshes"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "a hit adds to the log, the totals stay"
+    );
+}
+
+#[test]
 fn stats_counts_hits_misses_and_refreshes_up_to_date() {
     let cache = Cache::new();
     let args = ["--ttl", "1h", "--name", "c", "--", "echo", "x"];
@@ -225,12 +255,9 @@ fn stats_counts_hits_misses_and_refreshes_up_to_date() {
     assert_eq!(c["ttl_secs"], 3600);
     assert_eq!(c["stdout_bytes"], 2);
     assert_eq!(c["last_failure"], Value::Null);
-    let misses = c["misses"].as_u64().unwrap();
+    assert_eq!(c["misses"], 1);
     let ratio = stats["totals"]["hit_ratio"].as_f64().unwrap();
-    assert!(
-        (ratio - 4.0 / (4.0 + misses as f64)).abs() < 1e-9,
-        "{stats:#}"
-    );
+    assert!((ratio - 4.0 / 5.0).abs() < 1e-9, "{stats:#}");
     for field in [
         "key",
         "name",

@@ -92,8 +92,7 @@ fn run_in_foreground(
             return run_uncached(args);
         }
     };
-    // Counted once the directory surely exists, so the first miss counts too.
-    events::record(store, key, Event::Miss);
+    events::record_held(&lock, Event::Miss);
     if waited && !args.force {
         // Another caller ran the command while we waited: its result is ours,
         // failed or not, exactly as if we had run it ourselves.
@@ -185,9 +184,8 @@ pub fn execute(
     };
     let committed = writer.commit(lock, store, key, kind, record, &mut outcome.stderr);
     match committed {
-        Ok(()) => events::record(
-            store,
-            key,
+        Ok(()) => events::record_held(
+            lock,
             if success {
                 Event::Refresh
             } else {
