@@ -477,6 +477,40 @@ fn binary_and_large_output_replays_byte_for_byte() {
 }
 
 #[test]
+fn outputs_around_the_head_sizes_replay_exactly() {
+    // A hit writes what its first read brought from memory and sends the rest
+    // with sendfile; the read covers a whole entry up to 16 KiB and one page of
+    // a larger one, whose details may not even fit in it (a long command).
+    let cache = Cache::new();
+    let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(cache.work().join("payload"), &payload).unwrap();
+    let long_arg = "x".repeat(6000);
+    let sizes = [0, 1, 3900, 4096, 16_000, 16_384, 16_385, 20_000, 40_000];
+    // Misses first; then the payload goes, so a rerun would print nothing.
+    for call in ["miss", "hit"] {
+        for size in sizes {
+            for extra in ["short", long_arg.as_str()] {
+                let script = format!("head -c {size} payload");
+                let output = cache.run(&["--ttl", "1h", "--", "sh", "-c", &script, extra]);
+                assert!(
+                    output.status.success(),
+                    "{size}/{call}: {}",
+                    stderr(&output)
+                );
+                assert!(
+                    output.stdout == payload[..size],
+                    "{size} bytes, {}-byte argument, {call}: got {} bytes",
+                    extra.len(),
+                    output.stdout.len()
+                );
+            }
+        }
+        fs::remove_file(cache.work().join("payload")).ok();
+    }
+    assert_eq!(cache.files(".entry").len(), 18);
+}
+
+#[test]
 fn closed_stdout_ends_quietly() {
     let cache = Cache::new();
     fs::write(cache.work().join("big"), "line\n".repeat(400_000)).unwrap();

@@ -22,6 +22,14 @@ use crate::store::{FileKind, FsStore, OpenError, RunRecord, StoredEntry};
 /// are written straight from memory.
 pub const HEAD_LEN: usize = 16 * 1024;
 
+/// A buffer for an entry's head, on the heap: a 16 KiB stack array made the
+/// compiler probe each of its pages on entry, four page faults on every hit
+/// whatever the output's size; from the heap only the pages `read` fills
+/// are touched.
+fn head_buffer() -> Box<[MaybeUninit<u8>]> {
+    Box::new_uninit_slice(HEAD_LEN)
+}
+
 /// Runs `cacheback run` and returns the exit status to report.
 pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
     let inputs = KeyInputs::gather(args)
@@ -30,7 +38,7 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
     let now = now_ms();
     let mut damaged = None;
     if !args.force {
-        let mut head = [MaybeUninit::uninit(); HEAD_LEN];
+        let mut head = head_buffer();
         match store.open(&key, FileKind::Entry, &mut head) {
             Ok(Some(entry)) if usable(&entry.preamble, args, now) => {
                 let stale = entry.preamble.forced_stale()
@@ -96,7 +104,7 @@ fn run_in_foreground(
     if waited && !args.force {
         // Another caller ran the command while we waited: its result is ours,
         // failed or not, exactly as if we had run it ourselves.
-        let mut head = [MaybeUninit::uninit(); HEAD_LEN];
+        let mut head = head_buffer();
         if let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head)
             && usable(&entry.preamble, args, now_ms())
         {
