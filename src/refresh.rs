@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::lock::EntryLock;
 use crate::store::entry::Preamble;
+use crate::store::events::{self, Event};
 use crate::store::{FileKind, FsStore};
 
 /// Environment variable overriding the time limit of background runs without `--timeout`.
@@ -48,32 +49,64 @@ pub fn backoff(failures: u32, ttl: Duration) -> Duration {
     BACKOFF_BASE.saturating_mul(1 << doublings).min(ttl)
 }
 
+/// Whether [`start`] counted the caller's event under the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Added to the totals in the lock file.
+    Yes,
+    /// The lock was not taken: the caller appends the event to the log.
+    No,
+}
+
 /// Starts a background run for `key` unless one is running or failures call
 /// for patience. `seen` is the entry the caller served, if any.
+///
+/// The caller's `event` is counted in the lock file's totals when this takes
+/// the lock, which spares it the log append (and the log file's creation, on
+/// an entry's first call after its miss).
 pub fn start(
     store: &FsStore,
     key: &Key,
     args: &RunArgs,
     seen: Option<&Preamble>,
     now_ms: u64,
-) -> Result<()> {
+    event: Event,
+) -> (Counted, Result<()>) {
+    match try_start(store, key, args, seen, now_ms, event) {
+        Ok(counted) => (counted, Ok(())),
+        Err((counted, err)) => (counted, Err(err)),
+    }
+}
+
+fn try_start(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    seen: Option<&Preamble>,
+    now_ms: u64,
+    event: Event,
+) -> std::result::Result<Counted, (Counted, Error)> {
+    let not_counted = |err| (Counted::No, err);
     // A stale hit reaches here without a miss's directory check; a refresher
     // must not write into a directory someone else can plant files in.
-    store.prepare()?;
-    let Some(lock) = store.try_lock(key)? else {
-        return Ok(()); // a run is in flight; it will serve everyone
+    store.prepare().map_err(not_counted)?;
+    let Some(lock) = store.try_lock(key).map_err(not_counted)? else {
+        return Ok(Counted::No); // a run is in flight; it will serve everyone
     };
+    events::record_held(&lock, event);
     let current = store.peek(key, FileKind::Entry);
     if let (Some(seen), Some(current)) = (seen, current)
         && current.finished_ms != seen.finished_ms
         && !current.forced_stale()
     {
-        return Ok(()); // a refresh landed between our read and our lock
+        return Ok(Counted::Yes); // a refresh landed between our read and our lock
     }
     if in_backoff(store, key, args.ttl, current.as_ref(), now_ms) {
-        return Ok(());
+        return Ok(Counted::Yes);
     }
     spawn(store, key, args, &lock)
+        .map(|()| Counted::Yes)
+        .map_err(|err| (Counted::Yes, err))
 }
 
 /// True while the last failures call for waiting before the next try.

@@ -13,7 +13,7 @@ use crate::exec::{self, Invocation, Termination};
 use crate::key::{Key, KeyInputs};
 use crate::lock::EntryLock;
 use crate::output;
-use crate::refresh;
+use crate::refresh::{self, Counted};
 use crate::store::entry::{Details, Preamble};
 use crate::store::events::{self, Event};
 use crate::store::{FileKind, FsStore, OpenError, RunRecord, StoredEntry};
@@ -44,16 +44,23 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
                 let stale = entry.preamble.forced_stale()
                     || now.saturating_sub(entry.preamble.finished_ms) >= millis(args.ttl);
                 let code = replay(&entry);
-                events::record(
+                if !stale {
+                    events::record(store, &key, Event::Hit);
+                    return Ok(code);
+                }
+                let (counted, started) = refresh::start(
                     store,
                     &key,
-                    if stale { Event::StaleHit } else { Event::Hit },
+                    args,
+                    Some(&entry.preamble),
+                    now,
+                    Event::StaleHit,
                 );
-                if stale {
-                    let started = refresh::start(store, &key, args, Some(&entry.preamble), now);
-                    if let Err(err) = started {
-                        output::warn(format_args!("could not start a background refresh: {err}"));
-                    }
+                if counted == Counted::No {
+                    events::record(store, &key, Event::StaleHit);
+                }
+                if let Err(err) = started {
+                    output::warn(format_args!("could not start a background refresh: {err}"));
                 }
                 return Ok(code);
             }
@@ -75,8 +82,10 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
         let _ = (&*output::stdout()).write_all(placeholder.as_bytes());
     }
     // `refresh::start` checks the directory first, so the miss counts after it.
-    let started = refresh::start(store, key, args, None, now);
-    events::record(store, key, Event::Miss);
+    let (counted, started) = refresh::start(store, key, args, None, now, Event::Miss);
+    if counted == Counted::No {
+        events::record(store, key, Event::Miss);
+    }
     if let Err(err) = started {
         output::warn(format_args!("could not start a background run: {err}"));
     }

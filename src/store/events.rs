@@ -6,9 +6,11 @@
 //! doubles as the entry's last use, which `gc` relies on instead of atime
 //! (often not updated).
 //!
-//! What happens under the entry lock (a miss, a stored or failed run) is added
-//! to the totals in the lock file directly ([`record_held`]): the holder is
-//! the only writer of those totals, and a miss then creates no log file.
+//! What happens under the entry lock (a miss, a stored or failed run, a stale
+//! hit whose caller takes the lock to start the refresh) is added to the
+//! totals in the lock file directly ([`record_held`]): the holder is the only
+//! writer of those totals, and neither a miss nor an entry's first stale hit
+//! has to create a log file.
 //! Creating a file was the dearest single step of a miss (on ext4 without a
 //! journal, the allocator probes recently deleted inodes one by one).
 //!

@@ -264,11 +264,11 @@ fn files(roff: &mut Roff) {
         (
             "KEY.lock",
             "The single-flight lock (flock(2); the kernel drops it when its holder dies) \
-             and the counter totals: misses and runs, and the folded hits.",
+             and the counter totals: what happened under the lock, and the folded hits.",
         ),
         (
             "KEY.events, KEY.events.old",
-            "One byte per hit and stale hit, folded into the totals by refreshes.",
+            "One byte per hit, folded into the totals by refreshes.",
         ),
         (
             ".tmp-*",
