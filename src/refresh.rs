@@ -10,10 +10,11 @@
 //! does not wait for an `exec` to finish before it exits. The child starts its
 //! own session (a closing terminal's SIGHUP does not reach it), points stdin,
 //! stdout and stderr at /dev/null and closes every other descriptor it
-//! inherited, so `$(cacheback run ...)` never waits for it.
+//! inherited, so `$(cacheback run ...)` never waits for it. It starts work only
+//! once the caller has exited, so the two never compete for a CPU.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::cli::RunArgs;
@@ -133,6 +134,10 @@ fn in_backoff(
 /// thread survives a `fork`, and every call site (a hit, `--no-wait`, `warm`,
 /// `invalidate --refresh`) runs single-threaded. Points this process's stdin
 /// and stdout at /dev/null: call it once everything meant for stdout is written.
+///
+/// The refresher starts work only when this process has exited (every caller
+/// exits right after this), so the caller, whose exit the user is waiting
+/// for, does not share a CPU with it.
 pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Result<()> {
     // Ignored across the fork, so a hangup in the instant before the child has
     // its own session cannot end it; the caller is about to exit anyway.
@@ -151,6 +156,9 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
         unsafe { libc::dup2(null.as_raw_fd(), fd) };
     }
     drop(null);
+    // Its write end closes when this process exits: the refresher's signal to start.
+    let (caller_gone, caller_alive) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|err| Error::io("starting a background refresh", err.into()))?;
     // SAFETY: the process is single-threaded here (see above), so the child
     // gets a consistent copy of all state; it leaves through `_exit` only.
     match unsafe { libc::fork() } {
@@ -159,6 +167,9 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
             io::Error::last_os_error(),
         )),
         0 => {
+            drop(caller_alive);
+            wait_for_eof(&caller_gone);
+            drop(caller_gone);
             detach(lock.file().as_raw_fd());
             let status = crate::cmd::refresh::run(store, key, args, lock);
             // SAFETY: ends the child without running the parent's exit-time
@@ -166,7 +177,22 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
             unsafe { libc::_exit(i32::from(status)) }
         }
         // The child is not waited for: it outlives us, and init reaps it.
-        _ => Ok(()),
+        _ => {
+            std::mem::forget(caller_alive); // held open until we exit
+            Ok(())
+        }
+    }
+}
+
+/// Blocks until every copy of the pipe's write end is closed.
+fn wait_for_eof(pipe: &OwnedFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reads at most one byte into a live buffer.
+        let n = unsafe { libc::read(pipe.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
     }
 }
 
