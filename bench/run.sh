@@ -3,7 +3,7 @@
 #
 #   bench/run.sh           full run (~10 min on 2 cores): writes BENCHMARKS.md
 #                          at the repo top and bench/hit-latency.svg
-#   bench/run.sh --smoke   < ~30 s once built: 1 KiB hit + miss, no bkt, no
+#   bench/run.sh --smoke   < ~30 s once built: 1 KiB hit, miss, stale hits, no bkt, no
 #                          valgrind; exits non-zero if anything is wrong;
 #                          writes its report to a temp dir, not the repo
 #
@@ -12,7 +12,7 @@
 # valgrind/strace with apt-get when missing (full run only).
 #
 # Knobs (env): BENCH_REPS_1K BENCH_REPS_1M BENCH_REPS_100M BENCH_REPS_MISS
-#   BENCH_REPS_STALE BENCH_REPS_STALE_B2B BENCH_REPS_ENTRIES BENCH_WARMUP BENCH_ENTRIES="10 100000"
+#   BENCH_REPS_STALE BENCH_REPS_STALE_B2B BENCH_STALE_GAP_MS BENCH_REPS_ENTRIES BENCH_WARMUP BENCH_ENTRIES="10 100000"
 #   BENCH_CONCURRENCY="50 200" BENCH_PREFILL_MAX_S BENCH_STALE_TTL_MS
 #   BENCH_NO_BKT=1 (skip bkt)  BENCH_NO_CACHEBACK=1 (harness development only)
 #   BENCH_KEEP=1 (keep the scratch cache dirs under bench/.work)
