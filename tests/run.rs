@@ -478,9 +478,9 @@ fn binary_and_large_output_replays_byte_for_byte() {
 
 #[test]
 fn outputs_around_the_head_sizes_replay_exactly() {
-    // A hit writes what its first read brought from memory and sends the rest
-    // with sendfile; the read covers a whole entry up to 16 KiB and one page of
-    // a larger one, whose details may not even fit in it (a long command).
+    // A hit writes what its first read (one page) brought from memory and
+    // sends the rest with sendfile; a long command's details may not even
+    // fit in that page.
     let cache = Cache::new();
     let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(cache.work().join("payload"), &payload).unwrap();

@@ -18,14 +18,15 @@ use crate::store::entry::{Details, Preamble};
 use crate::store::events::{self, Event};
 use crate::store::{FileKind, FsStore, OpenError, RunRecord, StoredEntry};
 
-/// Bytes read with the preamble in one go: small outputs come along whole and
-/// are written straight from memory.
-pub const HEAD_LEN: usize = 16 * 1024;
+/// Bytes read with the preamble in one go: an entry this small comes along
+/// whole and is written straight from memory (most cached outputs are a line
+/// or a few); the rest of a larger one goes out by sendfile. One page, as
+/// every further page the read fills costs a page fault.
+pub const HEAD_LEN: usize = 4096;
 
-/// A buffer for an entry's head, on the heap: a 16 KiB stack array made the
-/// compiler probe each of its pages on entry, four page faults on every hit
-/// whatever the output's size; from the heap only the pages `read` fills
-/// are touched.
+/// A buffer for an entry's head, on the heap: a stack array made the compiler
+/// probe each of its pages on entry (four page faults on every hit when it
+/// was 16 KiB); from the heap only the pages `read` fills are touched.
 fn head_buffer() -> Box<[MaybeUninit<u8>]> {
     Box::new_uninit_slice(HEAD_LEN)
 }

@@ -63,10 +63,6 @@ impl FileKind {
     ];
 }
 
-/// Bytes of an entry too large for the caller's buffer read before it is
-/// sent with sendfile: one page, which holds the preamble and usually the details.
-const LARGE_ENTRY_HEAD: usize = 4096;
-
 /// Prefix of temp files, so `gc` can find the ones a killed writer left behind.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
@@ -146,7 +142,7 @@ impl FsStore {
     /// Opens a key's entry or failure record, reading its head into `head`.
     /// `Ok(None)` when there is none.
     ///
-    /// The buffer is uninitialised memory because clearing a 16 KiB buffer
+    /// The buffer is uninitialised memory because clearing the (then 16 KiB) buffer
     /// first cost a cache hit a quarter of its instructions.
     pub fn open<'h>(
         &self,
@@ -228,13 +224,9 @@ fn open_entry<'h>(
         return Err(OpenError::Untrusted);
     }
     let file_len = meta.len();
-    // An entry that fits is read whole and written from memory. A larger one
-    // goes out by sendfile, so only its first page is read: each further page
-    // of the buffer the read filled would be one more page fault.
-    let wanted = match usize::try_from(file_len) {
-        Ok(len) if len <= head.len() => len,
-        _ => LARGE_ENTRY_HEAD.min(head.len()),
-    };
+    let wanted = usize::try_from(file_len)
+        .unwrap_or(usize::MAX)
+        .min(head.len());
     let head = read_head(&file, &mut head[..wanted])?;
     let preamble = Preamble::decode(head, file_len)?;
     Ok(Some(StoredEntry {
