@@ -55,7 +55,7 @@ pub fn backoff(failures: u32, ttl: Duration) -> Duration {
 pub enum Counted {
     /// Added to the totals in the lock file.
     Yes,
-    /// The lock was not taken: the caller appends the event to the log.
+    /// Another process holds the lock: the caller appends the event to the log.
     No,
 }
 
@@ -64,7 +64,8 @@ pub enum Counted {
 ///
 /// The caller's `event` is counted in the lock file's totals when this takes
 /// the lock, which spares it the log append (and the log file's creation, on
-/// an entry's first call after its miss).
+/// an entry's first call after its miss). After an error it is not counted:
+/// the directory may be unsafe to write to.
 pub fn start(
     store: &FsStore,
     key: &Key,
@@ -72,26 +73,11 @@ pub fn start(
     seen: Option<&Preamble>,
     now_ms: u64,
     event: Event,
-) -> (Counted, Result<()>) {
-    match try_start(store, key, args, seen, now_ms, event) {
-        Ok(counted) => (counted, Ok(())),
-        Err((counted, err)) => (counted, Err(err)),
-    }
-}
-
-fn try_start(
-    store: &FsStore,
-    key: &Key,
-    args: &RunArgs,
-    seen: Option<&Preamble>,
-    now_ms: u64,
-    event: Event,
-) -> std::result::Result<Counted, (Counted, Error)> {
-    let not_counted = |err| (Counted::No, err);
+) -> Result<Counted> {
     // A stale hit reaches here without a miss's directory check; a refresher
     // must not write into a directory someone else can plant files in.
-    store.prepare().map_err(not_counted)?;
-    let Some(lock) = store.try_lock(key).map_err(not_counted)? else {
+    store.prepare()?;
+    let Some(lock) = store.try_lock(key)? else {
         return Ok(Counted::No); // a run is in flight; it will serve everyone
     };
     events::record_held(&lock, event);
@@ -102,12 +88,10 @@ fn try_start(
     {
         return Ok(Counted::Yes); // a refresh landed between our read and our lock
     }
-    if in_backoff(store, key, args.ttl, current.as_ref(), now_ms) {
-        return Ok(Counted::Yes);
+    if !in_backoff(store, key, args.ttl, current.as_ref(), now_ms) {
+        spawn(store, key, args, &lock)?;
     }
-    spawn(store, key, args, &lock)
-        .map(|()| Counted::Yes)
-        .map_err(|err| (Counted::Yes, err))
+    Ok(Counted::Yes)
 }
 
 /// True while the last failures call for waiting before the next try.

@@ -49,19 +49,13 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
                     events::record(store, &key, Event::Hit);
                     return Ok(code);
                 }
-                let (counted, started) = refresh::start(
-                    store,
-                    &key,
-                    args,
-                    Some(&entry.preamble),
-                    now,
-                    Event::StaleHit,
-                );
-                if counted == Counted::No {
-                    events::record(store, &key, Event::StaleHit);
-                }
-                if let Err(err) = started {
-                    output::warn(format_args!("could not start a background refresh: {err}"));
+                let seen = Some(&entry.preamble);
+                match refresh::start(store, &key, args, seen, now, Event::StaleHit) {
+                    Ok(Counted::Yes) => {}
+                    Ok(Counted::No) => events::record(store, &key, Event::StaleHit),
+                    Err(err) => {
+                        output::warn(format_args!("could not start a background refresh: {err}"));
+                    }
                 }
                 return Ok(code);
             }
@@ -82,13 +76,10 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
         use std::os::unix::ffi::OsStrExt;
         let _ = (&*output::stdout()).write_all(placeholder.as_bytes());
     }
-    // `refresh::start` checks the directory first, so the miss counts after it.
-    let (counted, started) = refresh::start(store, key, args, None, now, Event::Miss);
-    if counted == Counted::No {
-        events::record(store, key, Event::Miss);
-    }
-    if let Err(err) = started {
-        output::warn(format_args!("could not start a background run: {err}"));
+    match refresh::start(store, key, args, None, now, Event::Miss) {
+        Ok(Counted::Yes) => {}
+        Ok(Counted::No) => events::record(store, key, Event::Miss),
+        Err(err) => output::warn(format_args!("could not start a background run: {err}")),
     }
     crate::exit_codes::SUCCESS
 }

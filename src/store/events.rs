@@ -10,9 +10,9 @@
 //! hit whose caller takes the lock to start the refresh) is added to the
 //! totals in the lock file directly ([`record_held`]): the holder is the only
 //! writer of those totals, and neither a miss nor an entry's first stale hit
-//! has to create a log file.
-//! Creating a file was the dearest single step of a miss (on ext4 without a
-//! journal, the allocator probes recently deleted inodes one by one).
+//! has to create a log file: creating a file was the dearest single step of a
+//! miss (on ext4 without a journal the allocator checks recently freed inodes
+//! one by one).
 //!
 //! To keep the log small, a lock holder folds it: it renames the log aside and
 //! adds up the log renamed aside at the previous fold into the totals kept in
