@@ -194,9 +194,18 @@ fn stats_shows_refreshing_while_a_slow_refresh_holds_the_lock() {
     read_pid(&cache, "pid");
     assert_eq!(state(&cache, "slow"), "refreshing");
     assert!(stdout(&cache.cacheback(&["stats"])).contains(" refreshing "));
+    // A stale hit that finds the refresh running cannot count under the lock:
+    // it goes to the log, and both stale hits count.
+    cache.run(&args);
+    assert_eq!(entry(&json_stats(&cache, &[]), "slow")["stale_hits"], 2);
     assert!(wait_until(Duration::from_secs(10), || state(
         &cache, "slow"
     ) == "fresh"));
+    let slow = entry(&json_stats(&cache, &[]), "slow").clone();
+    assert_eq!(
+        (slow["stale_hits"].as_u64(), slow["refreshes"].as_u64()),
+        (Some(2), Some(2))
+    );
 }
 
 #[test]
