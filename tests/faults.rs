@@ -129,8 +129,13 @@ fn warnings(text: &str) -> usize {
 // ---------------------------------------------------------------- crashes
 
 /// Generation N of a large output: `yes` lines naming N, cut at a fixed size.
+/// It pauses halfway, at a line boundary, so that a kill often lands while the
+/// refresher holds a half-written temp file (without the pause the whole
+/// write took a few milliseconds and most kills came after it).
 const LARGE: &str = "g=$(cat \"$W/gen\"); echo $PPID > \"$W/refresher.tmp\"; mv \"$W/refresher.tmp\" \"$W/refresher\"; \
-yes \"generation $g ................................................\" | head -c 8000000";
+line=\"generation $g ................................................\"; \
+half=$(( 4000000 / (${#line} + 1) * (${#line} + 1) )); \
+yes \"$line\" | head -c $half; sleep 0.02; yes \"$line\" | head -c $((8000000 - half))";
 
 fn whole_generation(stdout: &[u8], newest: u64) -> Option<u64> {
     if stdout.len() != 8_000_000 {
