@@ -329,7 +329,7 @@ class Bench:
         install, then its pages dropped from the page cache, so its first run
         reads it back as after a reboot.  How a binary's pages got into the
         cache matters here: a file the linker just wrote, or one just copied,
-        starts a static binary up to 15% faster or slower than one read back
+        starts a static binary up to 18% faster or slower than one read back
         from disk, which would skew the ratios by how recently each was built."""
         bindir = os.path.join(self.run_dir, "bin")
         os.makedirs(bindir)
@@ -616,7 +616,7 @@ class Bench:
                 f"{out[t]['refreshes']} refreshes")
         self.results["cases"]["stale"] = {"reps": reps, "ttl_ms": ttl_ms, "results": out}
 
-    def case_stale_back_to_back(self, reps, ttl_ms, gap_ms):
+    def case_stale_short_pauses(self, reps, ttl_ms, gap_ms):
         """Stale hits timed against fresh hits, interleaved, with short equal
         pauses: every repetition serves a different entry that went stale at
         the same time, so no TTL has to pass between calls (after a long pause
@@ -631,7 +631,7 @@ class Bench:
         size = os.path.getsize(p)
         cs, counters = [], {}
         for t in tools:
-            d = self.fresh_dir(f"stale-b2b-{t}")
+            d = self.fresh_dir(f"stale-short-{t}")
             counter = d + ".counter"
             counters[t] = counter
             body = f"echo x >> '{counter}'; exec cat '{p}'"
@@ -644,9 +644,9 @@ class Bench:
 
             env = self.tool_cmd(t, d, "1h", [])[1]
             for rep in range(-self.warmup, reps):
-                self.check(run_once(stale_argv(rep), env), t, "back-to-back stale prime (miss)", size)
+                self.check(run_once(stale_argv(rep), env), t, "stale prime (miss)", size)
             fresh_argv = self.tool_cmd(t, d, "1h", [self.tools["sh"], "-c", f"exec cat '{p}'"])[0]
-            self.check(run_once(fresh_argv, env), t, "back-to-back fresh prime (miss)", size)
+            self.check(run_once(fresh_argv, env), t, "fresh prime (miss)", size)
             cs.append(Contender(f"{t} fresh", fresh_argv, env, size))
             cs.append(Contender(f"{t} stale", stale_argv, env, size))
         primed = reps + self.warmup
@@ -685,10 +685,10 @@ class Bench:
                 "refreshes": got - primed,
             }
             if got != want:
-                self.problem(f"{t}: {primed} back-to-back stale hits caused {got - primed} refreshes (want {primed})")
+                self.problem(f"{t}: {primed} stale hits (short pauses) caused {got - primed} refreshes (want {primed})")
             log(f"stale with short pauses {t}: fresh {fmt_ns(out[t]['fresh']['median'])}, "
                 f"stale {fmt_ns(out[t]['stale']['median'])}, {got - primed} refreshes")
-        self.results["cases"]["stale_b2b"] = {"reps": reps, "ttl_ms": ttl_ms, "gap_ms": gap_ms, "results": out}
+        self.results["cases"]["stale_short"] = {"reps": reps, "ttl_ms": ttl_ms, "gap_ms": gap_ms, "results": out}
 
     def prefill(self, tool, cache_dir, n, budget_s):
         """Create n distinct entries by running the tool on `true fill-i`, a
@@ -916,7 +916,7 @@ class Bench:
         if not smoke:
             self.case_stale(env_int("BENCH_REPS_STALE", 20), env_int("BENCH_STALE_TTL_MS", 300))
         # in the smoke run too (a second or so): it checks one refresh per stale hit
-        self.case_stale_back_to_back(env_int("BENCH_REPS_STALE_B2B", 5 if smoke else 100),
+        self.case_stale_short_pauses(env_int("BENCH_REPS_STALE_SHORT", 5 if smoke else 100),
                                      env_int("BENCH_STALE_TTL_MS", 300), env_int("BENCH_STALE_GAP_MS", 10))
         if not smoke:
             counts = [int(x) for x in os.environ.get("BENCH_ENTRIES", "10 100000").split()]
@@ -1036,7 +1036,7 @@ def write_report(res, args, path_md, path_svg, tools):
              "The floor, bkt and cacheback binaries are copied into the scratch dir and dropped from the "
              "page cache first, so each is read back from disk like an installed binary (`cat` is the "
              "system's): how a binary's pages came into the cache (just linked, just copied, read from "
-             "disk) moved a static binary's start-up by up to 15% on this machine.")
+             "disk) moved a static binary's start-up by up to 18% on this machine.")
     L.append("")
     if res["problems"]:
         L.append("## Problems seen in this run")
@@ -1115,22 +1115,22 @@ def write_report(res, args, path_md, path_svg, tools):
                      f"{fmt_ratio(ratio(s['median'], sbk))} | {s['stale_hits']} | {s['refreshes']} |")
         L.append("")
 
-    b2b = cases.get("stale_b2b")
-    if b2b:
+    short = cases.get("stale_short")
+    if short:
         L.append("### Stale hit against fresh hit, short equal pauses")
         L.append("")
-        L.append(f"The same stale hit without the long pause: {b2b['reps']} entries (plus warm-ups) are cached "
-                 f"with a {b2b['ttl_ms']} ms freshness limit and left to go stale together, then every "
+        L.append(f"The same stale hit without the long pause: {short['reps']} entries (plus warm-ups) are cached "
+                 f"with a {short['ttl_ms']} ms freshness limit and left to go stale together, then every "
                  "repetition serves a different one of them, interleaved round-robin with fresh hits of a "
                  "1 h entry through the same tool. Before every timed call, stale or fresh, each refresh "
-                 f"started so far has run its command and {b2b.get('gap_ms', 10)} ms have passed, so no "
+                 f"started so far has run its command and {short.get('gap_ms', 10)} ms have passed, so no "
                  "refresh competes with a later call and both kinds of call start from the same idle "
                  "state. Each entry must be refreshed exactly once. `stale ÷ fresh` is the stale-hit "
                  "target's ratio.")
         L.append("")
         L.append("| contender | fresh hit | stale hit | min | max | stale exit | stale EOF | stale ÷ fresh | stale hits | refreshes run |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for name, s in b2b["results"].items():
+        for name, s in short["results"].items():
             L.append(f"| {name} | {fmt_ns(s['fresh']['median'])} | **{fmt_ns(s['stale']['median'])}** | "
                      f"{fmt_ns(s['stale']['min'])} | {fmt_ns(s['stale']['max'])} | "
                      f"{fmt_ns(s['stale_exit']['median'])} | {fmt_ns(s['stale_eof']['median'])} | "
@@ -1198,7 +1198,7 @@ def write_report(res, args, path_md, path_svg, tools):
     L.append("```")
     L.append("")
     L.append("Repetitions are set by `BENCH_REPS_1K`, `BENCH_REPS_1M`, `BENCH_REPS_100M`, `BENCH_REPS_MISS`, "
-             "`BENCH_REPS_STALE`, `BENCH_REPS_STALE_B2B`, `BENCH_STALE_GAP_MS`, `BENCH_REPS_ENTRIES`, `BENCH_WARMUP`; `BENCH_ENTRIES` (\"10 100000\"), "
+             "`BENCH_REPS_STALE`, `BENCH_REPS_STALE_SHORT`, `BENCH_STALE_GAP_MS`, `BENCH_REPS_ENTRIES`, `BENCH_WARMUP`; `BENCH_ENTRIES` (\"10 100000\"), "
              "`BENCH_CONCURRENCY` (\"50 200\"), `BENCH_PREFILL_MAX_S`, `BENCH_STALE_TTL_MS`.")
     L.append("")
     with open(path_md, "w") as f:
@@ -1232,10 +1232,10 @@ def summary(L, cases):
         rows.append(("stale hit ÷ fresh hit after the same pause",
                      {n: ratio(v["median"], v["fresh_after_pause"]["median"]) for n, v in st["results"].items()},
                      fmt_ratio, False))
-    b2b = cases.get("stale_b2b")
-    if b2b:
+    short = cases.get("stale_short")
+    if short:
         rows.append(("stale hit ÷ fresh hit, short equal pauses",
-                     {n: ratio(v["stale"]["median"], v["fresh"]["median"]) for n, v in b2b["results"].items()},
+                     {n: ratio(v["stale"]["median"], v["fresh"]["median"]) for n, v in short["results"].items()},
                      fmt_ratio, False))
     cg = cases.get("callgrind")
     if cg:
