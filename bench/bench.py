@@ -305,6 +305,7 @@ class Bench:
         set_stderr_log(os.path.join(self.run_dir, "stderr.log"))
         self.tools = {
             "floor": os.path.abspath(args.floor),
+            "floor-std": os.path.abspath(args.floor_std),
             "cat": shutil.which("cat"),
             "sh": shutil.which("sh"),
             "echo": shutil.which("echo"),
@@ -314,7 +315,7 @@ class Bench:
             self.tools["cacheback"] = os.path.abspath(args.cacheback)
         if args.bkt:
             self.tools["bkt"] = os.path.abspath(args.bkt)
-        self.install_contenders(["floor", "cacheback", "bkt"])
+        self.install_contenders(["floor", "floor-std", "cacheback", "bkt"])
         self.base_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
@@ -470,6 +471,7 @@ class Bench:
                     data = f.read()
             cs = [
                 Contender("floor", [self.tools["floor"], p], self.base_env, size),
+                Contender("floor-std", [self.tools["floor-std"], p], self.base_env, size),
                 Contender("cat", [self.tools["cat"], p], self.base_env, size),
             ]
             argvs = {}
@@ -480,7 +482,7 @@ class Bench:
                 cs.append(Contender(t, argv, env, size))
             # correctness of floor/cat too
             if data is not None:
-                for c in cs[:2]:
+                for c in cs[:3]:
                     self.check(run_once(c.argv(0), c.env, capture=True), c.name, "verify", size, data)
             reps = reps_for(size)
             label = f"hit {fmt_size(size)}"
@@ -831,6 +833,7 @@ class Bench:
         with open(p, "rb") as f:
             data = f.read()
         cs = [("floor", [self.tools["floor"], p], self.base_env),
+              ("floor-std", [self.tools["floor-std"], p], self.base_env),
               ("cat", [self.tools["cat"], p], self.base_env)]
         for t in ("bkt", "cacheback"):
             if self.has(t):
@@ -1024,6 +1027,9 @@ def write_report(res, args, path_md, path_svg, tools):
     L.append(f"- cat: {cmd_version([tools['cat'], '--version'])}")
     L.append("- floor: `bench/floor` (static Rust binary: open the file, sendfile(2) it to stdout) — "
              "the cost of starting a process and printing cached bytes")
+    L.append("- floor-std: `bench/floor/src/bin/floor-std.rs`, the floor as plain Rust: std's `main` and "
+             "start-up, `io::copy` to stdout; built like the floor (static, LTO, panic=abort). `floor` also "
+             "skips std's start-up and uses sendfile, as cacheback does, so it is the stricter of the two")
     if shutil.which("valgrind"):
         L.append(f"- valgrind: {cmd_version(['valgrind', '--version'])}")
     L.append("")
@@ -1054,15 +1060,17 @@ def write_report(res, args, path_md, path_svg, tools):
         L.append("Median, min and max per call; ratios are of medians. Peak RSS is VmHWM of the program's own "
                  "image (read under ptrace at its exit stop; max of a few separate runs).")
         L.append("")
-        L.append("| output | contender | median | min | max | vs floor | vs bkt | peak RSS |")
-        L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+        L.append("| output | contender | median | min | max | vs floor | vs floor-std | vs bkt | peak RSS |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for key, c in hit.items():
             r = c["results"]
             fl = r["floor"]["median"]
+            fs = r.get("floor-std", {}).get("median")
             bk = r.get("bkt", {}).get("median")
             for name, s in r.items():
                 L.append(f"| {fmt_size(c['size'])} ({c['reps']} reps) | {name} | **{fmt_ns(s['median'])}** | "
                          f"{fmt_ns(s['min'])} | {fmt_ns(s['max'])} | {fmt_ratio(ratio(s['median'], fl))} | "
+                         f"{fmt_ratio(ratio(s['median'], fs))} | "
                          f"{fmt_ratio(ratio(s['median'], bk))} | {fmt_kib(s.get('peak_rss_kib'))} |")
         L.append("")
         if path_svg and len(hit) > 1:
@@ -1215,11 +1223,18 @@ def fmt_tick(ns):
 
 def summary(L, cases):
     """Headline table: one row per measurement, one column per contender."""
-    names = ["floor", "cat", "bkt", "cacheback"]
+    names = ["floor", "floor-std", "cat", "bkt", "cacheback"]
     rows = []
     for key, c in cases.get("hit", {}).items():
         r = c["results"]
         rows.append((f"fresh hit, {fmt_size(c['size'])} (median)", {n: r[n]["median"] for n in r}, fmt_ns, True))
+    for key, c in cases.get("hit", {}).items():
+        r = c["results"]
+        fs = r.get("floor-std", {}).get("median")
+        if fs:
+            rows.append((f"fresh hit, {fmt_size(c['size'])}, ÷ floor-std",
+                         {n: ratio(r[n]["median"], fs) for n in r if n not in ("floor", "floor-std")},
+                         fmt_ratio, False))
     miss = cases.get("miss")
     if miss:
         r = miss["results"]
@@ -1269,7 +1284,7 @@ def summary(L, cases):
                 cells.append("—")
                 continue
             cell = fmt(v)
-            if show_ratio and n in ("bkt", "cacheback", "cat"):
+            if show_ratio and n in ("floor-std", "bkt", "cacheback", "cat"):
                 cell += f" ({fmt_ratio(ratio(v, vals.get('floor')))} / {fmt_ratio(ratio(v, vals.get('bkt')))})"
             cells.append(cell)
         L.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -1307,8 +1322,9 @@ def write_svg(res, path):
     def Y(v):
         return mt + ph - (math.log10(v) - math.log10(y_lo)) / (math.log10(y_hi) - math.log10(y_lo)) * ph
 
-    colors = {"floor": "#6b7280", "cat": "#2563eb", "bkt": "#d97706", "cacheback": "#059669"}
-    dashes = {"floor": "4 3", "cat": "1 3"}
+    colors = {"floor": "#6b7280", "floor-std": "#9ca3af", "cat": "#2563eb", "bkt": "#d97706",
+              "cacheback": "#059669"}
+    dashes = {"floor": "4 3", "floor-std": "2 2", "cat": "1 3"}
     o = []
     o.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
              'font-family="sans-serif" font-size="12">')
@@ -1362,6 +1378,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--floor", required=True)
+    ap.add_argument("--floor-std", required=True)
     ap.add_argument("--cacheback")
     ap.add_argument("--bkt")
     ap.add_argument("--work", required=True, help="scratch dir (payloads, cache dirs)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks for cacheback against a process-start floor, cat and bkt.
+# Benchmarks for cacheback against two process-start floors, cat and bkt.
 #
-#   bench/run.sh           full run (~10 min on 2 cores): writes BENCHMARKS.md
+#   bench/run.sh           full run (~5 min on 2 cores): writes BENCHMARKS.md
 #                          at the repo top and bench/hit-latency.svg
 #   bench/run.sh --smoke   < ~30 s once built: 1 KiB hit, miss, stale hits, no bkt, no
 #                          valgrind; exits non-zero if anything is wrong;
@@ -76,6 +76,7 @@ print(exe)' "$name"
 
 say "building floor"
 FLOOR="$(cd "$BENCH_DIR/floor" && cargo_exe floor)"
+FLOOR_STD="$(cd "$BENCH_DIR/floor" && cargo_exe floor-std)"
 
 CACHEBACK=""
 if [ "${BENCH_NO_CACHEBACK:-0}" != 1 ]; then
@@ -92,7 +93,7 @@ if [ "$SMOKE" = 0 ] && [ "${BENCH_NO_BKT:-0}" != 1 ]; then
   fi
 fi
 
-args=(--floor "$FLOOR" --work "$WORK")
+args=(--floor "$FLOOR" --floor-std "$FLOOR_STD" --work "$WORK")
 [ -n "$CACHEBACK" ] && args+=(--cacheback "$CACHEBACK")
 [ -n "$BKT" ] && args+=(--bkt "$BKT")
 if [ "$SMOKE" = 1 ]; then

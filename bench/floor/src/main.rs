@@ -20,7 +20,7 @@
 //! calls per 8 KiB of text, slower than cat at 1 MiB.
 #![no_main]
 
-use std::ffi::{CStr, OsStr, c_char, c_int};
+use std::ffi::{c_char, c_int, CStr, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
