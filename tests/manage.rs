@@ -592,6 +592,33 @@ fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
 }
 
 #[test]
+fn invalidate_refresh_keeps_the_counters() {
+    // `--refresh` keeps the entry, so it keeps its counts, although it replaces
+    // the lock file that holds them (to void a refresh already running).
+    let cache = Cache::new();
+    let args = ["--ttl", "1h", "--name", "kept", "--", "echo", "x"];
+    cache.run(&args);
+    cache.run(&args);
+    let out = cache.cacheback(&["invalidate", "--refresh", "--name", "kept"]);
+    assert!(
+        stdout(&out).contains("refreshing in the background"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(wait_until(Duration::from_secs(10), || entry(
+        &json_stats(&cache, &[]),
+        "kept"
+    )["refreshes"]
+        == 2));
+    let kept = entry(&json_stats(&cache, &[]), "kept").clone();
+    assert_eq!(
+        (kept["misses"].as_u64(), kept["hits"].as_u64()),
+        (Some(1), Some(1)),
+        "{kept:#}"
+    );
+}
+
+#[test]
 fn invalidate_refresh_marks_stale_when_the_key_inputs_differ_here() {
     let cache = Cache::new();
     let args = [

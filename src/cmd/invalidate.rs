@@ -22,6 +22,7 @@ use crate::lock;
 use crate::output;
 use crate::refresh;
 use crate::store::entry::{Details, FLAG_FORCED_STALE, FLAGS_OFFSET, MAGIC};
+use crate::store::events;
 use crate::store::{FileKind, FsStore, remove_if_present};
 
 /// Runs `cacheback invalidate`.
@@ -105,8 +106,16 @@ fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo, home: &Path) -> Res
         ));
     };
     // Unlinked before the flag is set: a refresh already running must not
-    // store what it computed before the change the user is reacting to.
-    remove_if_present(&store.path(&info.key, FileKind::Lock))?;
+    // store what it computed before the change the user is reacting to. The
+    // counters kept in it move to the new lock file, taken at once (unless a
+    // `run` takes it in that instant: then they start over).
+    let lock_path = store.path(&info.key, FileKind::Lock);
+    let totals = events::take_totals(&lock_path);
+    remove_if_present(&lock_path)?;
+    let lock = store.try_lock(&info.key)?;
+    if let Some(lock) = &lock {
+        events::carry_totals(lock, totals);
+    }
     if info.entry.is_some() {
         mark_stale(&store.path(&info.key, FileKind::Entry))?;
     }
@@ -131,7 +140,7 @@ fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo, home: &Path) -> Res
              so the next `run` that uses it refreshes it"
         ));
     }
-    match store.try_lock(&info.key)? {
+    match lock {
         Some(lock) => {
             refresh::spawn(store, &info.key, &args, &lock)?;
             Ok(format!(

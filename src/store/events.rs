@@ -168,6 +168,35 @@ pub fn record_held(lock: &EntryLock, event: Event) {
     let _ = lock.file().write_all_at(&totals.encode(folded_ino), 0);
 }
 
+/// The totals kept in a lock file, taken along when that file is replaced.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    counts: Counts,
+    folded_ino: u64,
+}
+
+/// Reads the totals out of a lock file that is about to be replaced.
+pub fn take_totals(lock_path: &Path) -> Totals {
+    let (counts, folded_ino) = read_totals(lock_path);
+    Totals { counts, folded_ino }
+}
+
+/// Adds totals taken from a replaced lock file to the held one. Failures are
+/// ignored, as in [`record`].
+pub fn carry_totals(lock: &EntryLock, carried: Totals) {
+    let Ok((mut totals, folded_ino)) = totals_in(lock.file()) else {
+        return;
+    };
+    totals.add(carried.counts);
+    // The aside log the old totals point at is still there, and still counted.
+    let folded_ino = if folded_ino == 0 {
+        carried.folded_ino
+    } else {
+        folded_ino
+    };
+    let _ = lock.file().write_all_at(&totals.encode(folded_ino), 0);
+}
+
 fn read_totals(lock_path: &Path) -> (Counts, u64) {
     crate::lock::open_for_reading(lock_path)
         .and_then(|file| totals_in(&file))
