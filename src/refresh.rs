@@ -151,6 +151,10 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
             io::Error::last_os_error(),
         )),
         0 => {
+            // A session of its own before anything else: a Ctrl-C or hangup
+            // meant for the caller's process group must not reach a refresher
+            // still waiting for the caller to exit.
+            let _ = nix::unistd::setsid();
             drop(caller_alive);
             wait_for_eof(&caller_gone);
             drop(caller_gone);
@@ -180,10 +184,9 @@ fn wait_for_eof(pipe: &OwnedFd) {
     }
 }
 
-/// Cuts the refresher off from the caller: a new session, /dev/null for
-/// stdio, and no inherited descriptor but the lock.
+/// Cuts the refresher (already in a session of its own) off from the caller:
+/// default SIGHUP, /dev/null for stdio, and no inherited descriptor but the lock.
 fn detach(keep: RawFd) {
-    let _ = nix::unistd::setsid();
     // SAFETY: restores the default the command should inherit (an ignored
     // signal would stay ignored across its exec).
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_DFL) };
