@@ -24,10 +24,21 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let store = FsStore::new(dir?);
     match cli.command {
         Command::Run(args) => run::run(&store, &args),
-        Command::Stats(args) => stats::run(&store, &args),
-        Command::Show(args) => show::run(&store, &args),
-        Command::Invalidate(args) => invalidate::run(&store, &args),
-        Command::Warm(args) => warm::run(&store, &args.run),
-        Command::Gc(args) => gc::run(&store, &args),
+        other => manage(&store, other),
+    }
+}
+
+/// Every subcommand but `run`, out of line so that their inlined bodies do
+/// not grow the stack frame every cache hit passes through.
+#[inline(never)]
+fn manage(store: &FsStore, command: Command) -> Result<u8> {
+    match command {
+        // Handled by `dispatch`; here only so the match needs no panic.
+        Command::Run(args) => run::run(store, &args),
+        Command::Stats(args) => stats::run(store, &args),
+        Command::Show(args) => show::run(store, &args),
+        Command::Invalidate(args) => invalidate::run(store, &args),
+        Command::Warm(args) => warm::run(store, &args.run),
+        Command::Gc(args) => gc::run(store, &args),
     }
 }
