@@ -93,8 +93,9 @@ pub struct Invocation<'a> {
     pub timeout: Option<Duration>,
     /// Stream output to our own stdout and stderr as it arrives.
     pub forward: bool,
-    /// Where to capture stdout (the entry being written), if anywhere.
-    pub stdout_capture: Option<File>,
+    /// Where to capture stdout (the entry being written), if anywhere; it is
+    /// flushed when the output ends.
+    pub stdout_capture: Option<&'a mut dyn Write>,
     /// Capture stderr, spilling to this directory when it outgrows memory;
     /// `None` captures no stderr (the result will not be stored).
     pub stderr_spill_dir: Option<PathBuf>,
@@ -223,7 +224,9 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
                 .take()
                 .map(|pipe| File::from(std::os::fd::OwnedFd::from(pipe))),
             forward: forward_out.as_deref(),
-            capture: stdout_capture.as_mut().map(|f| f as &mut dyn Write),
+            capture: stdout_capture
+                .as_mut()
+                .map(|sink| &mut **sink as &mut dyn Write),
             bytes: 0,
             capture_error: None,
         },
@@ -283,6 +286,11 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
     let [stdout, stderr] = streams;
     let stdout_len = stdout.bytes;
     let mut capture_error = stdout.capture_error.or(stderr.capture_error);
+    if let Some(sink) = stdout.capture
+        && let Err(err) = sink.flush()
+    {
+        capture_error.get_or_insert(err);
+    }
     if stdout.pipe.is_some() || stderr.pipe.is_some() {
         capture_error.get_or_insert(io::Error::other("output was still open at the time limit"));
     }

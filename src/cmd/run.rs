@@ -154,15 +154,14 @@ pub fn execute(
         }
         Err(err) => return Err(err),
     };
-    let capture = writer
-        .stdout()
-        .try_clone()
+    let mut capture = writer
+        .stdout_sink()
         .map_err(|err| crate::error::Error::io("preparing the capture", err))?;
     let mut outcome = exec::run(Invocation {
         argv: &args.command,
         timeout,
         forward: foreground,
-        stdout_capture: Some(capture),
+        stdout_capture: Some(&mut capture),
         stderr_spill_dir: Some(store.dir().to_owned()),
     })?;
     let termination = outcome.termination;

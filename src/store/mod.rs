@@ -11,6 +11,7 @@
 //! `FsStore` is the seam a shared network store would implement next to it:
 //! everything above this module speaks in keys, entries and locks.
 
+pub mod block_writer;
 pub mod entry;
 pub mod events;
 
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::lock::EntryLock;
+use block_writer::BlockWriter;
 use entry::{Details, FormatError, PREAMBLE_LEN, Preamble};
 
 /// The files a key owns in the store.
@@ -405,9 +407,10 @@ impl EntryWriter {
         Ok(EntryWriter { temp, details_len })
     }
 
-    /// The file to stream stdout into; it is positioned where stdout belongs.
-    pub fn stdout(&self) -> &File {
-        self.temp.as_file()
+    /// A writer for the captured stdout, from where stdout belongs in the
+    /// file; it must be flushed before [`EntryWriter::commit`].
+    pub fn stdout_sink(&self) -> io::Result<BlockWriter> {
+        BlockWriter::new(self.temp.as_file().try_clone()?)
     }
 
     /// Appends the stderr from `stderr`, writes the preamble and renames the
