@@ -42,6 +42,8 @@ pub fn main() -> u8 {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
+            // The only output that goes through std's buffered stdout.
+            let _ = std::io::Write::flush(&mut std::io::stdout());
             return if err.use_stderr() {
                 exit_codes::USAGE
             } else {

@@ -325,7 +325,7 @@ impl StoredEntry<'_> {
 /// sendfile(2), whatever `out` is (a pipe, a file, a socket); std's `io::copy`
 /// does not do this for a pipe and would loop over 8 KiB reads and writes.
 /// Falls back to a plain copy where the kernel refuses (a terminal, say).
-fn copy_file_range_to(file: &File, from: u64, end: u64, mut out: &File) -> io::Result<()> {
+fn copy_file_range_to(file: &File, from: u64, end: u64, out: &File) -> io::Result<()> {
     let mut offset = libc::off_t::try_from(from).map_err(io::Error::other)?;
     let end = libc::off_t::try_from(end).map_err(io::Error::other)?;
     while offset < end {
@@ -347,22 +347,35 @@ fn copy_file_range_to(file: &File, from: u64, end: u64, mut out: &File) -> io::R
                 match err.raw_os_error() {
                     Some(libc::EINTR) => {}
                     Some(libc::EINVAL | libc::ENOSYS) => {
-                        let mut reader = file;
-                        reader.seek(SeekFrom::Start(offset as u64))?;
-                        let rest = (end - offset) as u64;
-                        let copied = io::copy(&mut reader.take(rest), &mut out)?;
-                        if copied != rest {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "entry shrank while replaying",
-                            ));
-                        }
-                        return Ok(());
+                        return copy_through_memory(
+                            file,
+                            offset as u64,
+                            (end - offset) as u64,
+                            out,
+                        );
                     }
                     _ => return Err(err),
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// The fallback of [`copy_file_range_to`]: `len` bytes at `from` through a
+/// user-space buffer. Kept out of line because `io::copy`'s 8 KiB stack
+/// buffer, inlined, made every hit probe (and fault in) two more stack pages.
+#[cold]
+#[inline(never)]
+fn copy_through_memory(file: &File, from: u64, len: u64, mut out: &File) -> io::Result<()> {
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(from))?;
+    let copied = io::copy(&mut reader.take(len), &mut out)?;
+    if copied != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "entry shrank while replaying",
+        ));
     }
     Ok(())
 }
