@@ -4,5 +4,6 @@ mod concurrency;
 mod faults;
 mod generated;
 mod harness;
+mod layout;
 mod manage;
 mod run;

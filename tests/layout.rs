@@ -1,0 +1,41 @@
+//! The binary's code layout: the hit path's functions sit together in
+//! `.text.hit` (see src/hit_path.ld). The script's patterns name functions by
+//! path, so a rename can quietly stop one matching; this catches the loss of
+//! any large part of the hit path.
+
+use crate::harness::BIN;
+
+/// The section's size when the patterns were written was 47 KiB (release).
+const MIN_HIT_SECTION: u64 = 40 * 1024;
+
+/// Size of the named section in an ELF64 little-endian file, from its section headers.
+fn section_size(elf: &[u8], wanted: &str) -> Option<u64> {
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "not an ELF64 file");
+    let table = u64_at(0x28) as usize;
+    let (entry_size, count, names_index) = (u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| table + i * entry_size;
+    let names = u64_at(header(names_index) + 0x18) as usize;
+    (0..count).find_map(|i| {
+        let start = names + u32_at(header(i));
+        let len = elf[start..].iter().position(|&b| b == 0)?;
+        (&elf[start..start + len] == wanted.as_bytes()).then(|| u64_at(header(i) + 0x20))
+    })
+}
+
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu", target_endian = "little"))]
+fn hit_path_code_is_grouped() {
+    if std::env::var_os("CACHEBACK_DEFAULT_LAYOUT").is_some_and(|v| v != "0") {
+        return; // built without the script, on purpose
+    }
+    let elf = std::fs::read(BIN).unwrap();
+    let size = section_size(&elf, ".text.hit")
+        .expect("no .text.hit section: src/hit_path.ld was not linked in");
+    assert!(
+        size >= MIN_HIT_SECTION,
+        ".text.hit holds {size} bytes, expected at least {MIN_HIT_SECTION}: patterns in src/hit_path.ld stopped matching"
+    );
+}
