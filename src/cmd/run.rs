@@ -51,7 +51,7 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
                 }
                 let seen = Some(&entry.preamble);
                 match refresh::start(store, &key, args, seen, now, Event::StaleHit) {
-                    Ok(Counted::Yes) => {}
+                    Ok(Counted::Yes) => exit_after_fork(code),
                     Ok(Counted::No) => events::record(store, &key, Event::StaleHit),
                     Err(err) => {
                         output::warn(format_args!("could not start a background refresh: {err}"));
@@ -69,6 +69,16 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
     run_in_foreground(store, &key, &inputs, args, damaged)
 }
 
+/// Ends the process once [`refresh::start`] has (most likely) forked the
+/// refresher, without freeing memory or running libc's exit handlers: after a
+/// `fork` every page this process writes is copied first, and that clean-up
+/// wrote about eight of them, a page fault each, while the user waited.
+/// Nothing is lost: all output went straight to the descriptors, unbuffered.
+fn exit_after_fork(code: u8) -> ! {
+    // SAFETY: _exit ends the process at once; no Rust state outlives it.
+    unsafe { libc::_exit(i32::from(code)) }
+}
+
 /// `--no-wait` on a miss: the placeholder now, the command in the background.
 fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> u8 {
     if let Some(placeholder) = &args.placeholder {
@@ -77,7 +87,7 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
         let _ = (&*output::stdout()).write_all(placeholder.as_bytes());
     }
     match refresh::start(store, key, args, None, now, Event::Miss) {
-        Ok(Counted::Yes) => {}
+        Ok(Counted::Yes) => exit_after_fork(crate::exit_codes::SUCCESS),
         Ok(Counted::No) => events::record(store, key, Event::Miss),
         Err(err) => output::warn(format_args!("could not start a background run: {err}")),
     }
