@@ -246,7 +246,7 @@ fn count_log(path: &Path) -> Option<(Counts, SystemTime)> {
 pub fn fold(store: &FsStore, key: &Key, lock: &EntryLock) -> io::Result<()> {
     let folding = store.path(key, FileKind::EventsFolding);
     let live = store.path(key, FileKind::Events);
-    let (mut totals, folded_ino) = read_totals(&store.path(key, FileKind::Lock));
+    let (mut totals, folded_ino) = totals_in(lock.file()).unwrap_or_default();
     if let Ok(meta) = std::fs::symlink_metadata(&folding) {
         // A crash after the totals were written but before the old log was
         // removed must not count it twice: the totals remember its inode.
