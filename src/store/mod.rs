@@ -335,12 +335,7 @@ fn copy_file_range_to(file: &File, from: u64, end: u64, out: &File) -> io::Resul
         // SAFETY: plain descriptors; sendfile advances `offset` by what it copied.
         let sent = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut offset, chunk) };
         match sent {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "entry shrank while replaying",
-                ));
-            }
+            0 => return Err(entry_shrank()),
             n if n > 0 => {}
             _ => {
                 let err = io::Error::last_os_error();
@@ -372,12 +367,14 @@ fn copy_through_memory(file: &File, from: u64, len: u64, mut out: &File) -> io::
     reader.seek(SeekFrom::Start(from))?;
     let copied = io::copy(&mut reader.take(len), &mut out)?;
     if copied != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "entry shrank while replaying",
-        ));
+        return Err(entry_shrank());
     }
     Ok(())
+}
+
+/// The error for an entry file that ended before its preamble said it would.
+fn entry_shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "entry shrank while replaying")
 }
 
 /// A result being written to a temp file in the store's directory.
