@@ -672,10 +672,11 @@ class Bench:
                 if rep >= 0:
                     per.setdefault(c.name, []).append(res)
         out = {}
+        want = 2 * primed
         for t in tools:
-            want = 2 * primed
             self.wait_counter(counters[t], want)
-            time.sleep(1.0)
+        time.sleep(1.0)  # time for any extra refresh to show up
+        for t in tools:
             got = count_lines(counters[t])
             stale, fresh = per[f"{t} stale"], per[f"{t} fresh"]
             out[t] = {
