@@ -7,6 +7,7 @@
 pub mod cache_dir;
 pub mod cli;
 pub mod cmd;
+pub mod display;
 pub mod error;
 pub mod exec;
 pub mod exit_codes;
