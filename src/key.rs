@@ -196,16 +196,26 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; KEY_LEN] {
 }
 
 /// Quotes an argument the way a POSIX shell would need it, for display only.
+///
+/// Control characters and invalid UTF-8 cannot go inside plain single quotes
+/// without reaching the terminal raw (or, made lossy, looking like other
+/// bytes), so such words use bash's `$'...'` quoting with the escapes of
+/// [`crate::display`], the way `ls` quotes such file names: the line still
+/// pastes into bash (and zsh, ksh) as the same argv.
 fn shell_word(arg: &[u8]) -> String {
-    let text = String::from_utf8_lossy(arg);
-    let plain = !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
+    let plain = !arg.is_empty()
+        && arg
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(b));
+    match std::str::from_utf8(arg) {
+        Ok(text) if plain => text.to_owned(),
+        Ok(text) if !text.chars().any(crate::display::is_control) => {
+            format!("'{}'", text.replace('\'', r"'\''"))
+        }
+        _ => format!(
+            "$'{}'",
+            crate::display::escape_bytes(arg).replace('\'', r"\'")
+        ),
     }
 }
 
@@ -281,5 +291,26 @@ mod tests {
             inputs(&["echo", "a b", "it's"]).command_line(),
             r#"echo 'a b' 'it'\''s'"#
         );
+    }
+
+    #[test]
+    fn display_escapes_controls_and_invalid_bytes() {
+        let line = |argv: &[&[u8]]| {
+            KeyInputs {
+                argv: argv.iter().map(|a| a.to_vec()).collect(),
+                ..KeyInputs::default()
+            }
+            .command_line()
+        };
+        assert_eq!(
+            line(&[b"printf", b"\x1b]0;x\x07", b"it's\n"]),
+            r"printf $'\e]0;x\x07' $'it\'s\n'"
+        );
+        assert_eq!(line(&[b"cat", b"a\xffb"]), r"cat $'a\xffb'");
+        assert_ne!(line(&[b"cat", b"\xff"]), line(&[b"cat", b"\xfe"]));
+        // A literal backslash escape is not the byte it spells.
+        assert_eq!(line(&[b"echo", br"\e"]), r"echo '\e'");
+        assert_eq!(line(&[b"echo", b"\\\x1b"]), r"echo $'\\\e'");
+        assert_eq!(line(&[b"echo", "天気".as_bytes()]), "echo '天気'");
     }
 }
