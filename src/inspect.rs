@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::{EntrySelector, KeyArgs};
+use crate::display;
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyInputs};
 use crate::lock;
@@ -30,9 +31,11 @@ pub enum State {
     Refreshing,
     /// The last run failed (its failure record is newer than the entry).
     Failing,
-    /// The entry is older than its `--max-age`: `run` will not serve it.
+    /// The entry is older than its `--max-age`, or has a `--max-age` and
+    /// finished in the future: `run` will not serve it.
     Expired,
-    /// The entry is older than its TTL, or was marked stale by `invalidate --refresh`.
+    /// The entry is older than its TTL, finished in the future (its age is
+    /// unknown), or was marked stale by `invalidate --refresh`.
     Stale,
     /// The entry is younger than its TTL.
     Fresh,
@@ -90,6 +93,10 @@ pub struct EntryInfo {
     pub size_bytes: u64,
     /// The state, see [`State`].
     pub state: State,
+    /// The stored result finished later than now by this machine's clock (the
+    /// clock was stepped back, or the cache dir restored or copied): its age
+    /// is unknown, so it counts as stale.
+    pub finished_in_future: bool,
 }
 
 impl EntryInfo {
@@ -106,14 +113,21 @@ impl EntryInfo {
         }
     }
 
-    /// The label, else the command line.
+    /// The label, else the command line, escaped for a terminal (see
+    /// [`display`]): every caller prints it to people.
     pub fn title(&self) -> String {
-        self.name()
-            .map_or_else(|| self.command_line(), str::to_owned)
+        self.name().map_or_else(
+            || self.command_line(),
+            |name| display::escape(name).into_owned(),
+        )
     }
 
-    /// Milliseconds since the stored result finished, when there is one.
+    /// Milliseconds since the stored result finished, when there is one and
+    /// it did not finish in the future (then its age is unknown, not 0).
     pub fn age_ms(&self, now_ms: u64) -> Option<u64> {
+        if self.finished_in_future {
+            return None;
+        }
         Some(now_ms.saturating_sub(self.entry?.finished_ms))
     }
 
@@ -274,15 +288,25 @@ pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> Entr
     let failing = failure
         .as_ref()
         .is_some_and(|failure| entry.is_none_or(|entry| failure.finished_ms > entry.finished_ms));
+    // Checked against a second reading of the clock too: a run that stored
+    // its result after the caller read `now_ms` is new, not from the future.
+    let finished_in_future = entry.is_some_and(|entry| {
+        entry.finished_ms > now_ms && entry.finished_ms > system_ms(SystemTime::now())
+    });
     let state = if refreshing {
         State::Refreshing
     } else if failing {
         State::Failing
     } else if let (Some(entry), Some(details)) = (&entry, &details) {
         let age = now_ms.saturating_sub(entry.finished_ms);
-        if details.max_age_ms.is_some_and(|max_age| age >= max_age) {
+        // The rule `run` follows: a result from the future has an unknown
+        // age, so it is stale, and with a `--max-age` it is not usable.
+        if details
+            .max_age_ms
+            .is_some_and(|max_age| finished_in_future || age >= max_age)
+        {
             State::Expired
-        } else if entry.forced_stale() || age >= details.ttl_ms {
+        } else if finished_in_future || entry.forced_stale() || age >= details.ttl_ms {
             State::Stale
         } else {
             State::Fresh
@@ -300,6 +324,7 @@ pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> Entr
         last_event,
         size_bytes,
         state,
+        finished_in_future,
     }
 }
 
@@ -310,7 +335,10 @@ pub fn select(store: &FsStore, selector: &EntrySelector, now_ms: u64) -> Result<
         let (mut infos, _) = list(store, now_ms)?;
         infos.retain(|info| info.name() == Some(name.as_str()));
         if infos.is_empty() {
-            return Err(Error::NotFound(format!("no entry named '{name}'")));
+            return Err(Error::NotFound(format!(
+                "no entry named '{}'",
+                display::escape(name)
+            )));
         }
         infos.sort_by_key(|info| std::cmp::Reverse(info.last_read_ms()));
         return Ok(infos);

@@ -3,12 +3,16 @@
 //! Several entries can carry one label (for example one per directory with
 //! `--cwd`); `show --name` then shows the most recently used one and says how
 //! many others there are.
+//!
+//! The metadata is decoration and goes through [`display`] escaping; the
+//! cached output (`--stdout`, `--stderr`) is data and is copied byte for byte.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::ffi::OsStrExt;
 
 use crate::cli::ShowArgs;
+use crate::cmd::stats::ago;
+use crate::display;
 use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::inspect::{self, EntryInfo};
@@ -27,12 +31,11 @@ pub fn run(store: &FsStore, args: &ShowArgs) -> Result<u8> {
     }
     let mut text = describe(info, now);
     if infos.len() > 1 {
+        let name = display::escape(info.name().unwrap_or_default());
         let _ = writeln!(
             text,
-            "\n{} more entries are labelled '{}'; `cacheback stats {}` lists them all.",
+            "\n{} more entries are labelled '{name}'; `cacheback stats {name}` lists them all.",
             infos.len() - 1,
-            info.name().unwrap_or_default(),
-            info.name().unwrap_or_default(),
         );
     }
     (&*output::stdout())
@@ -89,11 +92,11 @@ fn describe(info: &EntryInfo, now: u64) -> String {
         let _ = writeln!(text, "{:<13} {value}", format!("{name}:"));
     };
     field("key", &info.key.to_hex());
-    field("name", info.name().unwrap_or("-"));
+    field("name", &display::escape(info.name().unwrap_or("-")));
     field("command", &info.command_line());
     field("state", info.state.as_str());
     if let Some(error) = &info.error {
-        field("error", error);
+        field("error", &display::escape(error));
     }
     if let Some(details) = &info.details {
         let brief = |millis: u64| format_duration_brief(std::time::Duration::from_millis(millis));
@@ -114,9 +117,13 @@ fn describe(info: &EntryInfo, now: u64) -> String {
             field(
                 "finished",
                 &format!(
-                    "{} ({} ago){}",
+                    "{} ({}){}",
                     format_utc(entry.finished_ms),
-                    ms(now.saturating_sub(entry.finished_ms)),
+                    if info.finished_in_future {
+                        "in the future: age unknown".to_owned()
+                    } else {
+                        ago(now, entry.finished_ms)
+                    },
                     if entry.forced_stale() {
                         ", marked stale"
                     } else {
@@ -155,7 +162,7 @@ fn describe(info: &EntryInfo, now: u64) -> String {
         "last used",
         &match info.last_read_ms() {
             0 => "-".to_owned(),
-            at => format!("{} ago", ms(now.saturating_sub(at))),
+            at => ago(now, at),
         },
     );
     match &info.failure {
@@ -163,15 +170,15 @@ fn describe(info: &EntryInfo, now: u64) -> String {
             field(
                 "last failure",
                 &format!(
-                    "{} ({} ago), exit {}, after {}, {} in a row",
+                    "{} ({}), exit {}, after {}, {} in a row",
                     format_utc(failure.finished_ms),
-                    ms(now.saturating_sub(failure.finished_ms)),
+                    ago(now, failure.finished_ms),
                     failure.exit_code,
                     ms(failure.duration_ms),
                     failure.consecutive
                 ),
             );
-            let tail = String::from_utf8_lossy(&failure.stderr_tail);
+            let tail = display::escape_block(&failure.stderr_tail);
             for line in tail.lines() {
                 let _ = writeln!(text, "  | {line}");
             }
@@ -187,10 +194,10 @@ fn keyed_on(info: &EntryInfo) -> String {
         return String::new();
     };
     let inputs = &details.inputs;
-    let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let shown = |bytes: &[u8]| display::escape_bytes(bytes).into_owned();
     let mut parts = Vec::new();
     if let Some(cwd) = &inputs.cwd {
-        parts.push(format!("--cwd {}", lossy(cwd)));
+        parts.push(format!("--cwd {}", shown(cwd)));
     }
     for env in &inputs.env {
         let state = if env.value_hash.is_some() {
@@ -198,19 +205,16 @@ fn keyed_on(info: &EntryInfo) -> String {
         } else {
             " (unset)"
         };
-        parts.push(format!("--env {}{state}", lossy(&env.name)));
+        parts.push(format!("--env {}{state}", shown(&env.name)));
     }
     for modtime in &inputs.modtimes {
         let when = modtime.modified.map_or("missing".into(), |(secs, nanos)| {
             format_utc(secs.max(0) as u64 * 1000 + u64::from(nanos / 1_000_000))
         });
-        parts.push(format!(
-            "--modtime {} ({when})",
-            std::ffi::OsStr::from_bytes(&modtime.path).to_string_lossy()
-        ));
+        parts.push(format!("--modtime {} ({when})", shown(&modtime.path)));
     }
     if let Some(scope) = &inputs.scope {
-        parts.push(format!("--scope {scope}"));
+        parts.push(format!("--scope {}", display::escape(scope)));
     }
     parts.join(", ")
 }

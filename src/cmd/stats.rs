@@ -9,6 +9,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::{StatsArgs, StatsSort};
+use crate::display;
 use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::inspect::{self, EntryInfo, State};
@@ -59,7 +60,8 @@ pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
 fn sort(infos: &mut [EntryInfo], by: StatsSort, now: u64) {
     match by {
         StatsSort::Name => infos.sort_by_cached_key(|info| (info.title(), info.key)),
-        // Entries without a stored result (only a failure) count as oldest.
+        // Entries without a stored result (only a failure), or with one of
+        // unknown age (from the future), count as oldest.
         StatsSort::Age => infos.sort_by_key(|info| Reverse(info.age_ms(now).unwrap_or(u64::MAX))),
         StatsSort::Hits => infos.sort_by_key(|info| Reverse(hits(info))),
         StatsSort::Size => infos.sort_by_key(|info| Reverse(info.size_bytes)),
@@ -83,35 +85,34 @@ fn last_run(info: &EntryInfo) -> Option<(i32, u64)> {
     }
 }
 
-/// The last non-empty line of a failed run's stderr.
+/// The last non-empty line of a failed run's stderr, escaped for a terminal.
 pub fn last_line(tail: &[u8]) -> String {
-    String::from_utf8_lossy(tail)
-        .lines()
+    tail.split(|&b| b == b'\n')
         .rev()
-        .map(str::trim)
+        .map(<[u8]>::trim_ascii)
         .find(|line| !line.is_empty())
-        .unwrap_or("")
-        .to_owned()
+        .map_or_else(String::new, |line| display::escape_bytes(line).into_owned())
 }
 
-fn ago(now: u64, then_ms: u64) -> String {
-    format_duration(std::time::Duration::from_millis(
-        now.saturating_sub(then_ms),
-    ))
+/// How long ago `then_ms` was, as `3s ago`; a time in the future (the clock
+/// was stepped back) has no such age and says so.
+pub fn ago(now: u64, then_ms: u64) -> String {
+    if then_ms > now {
+        return "in the future".to_owned();
+    }
+    format!(
+        "{} ago",
+        format_duration(std::time::Duration::from_millis(now - then_ms))
+    )
 }
 
 fn ms(duration_ms: u64) -> String {
     format_duration(std::time::Duration::from_millis(duration_ms))
 }
 
-/// Cuts text to `width` characters, marking the cut.
+/// Cuts text to `width` terminal columns, marking the cut within them.
 fn cut(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut short: String = text.chars().take(width - 1).collect();
-    short.push('…');
-    short
+    display::cut(text, width).into_owned()
 }
 
 /// ANSI colour of a state in the table.
@@ -145,11 +146,11 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour:
             (code.to_string(), ms(duration))
         });
         let failure = match (&info.error, &info.failure) {
-            (Some(error), _) => cut(error, FAILURE_WIDTH),
+            (Some(error), _) => cut(&display::escape(error), FAILURE_WIDTH),
             (None, Some(failure)) => {
                 let line = last_line(&failure.stderr_tail);
                 let text = format!(
-                    "{} ago: exit {}{}{}",
+                    "{}: exit {}{}{}",
                     ago(now, failure.finished_ms),
                     failure.exit_code,
                     if line.is_empty() { "" } else { ": " },
@@ -162,7 +163,11 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour:
         rows.push([
             cut(&info.title(), TITLE_WIDTH),
             info.state.as_str().to_owned(),
-            info.age_ms(now).map_or("-".into(), ms),
+            match info.age_ms(now) {
+                Some(age) => ms(age),
+                None if info.finished_in_future => "future".into(),
+                None => "-".into(),
+            },
             info.details.as_ref().map_or("-".into(), |d| {
                 format_duration_brief(std::time::Duration::from_millis(d.ttl_ms))
             }),
@@ -176,7 +181,7 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour:
     let mut widths = [0usize; 9];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+            *width = (*width).max(display::width(cell));
         }
     }
     let mut text = String::new();
@@ -187,7 +192,7 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour:
     for (index, row) in rows.iter().enumerate() {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            let pad = " ".repeat(widths[i] - cell.chars().count());
+            let pad = " ".repeat(widths[i] - display::width(cell));
             if i > 0 {
                 line.push_str("  ");
             }
@@ -245,6 +250,7 @@ struct JsonEntry {
     state: &'static str,
     error: Option<String>,
     age_secs: Option<u64>,
+    finished_in_future: bool,
     ttl_secs: Option<u64>,
     max_age_secs: Option<u64>,
     finished_at: Option<String>,
@@ -267,6 +273,7 @@ struct JsonEntry {
 struct JsonFailure {
     time: String,
     age_secs: u64,
+    finished_in_future: bool,
     exit_code: i32,
     duration_ms: u64,
     consecutive: u32,
@@ -291,6 +298,7 @@ impl JsonEntry {
             state: info.state.as_str(),
             error: info.error.clone(),
             age_secs: info.age_ms(now).map(secs),
+            finished_in_future: info.finished_in_future,
             ttl_secs: details.map(|d| secs(d.ttl_ms)),
             max_age_secs: details.and_then(|d| d.max_age_ms).map(secs),
             finished_at: info.entry.map(|entry| format_utc(entry.finished_ms)),
@@ -311,7 +319,10 @@ impl JsonEntry {
             last_duration_ms: last.map(|(_, duration)| duration),
             last_failure: info.failure.as_ref().map(|failure| JsonFailure {
                 time: format_utc(failure.finished_ms),
+                // Kept an integer (the schema is stable): 0 when in the
+                // future, which `finished_in_future` tells apart.
                 age_secs: secs(now.saturating_sub(failure.finished_ms)),
+                finished_in_future: failure.finished_ms > now,
                 exit_code: failure.exit_code,
                 duration_ms: failure.duration_ms,
                 consecutive: failure.consecutive,
