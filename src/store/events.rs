@@ -17,10 +17,19 @@
 //! To keep the log small, a lock holder folds it: it renames the log aside and
 //! adds up the log renamed aside at the previous fold into the totals kept in
 //! the lock file. Waiting a whole fold period before reading the renamed log
-//! means an append that raced the rename has long landed.
+//! means an append that raced the rename has long landed. Refreshers fold
+//! after every run; an entry that is never refreshed is folded by the hit that
+//! takes its log to [`FOLD_AT`] bytes, so the log stays bounded either way.
+//!
+//! Every file here is opened `O_NOFOLLOW | O_NONBLOCK` and used only when
+//! fstat says it is a regular file: a FIFO planted under a log's name must
+//! not hang a hit (a write-open of a FIFO without a reader then fails with
+//! `ENXIO`) or `stats` (a read-open returns at once and is then ignored).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::SystemTime;
@@ -120,7 +129,17 @@ impl Counts {
 }
 
 const TOTALS_MAGIC: &[u8; 4] = b"CBKc";
-const TOTALS_LEN: usize = 8 + 6 * 8 + 8;
+
+/// Bytes of the totals record at the start of a lock file. The lock file's
+/// stale generation lives right after it, at this offset: everything here
+/// reads and writes only the first `TOTALS_LEN` bytes and never truncates.
+pub const TOTALS_LEN: usize = 8 + 6 * 8 + 8;
+
+/// Size at which the hit that appends to an events log folds it: 64 KiB is
+/// 65,536 hits between folds, enough that a fold is rare next to the hits
+/// it bounds, and that an append racing one fold's rename has long landed by
+/// the next (see the module comment).
+pub const FOLD_AT: u64 = 64 * 1024;
 
 /// FNV-1a, enough to notice a torn write of the totals record.
 fn checksum(bytes: &[u8]) -> u64 {
@@ -129,20 +148,62 @@ fn checksum(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Appends one event. Failures are ignored: counting must never cost the user their output.
+/// Appends one event, and folds the log when this append took it to
+/// [`FOLD_AT`] bytes. Failures are ignored: counting must never cost the user
+/// their output.
 pub fn record(store: &FsStore, key: &Key, event: Event) {
     let path = store.path(key, FileKind::Events);
-    let _ = append(&path, event as u8);
+    if let Ok(logged) = append(&path, event as u8)
+        && logged >= FOLD_AT
+    {
+        fold_full_log(store, key);
+    }
 }
 
-fn append(path: &Path, byte: u8) -> io::Result<()> {
+/// Appends `byte` to the log at `path` and returns the log's size after it.
+/// This is on the hit path: one open, one fstat, one write, no allocation.
+fn append(path: &Path, byte: u8) -> io::Result<u64> {
     let mut file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    file.write_all(&[byte])
+    // libc's fstat rather than `File::metadata`: std's statx fills a larger
+    // structure and converts it, for the two fields needed here.
+    let mut stat = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `stat` into the pointer on success.
+    if unsafe { libc::fstat(file.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it initialised `stat`.
+    let stat = unsafe { stat.assume_init() };
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // A FIFO with a reader, a device: not ours to write a count into.
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    file.write_all(&[byte])?;
+    Ok(u64::try_from(stat.st_size).unwrap_or(0) + 1)
+}
+
+/// Folds a log a hit found full, if the entry's lock is free right now
+/// (a holder is a run, which folds when it ends). Kept out of line: it runs
+/// once per [`FOLD_AT`] hits and must not grow the hit's code.
+#[cold]
+#[inline(never)]
+fn fold_full_log(store: &FsStore, key: &Key) {
+    let Ok(Some(lock)) = store.try_lock(key) else {
+        return;
+    };
+    // Hits that found the log full at the same moment queue up here: after
+    // the first has folded, the log at the path is a new, short one, and
+    // folding again would read the log just renamed aside while appends that
+    // opened it before the rename may still be landing in it.
+    let full = std::fs::symlink_metadata(store.path(key, FileKind::Events))
+        .is_ok_and(|meta| meta.is_file() && meta.len() >= FOLD_AT);
+    if full {
+        let _ = fold(store, key, &lock);
+    }
 }
 
 /// Current totals for a key and when it was last used (the newest event).
@@ -206,11 +267,11 @@ fn read_totals(lock_path: &Path) -> (Counts, u64) {
 }
 
 /// The totals record at the start of a lock file (zero when it has none yet
-/// or holds something else).
+/// or holds something else). Only the first [`TOTALS_LEN`] bytes are the
+/// record: whatever follows (the stale generation) is not read here.
 fn totals_in(file: &File) -> io::Result<(Counts, u64)> {
-    // One byte more than a record, so a longer file (another version) is no
-    // match. A regular file's pread returns all there is up to the length.
-    let mut bytes = [0u8; TOTALS_LEN + 1];
+    // A regular file's pread returns all there is up to the length.
+    let mut bytes = [0u8; TOTALS_LEN];
     let len = loop {
         match file.read_at(&mut bytes, 0) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -220,13 +281,19 @@ fn totals_in(file: &File) -> io::Result<(Counts, u64)> {
     Ok(Counts::decode(&bytes[..len]).unwrap_or_default())
 }
 
+/// Adds up the events in the log at `path` and returns them with the log's
+/// modification time; `None` when there is no such regular file.
 fn count_log(path: &Path) -> Option<(Counts, SystemTime)> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .ok()?;
-    let modified = file.metadata().ok()?.modified().ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let modified = meta.modified().ok()?;
     let mut counts = Counts::default();
     let mut buf = [0u8; 64 * 1024];
     let mut reader = &file;
@@ -285,5 +352,34 @@ mod tests {
         bytes[9] ^= 1;
         assert_eq!(Counts::decode(&bytes), None);
         assert_eq!(Counts::decode(&bytes[..10]), None);
+    }
+
+    #[test]
+    fn totals_ignore_what_follows_the_record() {
+        let counts = Counts {
+            hits: 9,
+            ..Counts::default()
+        };
+        let file = tempfile::tempfile().unwrap();
+        file.write_all_at(&counts.encode(3), 0).unwrap();
+        // The stale generation, written by whoever owns it.
+        file.write_all_at(&42u64.to_le_bytes(), TOTALS_LEN as u64)
+            .unwrap();
+        assert_eq!(totals_in(&file).unwrap(), (counts, 3));
+        assert_eq!(file.metadata().unwrap().len(), TOTALS_LEN as u64 + 8);
+    }
+
+    #[test]
+    fn logs_that_are_not_regular_files_are_skipped_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("log");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(count_log(&fifo).is_none());
+        assert!(append(&fifo, b'h').is_err());
+        let log = dir.path().join("regular");
+        assert_eq!(append(&log, b'h').unwrap(), 1);
+        assert_eq!(append(&log, b's').unwrap(), 2);
+        let (counts, _) = count_log(&log).unwrap();
+        assert_eq!((counts.hits, counts.stale_hits), (1, 1));
     }
 }
