@@ -4,14 +4,16 @@
 //! "Last read" is the newest modification time of an entry's result,
 //! failure record and events logs: every hit appends to the events log, so
 //! its mtime is the last read, and a result's mtime is when its run finished.
-//! atime is not used (many systems do not update it), and no file is opened,
-//! so a pass over a large cache costs one directory listing and its stats.
+//! atime is not used (many systems do not update it), and no entry file is
+//! opened, so a pass over a large cache costs one directory listing and its
+//! stats (only temp files old enough to be a killed writer's are opened).
 //! An entry whose lock is held (a run in flight) is never touched. Refreshers
 //! run a default pass at most once a day
 //! ([`maybe_daily`]); the hit path never does.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt};
 use std::time::Duration;
 
@@ -29,8 +31,10 @@ use crate::units::{format_duration_brief, format_size};
 
 /// Default for `--older-than`, also used by the daily gc.
 pub const DEFAULT_OLDER_THAN: Duration = Duration::from_secs(30 * 86400);
-/// A temp file untouched this long belongs to a writer that was killed: a
-/// live writer's file is modified as output arrives, and background runs
+/// A temp file is removed only once it is untouched this long and no process
+/// has it open (see [`writer_gone`]). The age alone was the rule before the
+/// open check, and still is where the filesystem cannot tell (no leases):
+/// a live writer's file is modified as output arrives, and background runs
 /// stop after their time limit long before this.
 pub const TEMP_GRACE: Duration = Duration::from_secs(86400);
 /// Lock and events files of a key without an entry are left alone this long,
@@ -52,7 +56,8 @@ pub struct Report {
     pub temps: (usize, u64),
     /// Lock and events files of keys without an entry: count, bytes.
     pub orphans: (usize, u64),
-    /// Entries left: count, and bytes of everything left in the directory.
+    /// Entries left: count, and bytes of the entries' files left in the
+    /// directory (temp files are not entries, see [`collect`]).
     pub remaining: (usize, u64),
 }
 
@@ -126,6 +131,10 @@ pub fn run(store: &FsStore, args: &GcArgs) -> Result<u8> {
 }
 
 /// One gc pass over the whole directory.
+///
+/// Temp files never count toward `max_size`: most belong to runs in flight,
+/// whose output becomes an entry (counted by the next pass) or goes away, and
+/// evicting entries to make room for them freed nothing they would occupy.
 pub fn collect(
     store: &FsStore,
     older_than: Duration,
@@ -139,8 +148,10 @@ pub fn collect(
         meta.modified()
             .is_ok_and(|at| now_ms.saturating_sub(system_ms(at)) >= millis(grace))
     };
+    let mut temp_bytes = 0;
     for (path, meta) in &scan.temps {
-        if older(meta, TEMP_GRACE) && (dry_run || remove_if_present(path)?) {
+        temp_bytes += meta.len();
+        if older(meta, TEMP_GRACE) && writer_gone(path) && (dry_run || remove_if_present(path)?) {
             report.temps.0 += 1;
             report.temps.1 += meta.len();
         }
@@ -168,8 +179,11 @@ pub fn collect(
         }
         live.push((last_read, *key, files.size()));
     }
-    let removed = report.unused.1 + report.temps.1 + report.orphans.1;
-    let mut total = scan.total_bytes.saturating_sub(removed);
+    let removed = report.unused.1 + report.orphans.1;
+    let mut total = scan
+        .total_bytes
+        .saturating_sub(temp_bytes)
+        .saturating_sub(removed);
     if let Some(max_size) = max_size {
         live.sort();
         let mut kept = Vec::with_capacity(live.len());
@@ -199,6 +213,37 @@ fn last_read_ms(files: &KeyFiles) -> u64 {
         .map(system_ms)
         .max()
         .unwrap_or(0)
+}
+
+/// True when no process has the temp file at `path` open, so its writer is
+/// gone. A live writer keeps its temp file open from creating it until it
+/// renames it into place, but may write nothing for hours (a command silent
+/// after its first line), so age alone cannot tell. The kernel can: it grants
+/// a write lease only on a file nobody else has open (fcntl(2),
+/// `F_SETLEASE`). Where it grants no leases at all (some network
+/// filesystems, leases disabled), the age rule decides alone, as before.
+fn writer_gone(path: &std::path::Path) -> bool {
+    // O_NONBLOCK: a lease another gc holds for a moment makes the open fail
+    // rather than wait for the lease to be broken.
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        // Renamed into place or removed meanwhile: nothing to remove.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(err) => return err.raw_os_error() != Some(libc::EWOULDBLOCK),
+    };
+    // SAFETY: plain fcntl on a descriptor we own; the lease, if granted, goes
+    // with the descriptor when `file` is dropped.
+    let leased = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+    if leased == 0 {
+        return true;
+    }
+    // EAGAIN: someone has the file open (or mapped). Anything else: the
+    // filesystem cannot say, and the age alone decides.
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
 }
 
 /// Removes every file of a key unless a run holds its lock; true when removed
