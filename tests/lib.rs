@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod faults;
+mod gc_events;
 mod generated;
 mod harness;
 mod layout;
