@@ -1,6 +1,7 @@
 //! Integration tests: the built binary, real commands, a temp cache directory.
 
 mod concurrency;
+mod display;
 mod faults;
 mod gc_events;
 mod generated;
