@@ -8,4 +8,5 @@ mod generated;
 mod harness;
 mod layout;
 mod manage;
+mod model;
 mod run;
