@@ -87,6 +87,8 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Key on the value of environment variable NAME (repeatable; stored only as a hash)')
             [CompletionResult]::new('--modtime', '--modtime', [CompletionResultType]::ParameterName, 'Key on the modification time of FILE (repeatable), so editing it starts a new entry')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Key on a namespace, to keep otherwise identical commands apart')
+            [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'With --refresh: how many refreshes run at once (the rest wait their turn)')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'With --refresh: how many refreshes run at once (the rest wait their turn)')
             [CompletionResult]::new('--cwd', '--cwd', [CompletionResultType]::ParameterName, 'Key on the working directory: each directory gets its own entry')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every entry in the cache')
             [CompletionResult]::new('--refresh', '--refresh', [CompletionResultType]::ParameterName, 'Keep serving the entry, marked stale, and start a background refresh now')

@@ -227,8 +227,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__invalidate)
-            _cacheback_wrapped invalidate "--cache-dir --name --env --modtime --scope" && return 0
-            opts="-h -V --cache-dir --name --cwd --env --modtime --scope --all --refresh --help --version"
+            _cacheback_wrapped invalidate "--cache-dir --name --env --modtime --scope --jobs -j" && return 0
+            opts="-j -h -V --cache-dir --name --cwd --env --modtime --scope --all --refresh --jobs --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,6 +265,14 @@ _cacheback() {
                     return 0
                     ;;
                 --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

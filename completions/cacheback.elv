@@ -124,6 +124,8 @@ set edit:completion:arg-completer[cacheback] = {|@words|
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
             cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand -j 'With --refresh: how many refreshes run at once (the rest wait their turn)'
+            cand --jobs 'With --refresh: how many refreshes run at once (the rest wait their turn)'
             cand --cwd 'Key on the working directory: each directory gets its own entry'
             cand --all 'Every entry in the cache'
             cand --refresh 'Keep serving the entry, marked stale, and start a background refresh now'
@@ -185,7 +187,7 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         &'cacheback;help;help'= {
         }
     ]
-    var start = (command-start $words ['--cache-dir'] [&'run'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--placeholder' '--name' '--env' '--modtime' '--scope'] &'show'=['--cache-dir' '--name' '--env' '--modtime' '--scope'] &'invalidate'=['--cache-dir' '--name' '--env' '--modtime' '--scope'] &'warm'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--name' '--env' '--modtime' '--scope' '--placeholder']])
+    var start = (command-start $words ['--cache-dir'] [&'run'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--placeholder' '--name' '--env' '--modtime' '--scope'] &'show'=['--cache-dir' '--name' '--env' '--modtime' '--scope'] &'invalidate'=['--cache-dir' '--name' '--env' '--modtime' '--scope' '--jobs' '-j'] &'warm'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--name' '--env' '--modtime' '--scope' '--placeholder']])
     if (>= $start 0) {
         edit:complete-sudo cacheback (all $words[$start..])
     } else {

@@ -291,6 +291,11 @@ pub struct InvalidateArgs {
     /// Keep serving the entry, marked stale, and start a background refresh now
     #[arg(long)]
     pub refresh: bool,
+
+    /// With --refresh: how many refreshes run at once (the rest wait their turn)
+    #[arg(long, short = 'j', value_name = "N", default_value_t = crate::refresh::DEFAULT_JOBS,
+          value_parser = clap::value_parser!(u16).range(1..), requires = "refresh")]
+    pub jobs: u16,
 }
 
 /// Options of `warm`: those of `run`, less the ones about a caller waiting.

@@ -34,6 +34,9 @@ const PUMP_CHUNK: usize = 16 * 1024;
 /// How often to look for the command's exit once its pipes are closed but it
 /// still runs (it closed them itself); only that rare case polls.
 const EXIT_POLL: Duration = Duration::from_millis(10);
+/// Reads of already-buffered stderr taken after a run has ended (a pipe
+/// holds 64 KiB by default; this allows 1 MiB).
+const DRAIN_READS: usize = 64;
 /// Stderr kept in memory before it spills to an unnamed temp file.
 const STDERR_MEMORY_LIMIT: usize = 1 << 20;
 
@@ -83,6 +86,9 @@ pub struct Outcome {
     pub stderr: Capture,
     /// The first error met while capturing, if any: the capture is then incomplete.
     pub capture_error: Option<io::Error>,
+    /// Why forwarding stdout to the caller failed, if it did for a reason
+    /// other than a reader that went away; the caller did not get everything.
+    pub stdout_error: Option<io::Error>,
 }
 
 /// What to run and where its output goes.
@@ -137,6 +143,7 @@ struct Stream<'a> {
     capture: Option<&'a mut dyn Write>,
     bytes: u64,
     capture_error: Option<io::Error>,
+    forward_error: Option<io::Error>,
 }
 
 impl Stream<'_> {
@@ -154,10 +161,14 @@ impl Stream<'_> {
             }
         };
         let chunk = &buf[..n];
-        if let Some(mut out) = self.forward
-            && out.write_all(chunk).is_err()
+        if let Some(out) = self.forward
+            && let Err(err) = output::write_all(out, chunk)
         {
-            // The reader went away (`| head -1`): keep capturing for the cache.
+            // Keep capturing for the cache either way. A reader that went
+            // away (`| head -1`) chose to; anything else is reported at the end.
+            if !output::is_broken_pipe(&err) {
+                self.forward_error.get_or_insert(err);
+            }
             self.forward = None;
         }
         if let Some(sink) = self.capture.as_mut() {
@@ -193,15 +204,34 @@ enum Limit {
 }
 
 /// Runs the command to completion (or its time limit) and reports how it went.
+///
+/// A run ends when the command itself has exited and its stdout is closed:
+/// like `$(...)`, it waits for a background process that still holds stdout,
+/// because what it prints belongs to the output. Stderr is read until then,
+/// plus what is already in the pipe; a background process that holds only
+/// stderr (`sleep 60 >/dev/null &`) is not waited for. A time limit covers
+/// all of it: at the deadline the process group is sent SIGTERM, then SIGKILL
+/// after a grace period if the command still runs; once the command itself
+/// has exited there is nothing to wait for, and the run ends at once.
 pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
     let program = &invocation.argv[0];
     forward_terminating_signals();
     let start = Instant::now();
+    // With nothing to capture, the command writes to our stdout and stderr
+    // itself: no pipes, no copies, and its own exit status tells of write errors.
+    let pass_through = invocation.stdout_capture.is_none() && invocation.stderr_spill_dir.is_none();
+    let output = || {
+        if pass_through {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        }
+    };
     let mut child = Command::new(program)
         .args(&invocation.argv[1..])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output())
+        .stderr(output())
         .process_group(0)
         .spawn()
         .map_err(|err| spawn_error(program, err))?;
@@ -229,6 +259,7 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
                 .map(|sink| &mut **sink as &mut dyn Write),
             bytes: 0,
             capture_error: None,
+            forward_error: None,
         },
         Stream {
             pipe: child
@@ -239,6 +270,7 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
             capture: stderr_capture.as_mut().map(|c| c as &mut dyn Write),
             bytes: 0,
             capture_error: None,
+            forward_error: None,
         },
     ];
     let mut deadline = invocation.timeout.map(|limit| start + limit);
@@ -247,29 +279,49 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
     let mut finished = None;
     let mut buf = vec![0u8; PUMP_CHUNK];
     loop {
-        let open: Vec<usize> = (0..2).filter(|&i| streams[i].pipe.is_some()).collect();
-        if open.is_empty() || limit == Limit::GaveUp {
-            // Output is complete: now only the exit status is missing.
-            if status.is_none() {
-                status = if limit == Limit::GaveUp {
-                    // The kill came and went: whatever still runs escaped it.
-                    child.try_wait().ok().flatten()
-                } else {
-                    reap(&mut child, deadline)?
-                };
+        let stdout_open = streams[0].pipe.is_some();
+        let stderr_open = streams[1].pipe.is_some();
+        if status.is_none() && !stdout_open && limit != Limit::GaveUp {
+            // Stdout is done: only the command's exit is missing. Block for it
+            // when nothing else needs watching, else look between reads.
+            status = if stderr_open {
+                child.try_wait().map_err(wait_failed)?
+            } else {
+                reap(&mut child, deadline)?
+            };
+            if status.is_some() {
                 finished = Some((SystemTime::now(), start.elapsed()));
             }
-            if status.is_some() || limit == Limit::GaveUp {
-                break;
-            }
         }
-        let wait = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+        if status.is_some() && !stdout_open {
+            // Done: take what stderr already holds, but wait for nobody.
+            drain(&mut streams[1], &mut buf);
+            break;
+        }
+        if limit == Limit::GaveUp {
+            break;
+        }
+        let open: Vec<usize> = (0..2).filter(|&i| streams[i].pipe.is_some()).collect();
+        let mut wait = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+        if !stdout_open && status.is_none() {
+            // Watching stderr while the command may exit any moment.
+            wait = Some(wait.map_or(EXIT_POLL, |w| w.min(EXIT_POLL)));
+        }
         let ready = wait_readable(&streams, &open, wait)?;
         for &i in &ready {
             streams[i].pump(&mut buf);
         }
         if ready.is_empty() && deadline.is_some_and(|at| Instant::now() >= at) {
+            if status.is_none() {
+                status = child.try_wait().map_err(wait_failed)?;
+                if status.is_some() {
+                    finished = Some((SystemTime::now(), start.elapsed()));
+                }
+            }
             let (signal, next, grace) = match limit {
+                // The command itself is gone; what holds its output escaped
+                // or outlived it: signal what is left, wait no longer.
+                _ if status.is_some() => (libc::SIGTERM, Limit::GaveUp, Duration::ZERO),
                 Limit::Running => (libc::SIGTERM, Limit::Terminated, KILL_GRACE),
                 Limit::Terminated => (libc::SIGKILL, Limit::Killed, PIPE_GRACE),
                 Limit::Killed | Limit::GaveUp => (0, Limit::GaveUp, Duration::ZERO),
@@ -282,16 +334,21 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
             deadline = Some(Instant::now() + grace);
         }
     }
+    if status.is_none() {
+        // Gave up after the kill: whatever still runs escaped it.
+        status = child.try_wait().ok().flatten();
+    }
     let timed_out = limit != Limit::Running;
     let [stdout, stderr] = streams;
     let stdout_len = stdout.bytes;
+    let stdout_error = stdout.forward_error;
     let mut capture_error = stdout.capture_error.or(stderr.capture_error);
     if let Some(sink) = stdout.capture
         && let Err(err) = sink.flush()
     {
         capture_error.get_or_insert(err);
     }
-    if stdout.pipe.is_some() || stderr.pipe.is_some() {
+    if stdout.pipe.is_some() {
         capture_error.get_or_insert(io::Error::other("output was still open at the time limit"));
     }
     CHILD_GROUP.store(0, Ordering::SeqCst);
@@ -318,7 +375,31 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
         stdout_len,
         stderr: stderr_capture.unwrap_or_default(),
         capture_error,
+        stdout_error,
     })
+}
+
+fn wait_failed(err: io::Error) -> Error {
+    Error::io("waiting for the command", err)
+}
+
+/// Pumps what a stream's pipe already holds, without waiting for more; at
+/// most a bounded amount, so a writer that never stops cannot keep us here.
+fn drain(stream: &mut Stream<'_>, buf: &mut [u8]) {
+    for _ in 0..DRAIN_READS {
+        let Some(pipe) = &stream.pipe else { return };
+        let mut fd = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout only checks.
+        if unsafe { libc::poll(&mut fd, 1, 0) } <= 0 {
+            break;
+        }
+        stream.pump(buf);
+    }
+    stream.close();
 }
 
 fn spawn_error(program: &OsString, err: io::Error) -> Error {

@@ -92,12 +92,21 @@ pub struct KeyInputs {
     pub modtimes: Vec<ModtimeInput>,
     /// The `--scope` namespace.
     pub scope: Option<String>,
+    /// Whether the run stores failures (`--cache-failures`). Part of the key,
+    /// so a stored failure never reaches a caller who did not ask for one;
+    /// kept in the preamble's flags rather than here on disk
+    /// ([`FLAG_CACHE_FAILURES`](crate::store::entry::FLAG_CACHE_FAILURES)),
+    /// which leaves the details format as it was.
+    #[serde(skip)]
+    pub cache_failures: bool,
 }
 
 impl KeyInputs {
     /// Gathers the inputs a `run` asks for from the current process's state.
     pub fn gather(run: &RunArgs) -> io::Result<KeyInputs> {
-        Self::gather_for(&run.command, &run.key)
+        let mut inputs = Self::gather_for(&run.command, &run.key)?;
+        inputs.cache_failures = run.cache_failures;
+        Ok(inputs)
     }
 
     /// Gathers inputs for a command and key options (shared by every subcommand that names an entry).
@@ -124,6 +133,7 @@ impl KeyInputs {
             env,
             modtimes,
             scope: key.scope.clone(),
+            cache_failures: false,
         })
     }
 
@@ -164,6 +174,9 @@ impl KeyInputs {
         }
         if let Some(scope) = &self.scope {
             field(b's', scope.as_bytes());
+        }
+        if self.cache_failures {
+            field(b'F', b"");
         }
         Key(hasher.finalize().into())
     }

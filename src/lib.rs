@@ -17,6 +17,7 @@ pub mod key;
 pub mod lock;
 pub mod output;
 pub mod refresh;
+pub mod startup;
 pub mod store;
 pub mod units;
 
@@ -31,10 +32,10 @@ fn parse_with_clap(args: &[std::ffi::OsString]) -> Result<cli::Cli, clap::Error>
     cli::Cli::try_parse_from(args)
 }
 
-/// Parses the command line, runs it, and turns the outcome into an exit status.
-/// Errors print as one `cacheback: ...` line; a closed stdout ends quietly.
-pub fn main() -> u8 {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+/// Parses the command line (`args`, program name first), runs it, and turns
+/// the outcome into an exit status. Errors print as one `cacheback: ...` line;
+/// a closed stdout ends quietly.
+pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
     let parsed = match fast_args::parse(&args) {
         Some(cli) => Ok(cli),
         None => parse_with_clap(&args),

@@ -8,9 +8,22 @@
 //! result is outdated. A holder therefore checks after locking that the path
 //! still names the file it locked ([`EntryLock::is_current`]), and retries
 //! when it does not.
+//!
+//! `invalidate --refresh` must not make the entry disappear, so it does not
+//! unlink the lock: it counts up the *stale generation* kept in the lock file
+//! ([`bump_stale_generation`]). A run that sees the number change while it
+//! ran stores its result marked stale (it may predate what the user reacted
+//! to), and a refresher runs again.
+//!
+//! Readers (`stats`, `show`) ask whether a run is in flight without taking
+//! anything: a shared `flock`, even for a moment, made a concurrent `warm` or
+//! stale hit see the lock taken and back off. On Linux a holder also sets an
+//! open-file-description (OFD) record lock, which a reader can query with
+//! `F_OFD_GETLK` without holding any lock itself.
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -40,6 +53,7 @@ impl EntryLock {
                 path: path.to_owned(),
             };
             if lock.is_current() {
+                lock.advertise();
                 return Ok(Some(lock));
             }
         }
@@ -67,6 +81,7 @@ impl EntryLock {
                 path: path.to_owned(),
             };
             if lock.is_current() {
+                lock.advertise();
                 return Ok((lock, waited));
             }
         }
@@ -85,17 +100,78 @@ impl EntryLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// The stale generation as it is now (see [`bump_stale_generation`]).
+    pub fn stale_generation(&self) -> u64 {
+        read_generation(&self.file)
+    }
+
+    /// Lets readers see that this lock is held, without their taking it.
+    /// The record lock belongs to the open file description, so the forked
+    /// refresher, which shares it, keeps it until it exits.
+    fn advertise(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let mut record = whole_file(libc::F_WRLCK);
+            // SAFETY: a valid flock record for the duration of the call.
+            // Failure only hides the run from `stats`.
+            unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut record) };
+        }
+    }
 }
 
-/// True when some process holds the lock at `path` right now (a refresh is running).
+/// Byte offset of the stale generation in the lock file: right after the
+/// counters' totals record (see `store::events`), which never grows into it.
+pub const GENERATION_OFFSET: u64 = 64;
+
+/// Counts up the stale generation of the lock file at `path` (creating it
+/// if need be), without taking the lock: a run in flight sees the change when
+/// it stores its result. Two bumps racing may count once; either way the
+/// number differs from what the run saw when it started, which is all that matters.
+pub fn bump_stale_generation(path: &Path) -> Result<()> {
+    let file = open_lock_file(path)?;
+    let next = read_generation(&file).wrapping_add(1);
+    std::os::unix::fs::FileExt::write_all_at(&file, &next.to_le_bytes(), GENERATION_OFFSET)
+        .map_err(|err| Error::path(path, err))
+}
+
+fn read_generation(file: &File) -> u64 {
+    let mut bytes = [0u8; 8];
+    match std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, GENERATION_OFFSET) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => 0, // a lock file from before generations, or a fresh one
+    }
+}
+
+/// True when some process holds the lock at `path` right now (a run is in
+/// flight). Takes no lock, so it never makes a writer back off.
 pub fn is_held(path: &Path) -> bool {
     let Ok(file) = open_for_reading(path) else {
         return false;
     };
+    #[cfg(target_os = "linux")]
+    {
+        let mut record = whole_file(libc::F_WRLCK);
+        // SAFETY: a valid flock record for the duration of the call.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut record) } == 0 {
+            return i32::from(record.l_type) != libc::F_UNLCK;
+        }
+    }
+    // Without OFD locks: a shared flock for an instant. A writer trying its
+    // lock in that instant backs off, which costs one refresh at worst.
     match FileExt::try_lock_shared(&file) {
         Ok(()) => false,
         Err(err) => err.kind() == fs2::lock_contended_error().kind(),
     }
+}
+
+#[cfg(target_os = "linux")]
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    // SAFETY: flock is plain data; zero is a valid value for every field.
+    let mut record: libc::flock = unsafe { std::mem::zeroed() };
+    record.l_type = kind as libc::c_short;
+    record.l_whence = libc::SEEK_SET as libc::c_short;
+    record
 }
 
 fn open_lock_file(path: &Path) -> Result<File> {

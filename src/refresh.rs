@@ -15,6 +15,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::RunArgs;
@@ -109,7 +110,10 @@ fn in_backoff(
         return false; // a success came after the last failure
     }
     let wait = backoff(failure.failures, ttl).as_millis() as u64;
-    now_ms < failure.finished_ms.saturating_add(wait)
+    // A failure "from the future" (the clock was stepped back) has waited an
+    // unknown time; holding off until the clock catches up could take years,
+    // far past the cap, so its back-off counts as over.
+    failure.age_ms(now_ms).is_some_and(|waited| waited < wait)
 }
 
 /// Starts the detached refresher, which inherits the held lock.
@@ -123,6 +127,86 @@ fn in_backoff(
 /// exits right after this), so the caller, whose exit the user is waiting
 /// for, does not share a CPU with it.
 pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Result<()> {
+    fork_detached(Some(lock.file().as_raw_fd()), || {
+        crate::cmd::refresh::run(store, key, args, lock)
+    })
+}
+
+/// One refresh for [`spawn_batch`] to run.
+#[derive(Debug)]
+pub struct Planned {
+    /// The entry.
+    pub key: Key,
+    /// The options that stored it.
+    pub args: RunArgs,
+    /// Where to run it (where it was keyed, for `--cwd` entries).
+    pub cwd: PathBuf,
+}
+
+/// Default of `invalidate --jobs`: refreshes run at once by one invalidation.
+pub const DEFAULT_JOBS: u16 = 4;
+
+/// Starts one detached process that runs the planned refreshes, at most
+/// `jobs` at a time, and returns at once (same rules as [`spawn`]).
+///
+/// It takes each entry's lock only when that refresh starts, so it holds one
+/// lock per running refresh and no descriptor per waiting one, whatever the
+/// number of entries. An entry whose lock is taken by then needs nothing:
+/// its run sees the stale mark and runs again, or a caller started a refresh.
+pub fn spawn_batch(store: &FsStore, plans: Vec<Planned>, jobs: u16) -> Result<()> {
+    fork_detached(None, || {
+        let jobs = usize::from(jobs.max(1));
+        let mut running = 0;
+        for plan in &plans {
+            while running >= jobs && wait_for_child() {
+                running -= 1;
+            }
+            let Ok(Some(lock)) = store.try_lock(&plan.key) else {
+                continue;
+            };
+            // SAFETY: single-threaded (see `spawn`); the child leaves by _exit.
+            match unsafe { libc::fork() } {
+                0 => {
+                    let status = match std::env::set_current_dir(&plan.cwd) {
+                        Ok(()) => crate::cmd::refresh::run(store, &plan.key, &plan.args, &lock),
+                        Err(_) => crate::exit_codes::FAILURE,
+                    };
+                    // SAFETY: as in `fork_detached`.
+                    unsafe { libc::_exit(i32::from(status)) }
+                }
+                -1 => {
+                    // No process to spare: run it here, in turn.
+                    let _ = std::env::set_current_dir(&plan.cwd);
+                    crate::cmd::refresh::run(store, &plan.key, &plan.args, &lock);
+                }
+                _ => running += 1,
+            }
+        }
+        while running > 0 && wait_for_child() {
+            running -= 1;
+        }
+        crate::exit_codes::SUCCESS
+    })
+}
+
+/// Waits for any child to end; false when there is none left to wait for.
+fn wait_for_child() -> bool {
+    loop {
+        // SAFETY: waits for any child; the status is not needed.
+        let reaped = unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) };
+        if reaped > 0 {
+            return true;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
+/// Forks a child that detaches from the caller (its own session, /dev/null
+/// for stdio, no inherited descriptor but `keep`), waits until the caller has
+/// exited, runs `body` and exits with its status.
+fn fork_detached(keep: Option<RawFd>, body: impl FnOnce() -> u8) -> Result<()> {
     // Ignored across the fork, so a hangup in the instant before the child has
     // its own session cannot end it; the caller is about to exit anyway.
     // SAFETY: changing a signal disposition.
@@ -143,7 +227,7 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
     // Its write end closes when this process exits: the refresher's signal to start.
     let (caller_gone, caller_alive) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|err| Error::io("starting a background refresh", err.into()))?;
-    // SAFETY: the process is single-threaded here (see above), so the child
+    // SAFETY: the process is single-threaded here (see `spawn`), so the child
     // gets a consistent copy of all state; it leaves through `_exit` only.
     match unsafe { libc::fork() } {
         -1 => Err(Error::io(
@@ -158,8 +242,8 @@ pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Re
             drop(caller_alive);
             wait_for_eof(&caller_gone);
             drop(caller_gone);
-            detach(lock.file().as_raw_fd());
-            let status = crate::cmd::refresh::run(store, key, args, lock);
+            detach(keep);
+            let status = body();
             // SAFETY: ends the child without running the parent's exit-time
             // cleanup twice; everything it wrote went straight to files.
             unsafe { libc::_exit(i32::from(status)) }
@@ -186,7 +270,7 @@ fn wait_for_eof(pipe: &OwnedFd) {
 
 /// Cuts the refresher (already in a session of its own) off from the caller:
 /// default SIGHUP, /dev/null for stdio, and no inherited descriptor but the lock.
-fn detach(keep: RawFd) {
+fn detach(keep: Option<RawFd>) {
     // SAFETY: restores the default the command should inherit (an ignored
     // signal would stay ignored across its exec).
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_DFL) };
@@ -203,8 +287,11 @@ fn detach(keep: RawFd) {
     close_descriptors_from(3, keep);
 }
 
-fn close_descriptors_from(first: RawFd, keep: RawFd) {
-    let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
+fn close_descriptors_from(first: RawFd, keep: Option<RawFd>) {
+    let ranges = match keep {
+        Some(keep) if keep >= first => [(first, keep - 1), (keep + 1, RawFd::MAX)],
+        _ => [(first, RawFd::MAX), (1, 0)],
+    };
     for (low, high) in ranges {
         if low > high {
             continue;

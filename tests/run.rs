@@ -575,12 +575,14 @@ fn exit_statuses_follow_env_and_timeout_conventions() {
         .current_dir(cache.work())
         .output()
         .unwrap();
+    // The key cannot be derived, but the command works there: it runs uncached.
     assert_eq!(
         deleted_cwd.status.code(),
-        Some(125),
-        "cacheback cannot derive the key"
+        Some(0),
+        "{}",
+        stderr(&deleted_cwd)
     );
-    assert!(stderr(&deleted_cwd).starts_with("cacheback: "));
+    assert!(stderr(&deleted_cwd).starts_with("cacheback: cache unavailable, running uncached"));
     assert_eq!(stderr(&deleted_cwd).lines().count(), 1);
     let killed = cache.run(&["--ttl", "1h", "--", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(killed.status.code(), Some(128 + 15));

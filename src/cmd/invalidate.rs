@@ -7,7 +7,6 @@
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -22,10 +21,14 @@ use crate::lock;
 use crate::output;
 use crate::refresh;
 use crate::store::entry::{Details, FLAG_FORCED_STALE, FLAGS_OFFSET, MAGIC};
-use crate::store::events;
 use crate::store::{FileKind, FsStore, remove_if_present};
 
 /// Runs `cacheback invalidate`.
+///
+/// With `--refresh`, every entry is marked stale first (cheap, and callers
+/// keep their values), then one background process refreshes them, at most
+/// `--jobs` at a time. An entry that cannot be handled gets a line saying
+/// why and the others go on; the status is then [`FAILURE`](exit_codes::FAILURE).
 pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
     let now = super::run::now_ms();
     let infos = if args.all {
@@ -34,17 +37,28 @@ pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
     } else {
         inspect::select(store, &args.entry, now)?
     };
-    // `refresh::spawn` points our stdout at /dev/null, so the report goes to a
-    // copy of it taken now.
+    // `refresh::spawn_batch` points our stdout at /dev/null, so the report
+    // goes to a copy of it taken now.
     let report_to = output::stdout()
         .try_clone()
         .map_err(|err| Error::io("duplicating stdout", err))?;
     let mut report = String::new();
+    let mut failed = false;
     let home =
         std::env::current_dir().map_err(|err| Error::io("reading the working directory", err))?;
+    let mut plans = Vec::new();
     for info in &infos {
         let line = if args.refresh {
-            mark_stale_and_refresh(store, info, &home)?
+            match mark_stale_and_plan(store, info, &home) {
+                Ok((line, plan)) => {
+                    plans.extend(plan);
+                    line
+                }
+                Err(err) => {
+                    failed = true;
+                    format!("could not mark {} stale: {err}", info.title())
+                }
+            }
         } else {
             let running = lock::is_held(&store.path(&info.key, FileKind::Lock));
             forget(store, info)?;
@@ -72,10 +86,30 @@ pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
     if infos.is_empty() {
         report.push_str("nothing to invalidate\n");
     }
-    (&report_to)
-        .write_all(report.as_bytes())
+    if !plans.is_empty() {
+        let count = plans.len();
+        match refresh::spawn_batch(store, plans, args.jobs) {
+            Ok(()) if count > 1 => report.push_str(&format!(
+                "refreshing {count} entries in the background, {} at a time\n",
+                usize::from(args.jobs).min(count)
+            )),
+            Ok(()) => {}
+            Err(err) => {
+                failed = true;
+                report.push_str(&format!(
+                    "could not start the refreshes ({err}); the entries stay marked stale, \
+                     so the next `run` of each refreshes it\n"
+                ));
+            }
+        }
+    }
+    output::write_all(&report_to, report.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
-    Ok(exit_codes::SUCCESS)
+    Ok(if failed {
+        exit_codes::FAILURE
+    } else {
+        exit_codes::SUCCESS
+    })
 }
 
 /// Removes the entry, its failure record, its lock and its counters: the next
@@ -92,30 +126,30 @@ fn remove_events(store: &FsStore, key: &crate::key::Key) -> Result<()> {
     Ok(())
 }
 
-/// `invalidate --refresh`: callers keep getting the old value, marked stale,
-/// until a new one lands; the refresh starts now, whatever the back-off says,
-/// because the user asked for it.
+/// `invalidate --refresh` of one entry: callers keep getting the old value,
+/// marked stale, until a new one lands; the refresh is planned now, whatever
+/// the back-off says, because the user asked for it. Returns the report line
+/// and the refresh to run, if any.
 /// `home` is where the user ran us: entries not keyed on a directory are
 /// refreshed there, as `run` would.
-fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo, home: &Path) -> Result<String> {
+fn mark_stale_and_plan(
+    store: &FsStore,
+    info: &EntryInfo,
+    home: &Path,
+) -> Result<(String, Option<refresh::Planned>)> {
     let title = info.title();
     let Some(details) = &info.details else {
         forget(store, info)?;
-        return Ok(format!(
-            "invalidated {title} (unreadable, so it cannot be refreshed)"
+        return Ok((
+            format!("invalidated {title} (unreadable, so it cannot be refreshed)"),
+            None,
         ));
     };
-    // Unlinked before the flag is set: a refresh already running must not
-    // store what it computed before the change the user is reacting to. The
-    // counters kept in it move to the new lock file, taken at once (unless a
-    // `run` takes it in that instant: then they start over).
+    // The generation first, then the flag: a run in flight either sees the
+    // new generation when it stores its result (and marks that stale
+    // itself), or stored it before, and the flag lands on its result.
     let lock_path = store.path(&info.key, FileKind::Lock);
-    let totals = events::take_totals(&lock_path);
-    remove_if_present(&lock_path)?;
-    let lock = store.try_lock(&info.key)?;
-    if let Some(lock) = &lock {
-        events::carry_totals(lock, totals);
-    }
+    lock::bump_stale_generation(&lock_path)?;
     if info.entry.is_some() {
         mark_stale(&store.path(&info.key, FileKind::Entry))?;
     }
@@ -124,33 +158,38 @@ fn mark_stale_and_refresh(store: &FsStore, info: &EntryInfo, home: &Path) -> Res
         Some(cwd) => PathBuf::from(OsString::from_vec(cwd.clone())),
         None => home.to_owned(),
     };
-    // The refresher inherits our working directory, and a `--cwd` entry must
-    // be recomputed where it was keyed. Nothing else in this process depends
-    // on the working directory.
+    // The key is checked where the refresh will run: a `--cwd` entry is
+    // recomputed where it was keyed.
     if let Err(err) = std::env::set_current_dir(&cwd) {
-        return Ok(format!(
-            "marked {title} stale; not refreshed now: {}: {err}",
-            cwd.display()
+        return Ok((
+            format!(
+                "marked {title} stale; not refreshed now: {}: {err}",
+                cwd.display()
+            ),
+            None,
         ));
     }
     let inputs = KeyInputs::gather(&args).map_err(|err| Error::io("reading key inputs", err))?;
     if inputs.key() != info.key {
-        return Ok(format!(
-            "marked {title} stale; not refreshed now: its --env/--modtime inputs differ here, \
-             so the next `run` that uses it refreshes it"
+        return Ok((
+            format!(
+                "marked {title} stale; not refreshed now: its --env/--modtime inputs differ here, \
+                 so the next `run` that uses it refreshes it"
+            ),
+            None,
         ));
     }
-    match lock {
-        Some(lock) => {
-            refresh::spawn(store, &info.key, &args, &lock)?;
-            Ok(format!(
-                "marked {title} stale; refreshing in the background"
-            ))
-        }
-        None => Ok(format!(
-            "marked {title} stale; a refresh started since is already running"
-        )),
-    }
+    let line = if lock::is_held(&lock_path) {
+        format!("marked {title} stale; the run in progress will run again when it ends")
+    } else {
+        format!("marked {title} stale; refreshing in the background")
+    };
+    let plan = refresh::Planned {
+        key: info.key,
+        args,
+        cwd,
+    };
+    Ok((line, Some(plan)))
 }
 
 /// Sets the forced-stale flag in the entry's header, in place.
@@ -179,8 +218,8 @@ fn mark_stale(path: &Path) -> Result<()> {
 }
 
 /// The `run` options that stored this entry, as far as the entry records them.
-/// `--timeout` is not recorded (the background default applies); a stored
-/// non-zero result can only have come from `--cache-failures`.
+/// `--timeout` is not recorded (the background default applies);
+/// `--cache-failures` is a flag in the preamble, as it is part of the key.
 fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
     let inputs = &details.inputs;
     let os = |bytes: &Vec<u8>| OsString::from_vec(bytes.clone());
@@ -191,7 +230,7 @@ fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
         no_wait: false,
         placeholder: None,
         force: false,
-        cache_failures: info.entry.is_some_and(|entry| entry.exit_code != 0),
+        cache_failures: info.entry.is_some_and(|entry| entry.cache_failures()),
         name: details.name.clone(),
         key: KeyArgs {
             cwd: inputs.cwd.is_some(),

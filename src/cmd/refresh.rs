@@ -4,7 +4,12 @@ use crate::cli::RunArgs;
 use crate::exit_codes;
 use crate::key::{Key, KeyInputs};
 use crate::lock::EntryLock;
-use crate::store::FsStore;
+use crate::store::{Committed, FsStore};
+
+/// Runs of one refresh at most: the first, and reruns after `invalidate
+/// --refresh` marked the result stale while it ran. Bounded, so a loop of
+/// invalidations cannot keep a refresher going for ever.
+const MAX_RUNS: usize = 3;
 use crate::store::events;
 
 /// Runs the command with the inherited lock and stores the result; returns
@@ -18,10 +23,17 @@ pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
     let Some(inputs) = current else {
         return exit_codes::SUCCESS;
     };
-    let status = match super::run::execute(store, key, &inputs, args, lock, false) {
-        Ok(_) => exit_codes::SUCCESS,
-        Err(err) => err.exit_code(),
-    };
+    let mut status = exit_codes::SUCCESS;
+    for _ in 0..MAX_RUNS {
+        match super::run::execute(store, key, &inputs, args, lock, false) {
+            // Marked stale while it ran: the result may predate what the user
+            // reacted to, so run again while we hold the lock.
+            Ok(ran) if ran.committed == Some(Committed::StoredStale) => continue,
+            Ok(_) => {}
+            Err(err) => status = err.exit_code(),
+        }
+        break;
+    }
     let _ = events::fold(store, key, lock);
     // This entry's lock stays held until we exit, so gc passes over it: fine,
     // it was just refreshed.

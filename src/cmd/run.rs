@@ -8,15 +8,15 @@ use std::mem::MaybeUninit;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::RunArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
 use crate::key::{Key, KeyInputs};
 use crate::lock::EntryLock;
 use crate::output;
 use crate::refresh::{self, Counted};
-use crate::store::entry::{Details, Preamble};
+use crate::store::entry::Details;
 use crate::store::events::{self, Event};
-use crate::store::{FileKind, FsStore, OpenError, RunRecord, StoredEntry};
+use crate::store::{Committed, FileKind, FsStore, OpenError, RunRecord, StoredEntry};
 
 /// Bytes read with the preamble in one go: an entry this small comes along
 /// whole and is written straight from memory (most cached outputs are a line
@@ -33,17 +33,19 @@ fn head_buffer() -> Box<[MaybeUninit<u8>]> {
 
 /// Runs `cacheback run` and returns the exit status to report.
 pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
-    let inputs = KeyInputs::gather(args)
-        .map_err(|err| crate::error::Error::io("reading key inputs", err))?;
+    let inputs = match KeyInputs::gather(args) {
+        Ok(inputs) => inputs,
+        // `--cwd` in a deleted directory, say: the command may still work there.
+        Err(err) => return uncached_after(&format_args!("reading key inputs: {err}"), args),
+    };
     let key = inputs.key();
     let now = now_ms();
     let mut damaged = None;
     if !args.force {
         let mut head = head_buffer();
         match store.open(&key, FileKind::Entry, &mut head) {
-            Ok(Some(entry)) if usable(&entry.preamble, args, now) => {
-                let stale = entry.preamble.forced_stale()
-                    || now.saturating_sub(entry.preamble.finished_ms) >= millis(args.ttl);
+            Ok(Some(entry)) if entry.preamble.is_usable(now, args.max_age.map(millis)) => {
+                let stale = entry.preamble.is_stale(now, millis(args.ttl));
                 let code = replay(&entry);
                 if !stale {
                     events::record(store, &key, Event::Hit);
@@ -64,7 +66,7 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
         }
     }
     if args.no_wait {
-        return Ok(start_in_background(store, &key, args, now));
+        return start_in_background(store, &key, args, now);
     }
     run_in_foreground(store, &key, &inputs, args, damaged)
 }
@@ -80,18 +82,35 @@ fn exit_after_fork(code: u8) -> ! {
 }
 
 /// `--no-wait` on a miss: the placeholder now, the command in the background.
-fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> u8 {
+/// Without a usable cache a background run could store nothing for anyone:
+/// the command runs now, uncached, like any run whose cache cannot work.
+fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> Result<u8> {
+    if let Err(err) = store.prepare() {
+        return uncached_after(&err, args);
+    }
+    let mut code = crate::exit_codes::SUCCESS;
     if let Some(placeholder) = &args.placeholder {
-        use std::io::Write;
         use std::os::unix::ffi::OsStrExt;
-        let _ = (&*output::stdout()).write_all(placeholder.as_bytes());
+        if let Err(err) = output::write_all(&output::stdout(), placeholder.as_bytes())
+            && !output::is_broken_pipe(&err)
+        {
+            code = stdout_failed(&err);
+        }
     }
     match refresh::start(store, key, args, None, now, Event::Miss) {
-        Ok(Counted::Yes) => exit_after_fork(crate::exit_codes::SUCCESS),
+        Ok(Counted::Yes) => exit_after_fork(code),
         Ok(Counted::No) => events::record(store, key, Event::Miss),
-        Err(err) => output::warn(format_args!("could not start a background run: {err}")),
+        Err(err) => return uncached_after(&err, args),
     }
-    crate::exit_codes::SUCCESS
+    Ok(code)
+}
+
+/// Warns once that the cache cannot work, then runs the command without it.
+#[cold]
+#[inline(never)]
+fn uncached_after(why: &dyn std::fmt::Display, args: &RunArgs) -> Result<u8> {
+    output::warn(format_args!("cache unavailable, running uncached: {why}"));
+    run_uncached(args)
 }
 
 /// A miss (or `--force`): run the command now, streaming its output, and store it.
@@ -106,10 +125,7 @@ fn run_in_foreground(
     let locked = store.prepare().and_then(|()| store.lock(key));
     let (lock, waited) = match locked {
         Ok(locked) => locked,
-        Err(err) => {
-            output::warn(format_args!("cache unavailable, running uncached: {err}"));
-            return run_uncached(args);
-        }
+        Err(err) => return uncached_after(&err, args),
     };
     events::record_held(&lock, Event::Miss);
     if waited && !args.force {
@@ -117,7 +133,7 @@ fn run_in_foreground(
         // failed or not, exactly as if we had run it ourselves.
         let mut head = head_buffer();
         if let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head)
-            && usable(&entry.preamble, args, now_ms())
+            && entry.preamble.is_usable(now_ms(), args.max_age.map(millis))
         {
             return Ok(replay(&entry));
         }
@@ -130,13 +146,43 @@ fn run_in_foreground(
     if let Some(err) = damaged {
         output::warn(format_args!("replacing unreadable cache entry: {err}"));
     }
-    let termination = execute(store, key, inputs, args, &lock, true)?;
-    Ok(exit_status(termination.exit_code()))
+    let ran = match execute(store, key, inputs, args, &lock, true) {
+        Ok(ran) => ran,
+        // The command itself could not start (its failure is recorded);
+        // any other error is the cache's, and the command still runs.
+        Err(err @ (Error::CommandNotFound { .. } | Error::CannotExecute { .. })) => {
+            return Err(err);
+        }
+        Err(err) => {
+            drop(lock);
+            return uncached_after(&err, args);
+        }
+    };
+    // The log of hits grows until someone holding the lock folds it.
+    let _ = events::fold(store, key, &lock);
+    match &ran.stdout_error {
+        Some(err) => Ok(stdout_failed(err)),
+        None => Ok(exit_status(ran.termination.exit_code())),
+    }
+}
+
+/// How a run under the lock went.
+#[derive(Debug)]
+pub struct Ran {
+    /// How the command ended.
+    pub termination: Termination,
+    /// Why forwarding its stdout to the caller failed, if it did (the result
+    /// is stored all the same).
+    pub stdout_error: Option<std::io::Error>,
+    /// What became of the result; `None` when nothing was stored.
+    pub committed: Option<Committed>,
 }
 
 /// Runs the command with the lock held and stores the result: a success (or
 /// any result with `--cache-failures`) replaces the entry; a failure only
-/// updates the failure record, so callers keep the last good value.
+/// updates the failure record, so callers keep the last good value. A
+/// command that cannot start, or is killed at its time limit, is a failure
+/// like any other: recorded (127, 126, 124), shown by `stats`, backed off.
 pub fn execute(
     store: &FsStore,
     key: &Key,
@@ -144,7 +190,7 @@ pub fn execute(
     args: &RunArgs,
     lock: &EntryLock,
     foreground: bool,
-) -> Result<Termination> {
+) -> Result<Ran> {
     let details = Details {
         inputs: inputs.clone(),
         name: args.name.clone(),
@@ -156,36 +202,69 @@ pub fn execute(
     } else {
         Some(refresh::background_timeout(args))
     };
-    let writer = match store.writer(lock, &details) {
-        Ok(writer) => writer,
-        Err(err) if foreground => {
-            output::warn(format_args!("cache unavailable, running uncached: {err}"));
-            return exec::run(uncached(args)).map(|outcome| outcome.termination);
-        }
-        Err(err) => return Err(err),
-    };
+    let writer = store.writer(lock, &details)?;
     let mut capture = writer
         .stdout_sink()
-        .map_err(|err| crate::error::Error::io("preparing the capture", err))?;
-    let mut outcome = exec::run(Invocation {
+        .map_err(|err| Error::io("preparing the capture", err))?;
+    let run = exec::run(Invocation {
         argv: &args.command,
         timeout,
         forward: foreground,
         stdout_capture: Some(&mut capture),
         stderr_spill_dir: Some(store.dir().to_owned()),
-    })?;
+    });
+    drop(capture);
+    let mut outcome = match run {
+        Ok(outcome) => outcome,
+        Err(err @ (Error::CommandNotFound { .. } | Error::CannotExecute { .. })) => {
+            let record = RunRecord {
+                exit_code: i32::from(err.exit_code()),
+                finished_ms: now_ms(),
+                duration_ms: 0,
+                failures: consecutive_failures(store, key) + 1,
+                stdout_len: 0,
+            };
+            let message = format!("cacheback: {err}\n");
+            let kind = if args.cache_failures {
+                FileKind::Entry
+            } else {
+                FileKind::Failure
+            };
+            if writer
+                .commit(lock, store, key, kind, record, &mut message.as_bytes())
+                .is_ok()
+            {
+                events::record_held(lock, Event::Failure);
+            }
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
     let termination = outcome.termination;
+    let stdout_error = outcome.stdout_error.take();
+    let success = termination.succeeded();
+    let incomplete = outcome.capture_error.as_ref().filter(|_| success);
     if let Termination::Interrupted(_) = termination {
-        return Ok(termination); // the user stopped it: nothing it produced is trusted
+        // The user stopped it: nothing it produced is trusted.
+        return Ok(Ran {
+            termination,
+            stdout_error,
+            committed: None,
+        });
     }
-    if let Some(err) = &outcome.capture_error {
+    if let Some(err) = incomplete {
+        // Output that did not all reach the file must not be served. (A
+        // failure is recorded all the same: its output is only a report.)
         if foreground {
             output::warn(format_args!("could not cache the result: {err}"));
         }
-        return Ok(termination);
+        return Ok(Ran {
+            termination,
+            stdout_error,
+            committed: None,
+        });
     }
-    let success = termination.succeeded();
-    let (kind, failures) = if success || args.cache_failures {
+    let (kind, failures) = if success || (args.cache_failures && outcome.capture_error.is_none()) {
         (FileKind::Entry, 0)
     } else {
         (FileKind::Failure, consecutive_failures(store, key) + 1)
@@ -201,19 +280,29 @@ pub fn execute(
         stdout_len: outcome.stdout_len,
     };
     let committed = writer.commit(lock, store, key, kind, record, &mut outcome.stderr);
-    match committed {
-        Ok(()) => events::record_held(
-            lock,
-            if success {
-                Event::Refresh
-            } else {
-                Event::Failure
-            },
-        ),
-        Err(err) if foreground => output::warn(format_args!("could not cache the result: {err}")),
+    let committed = match committed {
+        Ok(committed) => {
+            events::record_held(
+                lock,
+                if success {
+                    Event::Refresh
+                } else {
+                    Event::Failure
+                },
+            );
+            Some(committed)
+        }
+        Err(err) if foreground => {
+            output::warn(format_args!("could not cache the result: {err}"));
+            None
+        }
         Err(err) => return Err(err),
-    }
-    Ok(termination)
+    };
+    Ok(Ran {
+        termination,
+        stdout_error,
+        committed,
+    })
 }
 
 /// Failed runs since the last success, from the failure record.
@@ -241,20 +330,26 @@ fn uncached(args: &RunArgs) -> Invocation<'_> {
     }
 }
 
-/// Whether an entry may be served at all (`--max-age` is a hard limit).
-fn usable(preamble: &Preamble, args: &RunArgs, now: u64) -> bool {
-    match args.max_age {
-        Some(max_age) => now.saturating_sub(preamble.finished_ms) < millis(max_age),
-        None => true,
+/// Writes a stored result to stdout and stderr and returns its exit status.
+/// A reader that went away (`| head -1`) is not an error worth a word; any
+/// other failure to deliver stdout (a full disk, an I/O error) is, and makes
+/// the status [`FAILURE`](crate::exit_codes::FAILURE): the caller did not
+/// get its output. Stderr failures cannot be reported anywhere.
+fn replay(entry: &StoredEntry<'_>) -> u8 {
+    let delivered = entry.copy_stdout(&output::stdout());
+    let _ = entry.copy_stderr(&output::stderr());
+    match delivered {
+        Err(err) if !output::is_broken_pipe(&err) => stdout_failed(&err),
+        _ => exit_status(entry.preamble.exit_code),
     }
 }
 
-/// Writes a stored result to stdout and stderr and returns its exit status.
-/// A reader that went away (`| head -1`) is not an error worth a word.
-fn replay(entry: &StoredEntry<'_>) -> u8 {
-    let _ = entry.copy_stdout(&output::stdout());
-    let _ = entry.copy_stderr(&output::stderr());
-    exit_status(entry.preamble.exit_code)
+/// Reports that stdout could not take the output and returns the status for it.
+#[cold]
+#[inline(never)]
+pub fn stdout_failed(err: &std::io::Error) -> u8 {
+    output::warn(format_args!("writing to stdout: {err}"));
+    crate::exit_codes::FAILURE
 }
 
 fn exit_status(code: i32) -> u8 {

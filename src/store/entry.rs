@@ -30,6 +30,8 @@ pub const FLAGS_OFFSET: u64 = 8;
 pub const FINISHED_OFFSET: u64 = 16;
 /// Flag: the entry was marked stale by `invalidate --refresh`, whatever its age.
 pub const FLAG_FORCED_STALE: u32 = 1;
+/// Flag: stored by a run with `--cache-failures`, which is part of its key.
+pub const FLAG_CACHE_FAILURES: u32 = 2;
 /// Details larger than this are refused as corrupt (argv is limited by the kernel anyway).
 const MAX_DETAILS_LEN: u32 = 16 << 20;
 
@@ -171,6 +173,30 @@ impl Preamble {
     /// True when `invalidate --refresh` marked the entry stale.
     pub fn forced_stale(&self) -> bool {
         self.flags & FLAG_FORCED_STALE != 0
+    }
+
+    /// True when a run with `--cache-failures` stored this.
+    pub fn cache_failures(&self) -> bool {
+        self.flags & FLAG_CACHE_FAILURES != 0
+    }
+
+    /// How old the value is at `now_ms`, or `None` when it finished in the
+    /// future: the clock was stepped back, or the cache was restored or copied
+    /// from elsewhere. Such an age is unknown, and an unknown age is treated
+    /// as too old: stale, and past any `--max-age`. The next refresh stamps
+    /// it with the clock as it is now.
+    pub fn age_ms(&self, now_ms: u64) -> Option<u64> {
+        now_ms.checked_sub(self.finished_ms)
+    }
+
+    /// Whether the value is due for a refresh at `now_ms` under `ttl_ms`.
+    pub fn is_stale(&self, now_ms: u64, ttl_ms: u64) -> bool {
+        self.forced_stale() || self.age_ms(now_ms).is_none_or(|age| age >= ttl_ms)
+    }
+
+    /// Whether the value may be served at all under a hard `--max-age`.
+    pub fn is_usable(&self, now_ms: u64, max_age_ms: Option<u64>) -> bool {
+        max_age_ms.is_none_or(|limit| self.age_ms(now_ms).is_some_and(|age| age < limit))
     }
 }
 

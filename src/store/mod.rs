@@ -16,7 +16,7 @@ pub mod entry;
 pub mod events;
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt};
@@ -173,8 +173,8 @@ impl FsStore {
 
     /// Starts writing a result for a key. Only a lock holder may write, so the
     /// lock is required here and again to commit.
-    pub fn writer(&self, _lock: &EntryLock, details: &Details) -> Result<EntryWriter> {
-        EntryWriter::create(&self.dir, details)
+    pub fn writer(&self, lock: &EntryLock, details: &Details) -> Result<EntryWriter> {
+        EntryWriter::create(&self.dir, details, lock.stale_generation())
     }
 
     /// Removes a key's entry, failure record and lock (which tells a running
@@ -288,9 +288,8 @@ impl StoredEntry<'_> {
     fn copy_range(&self, start: u64, len: u64, out: &File) -> io::Result<()> {
         let end = start + len;
         let in_head = self.head.len() as u64;
-        let mut out = out;
         if start < in_head {
-            out.write_all(&self.head[start as usize..end.min(in_head) as usize])?;
+            crate::output::write_all(out, &self.head[start as usize..end.min(in_head) as usize])?;
         }
         if end > in_head {
             copy_file_range_to(&self.file, start.max(in_head), end, out)?;
@@ -341,6 +340,8 @@ fn copy_file_range_to(file: &File, from: u64, end: u64, out: &File) -> io::Resul
                 let err = io::Error::last_os_error();
                 match err.raw_os_error() {
                     Some(libc::EINTR) => {}
+                    // A non-blocking output with a slow reader: wait, lose nothing.
+                    Some(libc::EAGAIN) => crate::output::wait_writable(out)?,
                     Some(libc::EINVAL | libc::ENOSYS) => {
                         return copy_through_memory(
                             file,
@@ -358,16 +359,25 @@ fn copy_file_range_to(file: &File, from: u64, end: u64, out: &File) -> io::Resul
 }
 
 /// The fallback of [`copy_file_range_to`]: `len` bytes at `from` through a
-/// user-space buffer. Kept out of line because `io::copy`'s 8 KiB stack
-/// buffer, inlined, made every hit probe (and fault in) two more stack pages.
+/// user-space buffer. Kept out of line and on the heap because a stack
+/// buffer, inlined, made every hit probe (and fault in) more stack pages.
 #[cold]
 #[inline(never)]
-fn copy_through_memory(file: &File, from: u64, len: u64, mut out: &File) -> io::Result<()> {
-    let mut reader = file;
-    reader.seek(SeekFrom::Start(from))?;
-    let copied = io::copy(&mut reader.take(len), &mut out)?;
-    if copied != len {
-        return Err(entry_shrank());
+fn copy_through_memory(file: &File, from: u64, len: u64, out: &File) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut done = 0;
+    while done < len {
+        let want = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = match file.read_at(&mut buf[..want], from + done) {
+            Ok(0) => return Err(entry_shrank()),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        crate::output::write_all(out, &buf[..n])?;
+        done += n as u64;
     }
     Ok(())
 }
@@ -382,6 +392,23 @@ fn entry_shrank() -> io::Error {
 pub struct EntryWriter {
     temp: tempfile::NamedTempFile,
     details_len: u32,
+    /// Preamble flags that follow from the details (`--cache-failures`).
+    flags: u32,
+    /// The lock's stale generation when the run started.
+    generation: u64,
+}
+
+/// What became of a committed result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// In place, and current.
+    Stored,
+    /// In place, but marked stale: `invalidate --refresh` came while it ran,
+    /// so it may predate what the user reacted to. Better than the value it
+    /// replaced, not yet good enough: run again.
+    StoredStale,
+    /// Thrown away: the entry was invalidated (forgotten) while it ran.
+    Discarded,
 }
 
 /// How a finished run ended, as recorded in the preamble.
@@ -400,7 +427,7 @@ pub struct RunRecord {
 }
 
 impl EntryWriter {
-    fn create(dir: &Path, details: &Details) -> Result<EntryWriter> {
+    fn create(dir: &Path, details: &Details, generation: u64) -> Result<EntryWriter> {
         let temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .tempfile_in(dir)
@@ -414,7 +441,17 @@ impl EntryWriter {
             file.write_all(&encoded)
         };
         write(&mut file).map_err(|err| Error::path(temp.path(), err))?;
-        Ok(EntryWriter { temp, details_len })
+        let flags = if details.inputs.cache_failures {
+            entry::FLAG_CACHE_FAILURES
+        } else {
+            0
+        };
+        Ok(EntryWriter {
+            temp,
+            details_len,
+            flags,
+            generation,
+        })
     }
 
     /// A writer for the captured stdout, from where stdout belongs in the
@@ -426,6 +463,13 @@ impl EntryWriter {
     /// Appends the stderr from `stderr`, writes the preamble and renames the
     /// result into place as `kind` of `key`. The rename is atomic: readers see
     /// the old file or the new one, never a part of either.
+    ///
+    /// An `invalidate` while the run went on decides its fate. A forgotten
+    /// entry (lock file unlinked) must not come back with a result that may
+    /// predate the change the user reacted to: it is not stored, or removed
+    /// again if the invalidation slipped in just before the rename. A
+    /// mark-stale (stale generation counted up) must never leave callers
+    /// without a value: the result is stored, marked stale.
     pub fn commit(
         self,
         lock: &EntryLock,
@@ -434,14 +478,19 @@ impl EntryWriter {
         kind: FileKind,
         record: RunRecord,
         stderr: &mut dyn StderrSource,
-    ) -> Result<()> {
+    ) -> Result<Committed> {
         let file = self.temp.as_file();
         let fail = |err| Error::path(self.temp.path(), err);
         let stderr_len = stderr.copy_to(file).map_err(fail)?;
+        let before_rename = lock.stale_generation();
+        let mut flags = self.flags;
+        if before_rename != self.generation {
+            flags |= entry::FLAG_FORCED_STALE;
+        }
         let preamble = Preamble {
             magic: entry::MAGIC,
             version: entry::FORMAT_VERSION,
-            flags: 0,
+            flags,
             exit_code: record.exit_code,
             finished_ms: record.finished_ms,
             duration_ms: record.duration_ms,
@@ -451,16 +500,33 @@ impl EntryWriter {
             stderr_len,
         };
         file.write_all_at(&preamble.encode(), 0).map_err(fail)?;
+        if !lock.is_current() {
+            return Ok(Committed::Discarded); // the temp file goes with `self`
+        }
         let dest = store.path(key, kind);
-        self.temp
+        let placed = self
+            .temp
             .persist(&dest)
             .map_err(|err| Error::path(&dest, err.error))?;
         if !lock.is_current() {
-            // Invalidated while we ran: what we computed may predate the change
-            // the user reacted to, so it must not be served.
             remove_if_present(&dest)?;
+            return Ok(Committed::Discarded);
         }
-        Ok(())
+        // A mark-stale that came between the check above and the rename set
+        // its flag on the file we replaced: set it on ours (the same inode,
+        // wherever the path points by now).
+        let after_rename = lock.stale_generation();
+        if after_rename != before_rename {
+            flags |= entry::FLAG_FORCED_STALE;
+            placed
+                .write_all_at(&flags.to_le_bytes(), entry::FLAGS_OFFSET)
+                .map_err(|err| Error::path(&dest, err))?;
+        }
+        Ok(if flags & entry::FLAG_FORCED_STALE != 0 {
+            Committed::StoredStale
+        } else {
+            Committed::Stored
+        })
     }
 }
 
@@ -468,4 +534,12 @@ impl EntryWriter {
 pub trait StderrSource {
     /// Appends everything captured to `out`, returning the byte count.
     fn copy_to(&mut self, out: &File) -> io::Result<u64>;
+}
+
+/// Stderr that cacheback wrote itself (why a command could not start).
+impl StderrSource for &[u8] {
+    fn copy_to(&mut self, mut out: &File) -> io::Result<u64> {
+        out.write_all(self)?;
+        Ok(self.len() as u64)
+    }
 }
