@@ -808,8 +808,11 @@ impl Sequence {
     /// Waits until no process of this sequence is left and every logged run has
     /// ended (or was killed): then the store must be at rest.
     fn settle(&mut self) -> Result<(), String> {
+        // The locks too: an exiting process has lost its environment (the
+        // leftovers scan cannot see it) a moment before it closes its files.
         let quiet = wait_until(SETTLE_LIMIT, || {
             self.leftovers().is_empty()
+                && !self.cache.files(".lock").iter().any(|p| lock_held(p))
                 && self
                     .log()
                     .runs
@@ -861,7 +864,11 @@ impl Sequence {
         check_overlaps(&log, &self.invals, &self.killed)?;
         for path in self.cache.files(".lock") {
             if lock_held(&path) {
-                return Err(format!("settled, yet {} is locked", path.display()));
+                return Err(format!(
+                    "settled, yet {} is locked; processes with it open: {:?}",
+                    path.display(),
+                    holders(&path)
+                ));
             }
         }
         let temps: Vec<_> = self
@@ -1131,12 +1138,14 @@ fn check_overlaps(
                 .copied()
                 .or(other.end.map(|(end, _)| end))
                 .unwrap_or(usize::MAX);
-            if other_end < run.start {
+            // A kill is recorded at the log's length then, so a run logged at
+            // that position started after it.
+            if other_end <= run.start {
                 continue;
             }
             let excused = invals.iter().any(|inval| {
                 inval.target.covers(run.key, run.cf)
-                    && inval.begin < run.start
+                    && inval.begin <= run.start
                     && inval.end > other.start
             });
             if !excused {
@@ -1227,4 +1236,26 @@ fn lock_held(path: &Path) -> bool {
     // SAFETY: flock on a descriptor we own.
     let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
     !taken
+}
+
+/// Processes with `path` open, with their command lines: who holds a lock nobody should.
+fn holders(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))
+        {
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push(format!(
+                "{}: {}",
+                entry.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+    }
+    found
 }
