@@ -247,6 +247,9 @@ struct Sequence {
     /// Killed runs and the log position of their death.
     killed: HashMap<String, usize>,
     kills: usize,
+    /// `invalidate --refresh` calls (entry, log positions before and after)
+    /// that owe a run of the entry, checked at the next settling.
+    owed: Vec<(usize, bool, usize, usize)>,
     ops: Vec<String>,
 }
 
@@ -271,6 +274,7 @@ impl Sequence {
             invals: Vec::new(),
             killed: HashMap::new(),
             kills: 0,
+            owed: Vec::new(),
             ops: Vec::new(),
         }
     }
@@ -511,15 +515,12 @@ impl Sequence {
             end,
         });
         if refresh {
-            // The counters move to a new lock file; a refresh still running
-            // writes its own count into the old one, and the README says the
-            // totals may start over if a run takes the new lock in that instant.
-            if in_flight {
-                ent.exact = false;
-                ent.last_seen = 0;
-                ent.calls_lo = 0;
+            // It starts a refresh at once (a run in flight reruns instead).
+            if ent.has {
+                self.owed.push((key, cf, begin, end));
             }
         } else {
+            self.owed.retain(|o| (o.0, o.1) != (key, cf));
             ent.has = false;
             ent.min_start = ent.min_start.max(begin);
             // A refresh still running folds the events log into its (now
@@ -547,6 +548,7 @@ impl Sequence {
             begin,
             end,
         });
+        self.owed.clear();
         for ent in self.ents.values_mut() {
             ent.has = false;
             ent.min_start = ent.min_start.max(begin);
@@ -578,6 +580,7 @@ impl Sequence {
             return Err(format!("gc failed: {}", stderr(&out)));
         }
         if evict {
+            self.owed.clear();
             for ent in self.ents.values_mut() {
                 ent.has = false;
                 ent.min_start = ent.min_start.max(pos);
@@ -742,7 +745,6 @@ impl Sequence {
             }
             let judged = judge(
                 &log,
-                &self.invals,
                 &self.killed,
                 &Served {
                     key: *key,
@@ -850,7 +852,7 @@ impl Sequence {
         let stats = self.stats().ok()?;
         let name = label(key, cf);
         stats["entries"].as_array()?.iter().find_map(|e| {
-            (e["name"].as_str() == Some(&name) && !e["age_secs"].is_null()).then(|| {
+            (e["name"].as_str() == Some(&name) && !e["finished_at"].is_null()).then(|| {
                 self.cache
                     .dir()
                     .join(format!("{}.entry", e["key"].as_str().unwrap_or("")))
@@ -862,6 +864,39 @@ impl Sequence {
     fn strict(&mut self) -> Result<(), String> {
         let log = self.log();
         check_overlaps(&log, &self.invals, &self.killed)?;
+        for (key, cf, begin, end) in std::mem::take(&mut self.owed) {
+            let entry = |r: &&RunRec| r.key == key && r.cf == cf;
+            // A run in flight through the invalidation stores its result
+            // marked stale and must run again: the owed run comes after it.
+            let in_flight: Vec<&RunRec> = log
+                .runs
+                .iter()
+                .filter(entry)
+                .filter(|r| r.start < begin && r.end.is_none_or(|(e, _)| e >= end))
+                .collect();
+            if in_flight.iter().any(|r| self.killed.contains_key(&r.id)) {
+                continue;
+            }
+            let after = in_flight
+                .iter()
+                .filter_map(|r| r.end.map(|(e, _)| e))
+                .max()
+                .unwrap_or(begin);
+            if !log.runs.iter().filter(entry).any(|r| r.start >= after) {
+                return Err(format!(
+                    "invalidate --refresh of {} (log lines {begin}..{end}) ran no refresh{}",
+                    label(key, cf),
+                    if in_flight.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " after the run in flight through it ({}), which must run again",
+                            in_flight[0].id
+                        )
+                    }
+                ));
+            }
+        }
         for path in self.cache.files(".lock") {
             if lock_held(&path) {
                 return Err(format!(
@@ -910,7 +945,7 @@ impl Sequence {
             if state == "refreshing" || state == "unreadable" {
                 return Err(format!("{name}: state {state} with nothing running"));
             }
-            let stored = e.filter(|e| !e["age_secs"].is_null()).map(|e| {
+            let stored = e.filter(|e| !e["finished_at"].is_null()).map(|e| {
                 self.cache
                     .dir()
                     .join(format!("{}.entry", e["key"].as_str().unwrap_or("")))
@@ -933,7 +968,7 @@ impl Sequence {
                         stdout: out,
                         stderr: err,
                     };
-                    let start = judge(&log, &self.invals, &self.killed, &served, &output)
+                    let start = judge(&log, &self.killed, &served, &output)
                         .map_err(|why| format!("{name}: the stored entry: {why}"))?;
                     if let Some(start) = start {
                         ent.has = true;
@@ -1010,7 +1045,6 @@ struct Served {
 /// value stored for certain, whose run started at log position `start`.
 fn judge(
     log: &Log,
-    invals: &[Inval],
     killed: &HashMap<String, usize>,
     s: &Served,
     out: &Output,
@@ -1068,7 +1102,7 @@ fn judge(
     if killed.contains_key(id) {
         return Err(format!("{value:?} is the partial output of a killed run"));
     }
-    let Some((end, status)) = run.end else {
+    let Some((_, status)) = run.end else {
         return Err(format!("{value:?} comes from a run that has not ended"));
     };
     let expected = if fail { 3 } else { 0 };
@@ -1097,32 +1131,21 @@ fn judge(
             "a failure {value:?} reached a caller without --cache-failures though a good value was stored"
         ));
     }
-    if !own {
-        if run.start < s.min_start {
-            return Err(format!(
-                "{value:?} (run started at log line {}) is older than a value already stored, or predates an invalidation (line {})",
-                run.start, s.min_start
-            ));
-        }
-        for inval in invals {
-            if inval.refresh
-                && inval.target.covers(s.key, s.cf)
-                && s.spawn_pos >= inval.end
-                && run.start < inval.begin
-                && end >= inval.end
-            {
-                return Err(format!(
-                    "{value:?} comes from a refresh that was running through `invalidate --refresh` (log lines {}..{}): it must be discarded",
-                    inval.begin, inval.end
-                ));
-            }
-        }
+    // A value stored by a run that was in flight through `invalidate --refresh`
+    // may be served: the run stores it marked stale and runs again (see
+    // `pending` in `Sequence::strict` for the rerun it owes).
+    if !own && run.start < s.min_start {
+        return Err(format!(
+            "{value:?} (run started at log line {}) is older than a value already stored, or predates an invalidation (line {})",
+            run.start, s.min_start
+        ));
     }
     Ok((!fail || s.cf).then_some(run.start))
 }
 
-/// At most one execution per entry at a time, except across an invalidation,
-/// which lets a new run start while a discarded one finishes.
+/// At most one execution per entry at a time, except across an invalidation
+/// that forgets the entry, which lets a new run start while the discarded one
+/// finishes. `invalidate --refresh` keeps the lock, so it excuses nothing.
 fn check_overlaps(
     log: &Log,
     invals: &[Inval],
@@ -1144,7 +1167,8 @@ fn check_overlaps(
                 continue;
             }
             let excused = invals.iter().any(|inval| {
-                inval.target.covers(run.key, run.cf)
+                !inval.refresh
+                    && inval.target.covers(run.key, run.cf)
                     && inval.begin <= run.start
                     && inval.end > other.start
             });
