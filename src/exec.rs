@@ -227,14 +227,34 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
             Stdio::piped()
         }
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(&invocation.argv[1..])
         .stdin(Stdio::null())
         .stdout(output())
         .stderr(output())
-        .process_group(0)
-        .spawn()
-        .map_err(|err| spawn_error(program, err))?;
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    if !invocation.forward {
+        // A background run whose refresher is killed (`kill -9`) loses its
+        // lock, and the next stale hit may start another: the command must
+        // not outlive it and run twice at once. Only in the background: a
+        // `pre_exec` hook makes std fork instead of posix_spawn, which costs
+        // a foreground miss time the user waits for.
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe and touch only the child.
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // Killed before the line above took effect: too late for it.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(i32::from(exit_codes::SIGNAL_BASE) + libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().map_err(|err| spawn_error(program, err))?;
     let group = child.id() as i32;
     CHILD_GROUP.store(group, Ordering::SeqCst);
     let early = RECEIVED_SIGNAL.load(Ordering::SeqCst);

@@ -158,8 +158,6 @@ fn run_in_foreground(
             return uncached_after(&err, args);
         }
     };
-    // The log of hits grows until someone holding the lock folds it.
-    let _ = events::fold(store, key, &lock);
     match &ran.stdout_error {
         Some(err) => Ok(stdout_failed(err)),
         None => Ok(exit_status(ran.termination.exit_code())),
