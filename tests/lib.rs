@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod display;
+mod edges;
 mod faults;
 mod gc_events;
 mod generated;
