@@ -343,9 +343,20 @@ pub fn select(store: &FsStore, selector: &EntrySelector, now_ms: u64) -> Result<
         infos.sort_by_key(|info| std::cmp::Reverse(info.last_read_ms()));
         return Ok(infos);
     }
-    let key = key_of(&selector.command, &selector.key)?;
-    let files = scan_key(store, &key);
-    let in_flight = lock::is_held(&store.path(&key, FileKind::Lock));
+    let mut inputs = inputs_of(store, &selector.command, &selector.key)?;
+    let mut key = inputs.key();
+    let mut files = scan_key(store, &key);
+    let mut in_flight = lock::is_held(&store.path(&key, FileKind::Lock));
+    if !files.is_entry() && !in_flight {
+        // Stored with `--cache-failures`, which is part of the key?
+        inputs.cache_failures = true;
+        let flagged = inputs.key();
+        let flagged_files = scan_key(store, &flagged);
+        let flagged_in_flight = lock::is_held(&store.path(&flagged, FileKind::Lock));
+        if flagged_files.is_entry() || flagged_in_flight {
+            (key, files, in_flight) = (flagged, flagged_files, flagged_in_flight);
+        }
+    }
     if !files.is_entry() && !in_flight {
         let command = KeyInputs {
             argv: selector
@@ -363,11 +374,10 @@ pub fn select(store: &FsStore, selector: &EntrySelector, now_ms: u64) -> Result<
     Ok(vec![inspect(store, &key, files.size(), now_ms)])
 }
 
-/// The key `run` would use for this command and key options, here and now.
-pub fn key_of(command: &[OsString], key: &KeyArgs) -> Result<Key> {
-    KeyInputs::gather_for(command, key)
-        .map(|inputs| inputs.key())
-        .map_err(|err| Error::io("reading key inputs", err))
+/// The key inputs `run` would use for this command and key options, here
+/// and now (without `--cache-failures`).
+pub fn inputs_of(store: &FsStore, command: &[OsString], key: &KeyArgs) -> Result<KeyInputs> {
+    KeyInputs::gather_for(command, key, store).map_err(|err| Error::io("reading key inputs", err))
 }
 
 /// The files of one key, without listing the whole directory.

@@ -3,7 +3,7 @@
 //! The key is a SHA-256 over an unambiguous, length-prefixed encoding of the
 //! argv and of every input the caller chose to key on, so `a b` as one
 //! argument and `a`, `b` as two can never meet. Environment values may be
-//! secrets: they enter the hash but are kept on disk only as their own hash.
+//! secrets: they enter the key, and are kept on disk, only as a keyed hash.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -66,7 +66,8 @@ impl fmt::Debug for Key {
 pub struct EnvInput {
     /// The variable's name.
     pub name: Vec<u8>,
-    /// SHA-256 of the value; the value itself is never stored.
+    /// HMAC-SHA-256 of the value under the cache's secret ([`EnvSecret`]);
+    /// the value itself is never stored.
     pub value_hash: Option<[u8; KEY_LEN]>,
 }
 
@@ -103,14 +104,19 @@ pub struct KeyInputs {
 
 impl KeyInputs {
     /// Gathers the inputs a `run` asks for from the current process's state.
-    pub fn gather(run: &RunArgs) -> io::Result<KeyInputs> {
-        let mut inputs = Self::gather_for(&run.command, &run.key)?;
+    pub fn gather(run: &RunArgs, secret: &dyn EnvSecret) -> io::Result<KeyInputs> {
+        let mut inputs = Self::gather_for(&run.command, &run.key, secret)?;
         inputs.cache_failures = run.cache_failures;
         Ok(inputs)
     }
 
     /// Gathers inputs for a command and key options (shared by every subcommand that names an entry).
-    pub fn gather_for(command: &[OsString], key: &KeyArgs) -> io::Result<KeyInputs> {
+    /// `secret` is asked for only when `--env` inputs need hashing.
+    pub fn gather_for(
+        command: &[OsString],
+        key: &KeyArgs,
+        secret: &dyn EnvSecret,
+    ) -> io::Result<KeyInputs> {
         let cwd = if key.cwd {
             Some(std::env::current_dir()?.into_os_string().into_vec())
         } else {
@@ -119,11 +125,16 @@ impl KeyInputs {
         let mut names: Vec<&OsString> = key.env.iter().collect();
         names.sort();
         names.dedup();
+        let secret = if names.is_empty() {
+            [0; KEY_LEN]
+        } else {
+            secret.env_secret()?
+        };
         let env = names
             .into_iter()
             .map(|name| EnvInput {
                 name: name.as_bytes().to_vec(),
-                value_hash: std::env::var_os(name).map(|value| sha256(&[value.as_bytes()])),
+                value_hash: std::env::var_os(name).map(|value| hmac(&secret, value.as_bytes())),
             })
             .collect();
         let modtimes = key.modtime.iter().map(|path| modtime_input(path)).collect();
@@ -197,6 +208,26 @@ fn modtime_input(path: &Path) -> ModtimeInput {
         path: PathBuf::from(path).into_os_string().into_vec(),
         modified,
     }
+}
+
+/// The secret that keys the hashes of `--env` values, so a table of likely
+/// values (short PINs, common passwords) cannot reverse them: a SHA-256 of
+/// the value alone would be reversed by such a table.
+pub trait EnvSecret {
+    /// The secret, created on first use.
+    fn env_secret(&self) -> io::Result<[u8; KEY_LEN]>;
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `message` under `secret`.
+pub fn hmac(secret: &[u8; KEY_LEN], message: &[u8]) -> [u8; KEY_LEN] {
+    const BLOCK: usize = 64;
+    let pad = |byte: u8| {
+        let mut block = [byte; BLOCK];
+        block.iter_mut().zip(secret).for_each(|(b, s)| *b ^= s);
+        block
+    };
+    let inner = sha256(&[&pad(0x36), message]);
+    sha256(&[&pad(0x5c), &inner])
 }
 
 /// SHA-256 of the concatenation of `parts`.
@@ -287,6 +318,17 @@ mod tests {
             ..inputs(&["date"])
         };
         assert_ne!(unset.key(), empty.key());
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2: a key shorter than the block is zero-padded, as here.
+        let mut secret = [0u8; KEY_LEN];
+        secret[..4].copy_from_slice(b"Jefe");
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let mac = hmac(&secret, b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
     }
 
     #[test]

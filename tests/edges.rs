@@ -632,3 +632,54 @@ fn a_run_does_not_wait_for_background_processes_holding_only_stderr() {
         start.elapsed()
     );
 }
+
+#[test]
+fn env_values_are_stored_only_as_a_keyed_hash() {
+    use sha2::Digest;
+    let cache = Cache::new();
+    let args = [
+        "--ttl",
+        "1h",
+        "--env",
+        "PIN",
+        "--",
+        "sh",
+        "-c",
+        "echo run >> \"$W/count\"; echo ok",
+    ];
+    let run = || {
+        cache
+            .cmd()
+            .arg("run")
+            .args(args)
+            .env("PIN", "1234")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(stdout(&run()), "ok\n");
+    assert_eq!(stdout(&run()), "ok\n");
+    assert_eq!(cache.count("count"), 1, "the key is stable");
+    let plain: [u8; 32] = sha2::Sha256::digest(b"1234").into();
+    let entry = fs::read(cache.entry()).unwrap();
+    assert!(
+        !entry.windows(32).any(|w| w == plain),
+        "the plain SHA-256 of the value is stored"
+    );
+    let secret = cache.dir().join(".secret");
+    let meta = fs::metadata(&secret).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    assert_eq!(meta.len(), 32);
+    // Another value is another entry; the table shows both apart.
+    let other = cache
+        .cmd()
+        .arg("run")
+        .args(args)
+        .env("PIN", "9999")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&other), "ok\n");
+    assert_eq!(cache.count("count"), 2);
+}

@@ -169,7 +169,8 @@ fn mark_stale_and_plan(
             None,
         ));
     }
-    let inputs = KeyInputs::gather(&args).map_err(|err| Error::io("reading key inputs", err))?;
+    let inputs =
+        KeyInputs::gather(&args, store).map_err(|err| Error::io("reading key inputs", err))?;
     if inputs.key() != info.key {
         return Ok((
             format!(

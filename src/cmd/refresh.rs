@@ -17,7 +17,7 @@ use crate::store::events;
 pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
     // A --modtime file or --env value may have changed since the caller
     // looked: then the entry it wanted refreshed has become unreachable.
-    let current = KeyInputs::gather(args)
+    let current = KeyInputs::gather(args, store)
         .ok()
         .filter(|inputs| inputs.key() == *key);
     let Some(inputs) = current else {

@@ -33,7 +33,7 @@ fn head_buffer() -> Box<[MaybeUninit<u8>]> {
 
 /// Runs `cacheback run` and returns the exit status to report.
 pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
-    let inputs = match KeyInputs::gather(args) {
+    let inputs = match KeyInputs::gather(args, store) {
         Ok(inputs) => inputs,
         // `--cwd` in a deleted directory, say: the command may still work there.
         Err(err) => return uncached_after(&format_args!("reading key inputs: {err}"), args),

@@ -11,7 +11,8 @@ use crate::store::FsStore;
 
 /// Runs `cacheback warm`. Back-off after failures does not apply: the user asked.
 pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
-    let inputs = KeyInputs::gather(args).map_err(|err| Error::io("reading key inputs", err))?;
+    let inputs =
+        KeyInputs::gather(args, store).map_err(|err| Error::io("reading key inputs", err))?;
     let key = inputs.key();
     store.prepare()?;
     match store.try_lock(&key)? {

@@ -16,7 +16,7 @@ pub mod entry;
 pub mod events;
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt};
@@ -189,6 +189,57 @@ impl FsStore {
         }
         Ok(removed)
     }
+}
+
+/// Name of the file holding the secret that keys `--env` hashes.
+pub const SECRET_FILE: &str = ".secret";
+
+impl crate::key::EnvSecret for FsStore {
+    /// Reads the cache's secret, creating the directory and the secret on
+    /// first use. A new secret is written whole to a temp file and linked
+    /// into place, so racing creators agree on whichever landed first.
+    fn env_secret(&self) -> io::Result<[u8; crate::key::KEY_LEN]> {
+        let path = self.dir.join(SECRET_FILE);
+        loop {
+            match read_secret(&path) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                read => return read,
+            }
+            self.prepare().map_err(io::Error::other)?;
+            let mut secret = [0u8; crate::key::KEY_LEN];
+            File::open("/dev/urandom")?.read_exact(&mut secret)?;
+            let temp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(&self.dir)?;
+            temp.as_file().write_all(&secret)?;
+            match std::fs::hard_link(temp.path(), &path) {
+                Ok(()) => return Ok(secret),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// Reads a secret file that must be a private regular file of ours.
+fn read_secret(path: &Path) -> io::Result<[u8; crate::key::KEY_LEN]> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != effective_uid() || meta.mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{}: not a regular file private to this user",
+                path.display()
+            ),
+        ));
+    }
+    let mut secret = [0u8; crate::key::KEY_LEN];
+    (&file).read_exact(&mut secret)?;
+    Ok(secret)
 }
 
 /// Removes a file; `Ok(false)` when it was not there.
