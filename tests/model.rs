@@ -16,6 +16,23 @@
 //! a command fails is read from `$W/mode-<key>`, which the sequence rewrites
 //! between steps, so one key (one entry) succeeds and fails over time.
 //!
+//! Exact: a caller's stdout, stderr and status are one whole run's; `--force`
+//! prints its own run; no caller runs the command in the foreground, or gets
+//! the `--no-wait` placeholder or a failure without `--cache-failures`, while
+//! a value is stored; values never go back to an older run or to one from
+//! before an invalidation; the two sides of `--cache-failures` never see each
+//! other's runs; runs of one entry never overlap (except across an
+//! `invalidate` that forgets it, which the README allows); after settling no
+//! lock is held, no stored value has vanished, a future-dated entry was
+//! refreshed, `invalidate --refresh` ran its refresh, and `stats` counts
+//! exactly one hit or miss per `run` call and one stored or failed result per
+//! finished run. Lenient: temp files, up to one per `kill -9` (the README's
+//! failure table keeps a killed writer's); the counters after an invalidation
+//! that raced a running refresh (that refresh folds the events log into its
+//! forgotten lock file) and after a kill that came after its run ended (the
+//! count dies with the refresher): then they may only be lower, never higher
+//! than the calls made, nor fall between two checks.
+//!
 //! `CACHEBACK_MODEL_SEED` fixes the master seed, `CACHEBACK_MODEL_SECS` the
 //! time budget (default 40) and `CACHEBACK_MODEL_SEQUENCES` the number of
 //! sequences (which then replaces the time budget). A failure prints the one
