@@ -1,9 +1,11 @@
 //! `cacheback invalidate`: forget entries, or mark them stale and refresh them.
 //!
-//! Either way the entry's lock file is unlinked first. A refresh running at
-//! that moment may hold data from before the change the user is reacting to;
-//! it notices that its lock file is gone when it commits and discards its
-//! result (see `FsStore::invalidate` and `EntryWriter::commit`).
+//! A refresh running at that moment may hold data from before the change the
+//! user is reacting to. Forgetting unlinks the entry's lock file first: the
+//! refresh notices when it commits and discards its result. Marking stale
+//! counts up the lock file's stale generation instead (the entry must never
+//! disappear): the refresh stores its result marked stale and runs again.
+//! See `lock::bump_stale_generation` and `EntryWriter::commit`.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
