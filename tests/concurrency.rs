@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use crate::harness::*;
 
+/// A process's group id, from `/proc` (`None` once it is gone).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: state, parent, group.
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
 fn spawn_callers(cache: &Cache, n: usize, args: &[&str]) -> Vec<Child> {
     (0..n).map(|_| cache.spawn_run(args)).collect()
 }
@@ -66,7 +78,8 @@ fn fifty_callers_on_a_stale_entry_start_one_refresh() {
     assert!(wait_until(Duration::from_secs(15), || stdout(
         &cache.run(&args)
     ) == "v2\n"));
-    std::thread::sleep(Duration::from_millis(500));
+    // Any second refresher was forked before its caller exited: wait them all out.
+    assert!(cache.settled(Duration::from_secs(15)), "processes linger");
     assert_eq!(
         cache.count("count"),
         2,
@@ -84,9 +97,18 @@ fn killed_refresher_releases_its_lock() {
     let before = fs::read(cache.entry()).unwrap();
     assert_eq!(stdout(&cache.run(&args)), "ok\n");
     let refresher = read_pid(&cache, "refresher");
-    // While it runs, more stale callers start nothing.
+    let group = read_pid(&cache, "group");
+    // While it runs, more stale callers start nothing. A refresher they started
+    // would exist once they have exited (it is forked first), in a session and
+    // group of its own: so every process left must be the refresher or its command.
     cache.run(&args);
-    std::thread::sleep(Duration::from_millis(300));
+    let processes = cache.processes();
+    assert!(processes.contains(&refresher), "{processes:?}");
+    let strays: Vec<u32> = processes
+        .into_iter()
+        .filter(|&pid| pid != refresher && process_group(pid).is_some_and(|g| g != group))
+        .collect();
+    assert!(strays.is_empty(), "a second refresh started: {strays:?}");
     assert_eq!(cache.count("count"), 2);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(refresher as i32),
@@ -106,9 +128,8 @@ fn killed_refresher_releases_its_lock() {
         "the lock was not released"
     );
     // The killed refresher's command lives on in its own group; end it.
-    let group = read_pid(&cache, "group") as i32;
     let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(group),
+        nix::unistd::Pid::from_raw(group as i32),
         nix::sys::signal::Signal::SIGKILL,
     );
 }

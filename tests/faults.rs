@@ -73,26 +73,7 @@ fn sigkill(pid: u32) {
 /// Processes whose environment carries this test's `$W`: every cacheback it
 /// started, every refresher and every command they ran.
 fn leftovers(cache: &Cache) -> Vec<u32> {
-    let marker = format!("W={}", cache.work().display()).into_bytes();
-    let mut pids = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if !alive(pid) {
-            continue;
-        }
-        let Ok(environ) = fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ
-            .split(|&b| b == 0)
-            .any(|var| var == marker.as_slice())
-        {
-            pids.push(pid);
-        }
-    }
-    pids
+    cache.processes()
 }
 
 /// Waits for every process of this test to end; returns how many were still there.
@@ -189,7 +170,7 @@ fn refresher_kill_loop(kills: u64) {
         {
             torn += 1;
         }
-        if !wait_until(Duration::from_secs(2), || !lock_held(&cache)) {
+        if !wait_until(Duration::from_secs(5), || !lock_held(&cache)) {
             stuck += 1;
         }
     }
@@ -576,7 +557,8 @@ fn foreign_or_shared_cache_dir_is_refused_and_the_command_still_runs() {
             "{what}: {}",
             stderr(&stale)
         );
-        std::thread::sleep(Duration::from_millis(300));
+        // A refresher, had one been started, is forked before its caller exits.
+        assert_eq!(settle(&cache, Duration::from_secs(10)), 0, "{what}");
         assert_eq!(
             cache.count("count"),
             runs,
@@ -757,8 +739,12 @@ fn terminal_hangup_does_not_kill_a_detached_refresher() {
         println!("SKIPPED terminal_hangup_*: script(1) is needed for a real pseudo-terminal");
         return;
     }
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $PPID > \"$W/refresher\"; sleep 1; fi; echo v$(wc -l < \"$W/count\")";
-    let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
+    // The refresh holds until the test opens the gate, after the hangup.
+    let body = format!(
+        "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $PPID > \"$W/refresher\"; {}; fi; echo v$(wc -l < \"$W/count\")",
+        gate("go")
+    );
+    let args = [&["--ttl", "1h", "--"][..], &sh(&body)].concat();
     cache.run(&args);
     cache.stale_with_flag("slow");
     // A shell on a real terminal runs the stale call, then waits; closing the
@@ -791,6 +777,7 @@ fn terminal_hangup_does_not_kill_a_detached_refresher() {
         wait_until(Duration::from_secs(5), || !alive(shell)),
         "the hangup did not reach the shell"
     );
+    cache.open_gate("go");
     assert!(
         wait_until(Duration::from_secs(10), || stored_stdout(&cache.entry())
             .as_deref()
@@ -817,9 +804,10 @@ fn hung_refresh_is_killed_with_its_grandchildren_and_frees_the_lock() {
     cache.run(&args);
     cache.stale_with_flag("hang");
     let good = fs::read(cache.entry()).unwrap();
+    // Long enough that the refresh is surely still running when the lock is checked.
     let stale = cache
         .cmd()
-        .env("CACHEBACK_REFRESH_TIMEOUT", "1s")
+        .env("CACHEBACK_REFRESH_TIMEOUT", "3s")
         .arg("run")
         .args(&args)
         .output()

@@ -182,3 +182,48 @@ pub fn read_pid(cache: &Cache, name: &str) -> u32 {
     );
     fs::read_to_string(&path).unwrap().trim().parse().unwrap()
 }
+
+/// A fixture's hold point: shell code that blocks until `$W/NAME` exists
+/// (see [`Cache::open_gate`]), or about 30 s have passed, so that a run can be
+/// kept in flight for exactly as long as a test needs, and a test that never
+/// opens the gate still ends.
+pub fn gate(name: &str) -> String {
+    format!("i=0; while [ ! -e \"$W/{name}\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done")
+}
+
+impl Cache {
+    /// Lets every fixture blocked at [`gate`]`(name)` go on.
+    pub fn open_gate(&self, name: &str) {
+        fs::write(self.work().join(name), "").unwrap();
+    }
+
+    /// Live processes whose environment carries this cache's `$W`: every
+    /// cacheback started through [`Cache::cmd`], every refresher it forked
+    /// (a refresher exists before its caller exits) and every command they ran.
+    pub fn processes(&self) -> Vec<u32> {
+        let marker = format!("W={}", self.work().display()).into_bytes();
+        let Ok(listing) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        listing
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+            .filter(|&pid| alive(pid))
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                    environ
+                        .split(|&b| b == 0)
+                        .any(|var| var == marker.as_slice())
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until no process of this cache is left (see [`Cache::processes`]),
+    /// that is, every caller, refresher and command has finished; returns
+    /// whether that happened within `limit`. After it, whatever was going to
+    /// happen has happened, so "nothing else ran" can be asserted.
+    pub fn settled(&self, limit: Duration) -> bool {
+        wait_until(limit, || self.processes().is_empty())
+    }
+}

@@ -182,11 +182,12 @@ fn stats_reports_fresh_stale_expired_failing_and_unreadable() {
 #[test]
 fn stats_shows_refreshing_while_a_slow_refresh_holds_the_lock() {
     let cache = Cache::new();
-    let args = [
-        &["--ttl", "1h", "--name", "slow", "--"][..],
-        &sh("if [ -e \"$W/slow\" ]; then echo $$ > \"$W/pid\"; sleep 2; fi; echo v"),
-    ]
-    .concat();
+    // The refresh holds until the test opens the gate (at most about 30 s).
+    let body = format!(
+        "if [ -e \"$W/slow\" ]; then echo $$ > \"$W/pid\"; {}; fi; echo v",
+        gate("go")
+    );
+    let args = [&["--ttl", "1h", "--name", "slow", "--"][..], &sh(&body)].concat();
     cache.run(&args);
     cache.stale_with_flag("slow");
     assert_eq!(state(&cache, "slow"), "stale");
@@ -198,6 +199,7 @@ fn stats_shows_refreshing_while_a_slow_refresh_holds_the_lock() {
     // it goes to the log, and both stale hits count.
     cache.run(&args);
     assert_eq!(entry(&json_stats(&cache, &[]), "slow")["stale_hits"], 2);
+    cache.open_gate("go");
     assert!(wait_until(Duration::from_secs(10), || state(
         &cache, "slow"
     ) == "fresh"));
@@ -530,8 +532,12 @@ fn invalidate_by_name_removes_every_entry_with_that_label() {
 #[test]
 fn invalidate_wins_over_a_refresh_already_running() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $PPID > \"$W/pid\"; sleep 2; fi; echo \"v$(wc -l < \"$W/count\")\"";
-    let args = [&["--ttl", "1h", "--name", "race", "--"][..], &sh(body)].concat();
+    // The refresh holds until the test opens the gate (at most about 30 s).
+    let body = format!(
+        "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then echo $PPID > \"$W/pid\"; {}; fi; echo \"v$(wc -l < \"$W/count\")\"",
+        gate("go")
+    );
+    let args = [&["--ttl", "1h", "--name", "race", "--"][..], &sh(&body)].concat();
     assert_eq!(stdout(&cache.run(&args)), "v1\n");
     cache.stale_with_flag("slow");
     cache.run(&args); // stale: a slow refresh starts
@@ -542,6 +548,7 @@ fn invalidate_wins_over_a_refresh_already_running() {
         "{}",
         stdout(&out)
     );
+    cache.open_gate("go");
     // The refresher (the command's parent) commits after the command ends, then exits.
     assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
     assert!(
@@ -555,12 +562,16 @@ fn invalidate_wins_over_a_refresh_already_running() {
 #[test]
 fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/broken\" ]; then exit 1; fi; if [ -e \"$W/slow\" ]; then sleep 3; fi; echo \"v$(wc -l < \"$W/count\") $(pwd)\"";
+    // Once `$W/slow` exists, a run holds until the test opens the gate (at most about 30 s).
+    let body = format!(
+        "echo run >> \"$W/count\"; if [ -e \"$W/broken\" ]; then exit 1; fi; if [ -e \"$W/slow\" ]; then {}; fi; echo \"v$(wc -l < \"$W/count\") $(pwd)\"",
+        gate("go")
+    );
     let dir = cache.work().join("sub");
     fs::create_dir(&dir).unwrap();
     let args = [
         &["run", "--ttl", "1h", "--cwd", "--name", "r", "--"][..],
-        &sh(body),
+        &sh(&body),
     ]
     .concat();
     let run = || stdout(&cache.cmd().args(&args).current_dir(&dir).output().unwrap());
@@ -576,8 +587,9 @@ fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
     let start = Instant::now();
     let out = cache.cacheback(&["invalidate", "--refresh", "--name", "r"]);
     assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "invalidate --refresh waited"
+        start.elapsed() < Duration::from_secs(10),
+        "invalidate --refresh waited {:?} (the refresh takes about 30 s)",
+        start.elapsed()
     );
     assert!(
         stdout(&out).contains("refreshing in the background"),
@@ -586,6 +598,7 @@ fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
         stderr(&out)
     );
     assert_eq!(run(), first, "the old value is served meanwhile");
+    cache.open_gate("go");
     assert!(wait_until(Duration::from_secs(10), || run()
         == format!("v3 {}\n", dir.display())));
     assert_eq!(state(&cache, "r"), "fresh");
@@ -659,12 +672,20 @@ fn invalidate_refresh_marks_stale_when_the_key_inputs_differ_here() {
 #[test]
 fn warm_fills_the_cache_in_the_background_and_returns_at_once() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; echo $$ > \"$W/pid\"; sleep 2; echo warm";
-    let args = [&["warm", "--ttl", "1h", "--name", "w", "--"][..], &sh(body)].concat();
+    // The run holds until the test opens the gate (at most about 30 s).
+    let body = format!(
+        "echo run >> \"$W/count\"; echo $$ > \"$W/pid\"; {}; echo warm",
+        gate("go")
+    );
+    let args = [
+        &["warm", "--ttl", "1h", "--name", "w", "--"][..],
+        &sh(&body),
+    ]
+    .concat();
     let start = Instant::now();
     let out = cache.cacheback(&args);
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        start.elapsed() < Duration::from_secs(10),
         "warm waited {:?}",
         start.elapsed()
     );
@@ -683,7 +704,8 @@ fn warm_fills_the_cache_in_the_background_and_returns_at_once() {
         "{}",
         stderr(&again)
     );
-    let run_args = [&["--ttl", "1h", "--name", "w", "--"][..], &sh(body)].concat();
+    let run_args = [&["--ttl", "1h", "--name", "w", "--"][..], &sh(&body)].concat();
+    cache.open_gate("go");
     assert!(wait_until(Duration::from_secs(10), || !cache
         .files(".entry")
         .is_empty()));
@@ -808,12 +830,9 @@ fn gc_removes_leftover_temp_files_and_orphans_but_never_a_held_lock() {
         fs::write(&path, b"m").unwrap();
         age_mtime(&path, 2 * DAY);
     }
-    // A slow first run holds its lock and has no entry yet.
-    let slow = [
-        &["warm", "--ttl", "1h", "--"][..],
-        &sh("echo $$ > \"$W/pid\"; sleep 2; echo slow"),
-    ]
-    .concat();
+    // A slow first run holds its lock and has no entry yet, until the gate opens.
+    let body = format!("echo $$ > \"$W/pid\"; {}; echo slow", gate("go"));
+    let slow = [&["warm", "--ttl", "1h", "--"][..], &sh(&body)].concat();
     cache.cacheback(&slow);
     read_pid(&cache, "pid");
     let held: Vec<_> = cache
@@ -839,6 +858,7 @@ fn gc_removes_leftover_temp_files_and_orphans_but_never_a_held_lock() {
         2,
         "the held lock stays (and the entry's own)"
     );
+    cache.open_gate("go");
     assert!(
         wait_until(Duration::from_secs(10), || cache.files(".entry").len() == 2),
         "the slow run still stored its result"

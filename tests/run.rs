@@ -74,18 +74,24 @@ fn command_is_run_directly_with_argument_boundaries_kept() {
 #[test]
 fn stale_hit_returns_at_once_and_refreshes_in_the_background() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then sleep 3; fi; echo \"v$(cat \"$W/count\" | wc -l)\"";
-    let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
+    // The refresh holds until the test opens the gate (at most about 30 s).
+    let body = format!(
+        "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then {}; fi; echo \"v$(cat \"$W/count\" | wc -l)\"",
+        gate("go")
+    );
+    let args = [&["--ttl", "1h", "--"][..], &sh(&body)].concat();
     assert_eq!(stdout(&cache.run(&args)), "v1\n");
     cache.stale_with_flag("slow");
     let start = Instant::now();
     let stale = cache.run(&args);
+    // A caller that waited for the refresh would take the gate's 30 s.
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        start.elapsed() < Duration::from_secs(10),
         "stale hit waited {:?}",
         start.elapsed()
     );
     assert_eq!(stdout(&stale), "v1\n", "a stale hit serves the old value");
+    cache.open_gate("go");
     assert!(wait_until(Duration::from_secs(15), || stdout(
         &cache.run(&args)
     ) == "v2\n"));
@@ -95,8 +101,12 @@ fn stale_hit_returns_at_once_and_refreshes_in_the_background() {
 #[test]
 fn command_substitution_does_not_wait_for_the_refresh() {
     let cache = Cache::new();
-    let body = "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then sleep 5; fi; date +%s%N";
-    let prime = cache.run(&[&["--ttl", "1h", "--"][..], &sh(body)].concat());
+    // The refresh holds until the test opens the gate (at most about 30 s).
+    let body = format!(
+        "echo run >> \"$W/count\"; if [ -e \"$W/slow\" ]; then {}; fi; date +%s%N",
+        gate("go")
+    );
+    let prime = cache.run(&[&["--ttl", "1h", "--"][..], &sh(&body)].concat());
     assert!(prime.status.success());
     cache.stale_with_flag("slow");
     let script = format!(
@@ -113,12 +123,18 @@ fn command_substitution_does_not_wait_for_the_refresh() {
         .output()
         .unwrap();
     let elapsed = start.elapsed();
+    // Waiting on the refresher's stdout would take the gate's 30 s.
     assert!(
-        elapsed < Duration::from_secs(2),
+        elapsed < Duration::from_secs(10),
         "$(...) waited {elapsed:?} for the refresher"
     );
     assert!(stdout(&captured).starts_with("got "), "{captured:?}");
-    assert!(wait_until(Duration::from_secs(15), || cache.count("count") == 2));
+    cache.open_gate("go");
+    assert!(
+        cache.settled(Duration::from_secs(15)),
+        "the refresh never ended"
+    );
+    assert_eq!(cache.count("count"), 2);
 }
 
 #[test]
@@ -202,7 +218,8 @@ fn each_caller_judges_freshness_by_its_own_ttl() {
     cache.run(&with_ttl("1h"));
     cache.backdate(120);
     cache.run(&with_ttl("1h"));
-    std::thread::sleep(Duration::from_millis(300));
+    // A refresher, had one been started, is forked before its caller exits.
+    assert!(cache.settled(Duration::from_secs(10)));
     assert_eq!(
         cache.count("count"),
         1,
@@ -218,18 +235,21 @@ fn each_caller_judges_freshness_by_its_own_ttl() {
 #[test]
 fn age_counts_from_the_end_of_the_run() {
     let cache = Cache::new();
+    // Counted from the start, the entry would be at least 3.5 s old, past its
+    // TTL; counted from the end, the next call has 3 s to come.
     let args = [
-        &["--ttl", "2s", "--"][..],
-        &sh("echo run >> \"$W/count\"; sleep 2.5; echo done"),
+        &["--ttl", "3s", "--"][..],
+        &sh("echo run >> \"$W/count\"; sleep 3.5; echo done"),
     ]
     .concat();
     cache.run(&args);
     cache.run(&args);
-    std::thread::sleep(Duration::from_millis(200));
+    // A stale hit's refresher is forked before its caller exits: wait it out.
+    assert!(cache.settled(Duration::from_secs(15)));
     assert_eq!(
         cache.count("count"),
         1,
-        "the entry was fresh right after a 2.5 s run"
+        "the entry was fresh right after a 3.5 s run"
     );
 }
 
@@ -254,6 +274,7 @@ fn force_runs_now_even_when_fresh() {
 #[test]
 fn no_wait_prints_the_placeholder_and_fetches_in_the_background() {
     let cache = Cache::new();
+    let body = format!("{}; echo real", gate("go"));
     let args = [
         &[
             "--ttl",
@@ -263,14 +284,20 @@ fn no_wait_prints_the_placeholder_and_fetches_in_the_background() {
             "loading…",
             "--",
         ][..],
-        &sh("sleep 3; echo real"),
+        &sh(&body),
     ]
     .concat();
     let start = Instant::now();
     let output = cache.run(&args);
-    assert!(start.elapsed() < Duration::from_secs(2));
+    // The command holds until the gate opens (at most about 30 s).
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "--no-wait waited {:?}",
+        start.elapsed()
+    );
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(stdout(&output), "loading…");
+    cache.open_gate("go");
     assert!(wait_until(Duration::from_secs(15), || stdout(
         &cache.run(&args)
     ) == "real\n"));
@@ -339,7 +366,8 @@ fn failed_refresh_keeps_the_last_good_value_and_backs_off() {
         assert_eq!(stdout(&again), "good\n", "stale-if-error");
         assert_eq!(again.status.code(), Some(0));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // A retry's refresher would be forked before its caller exits: wait it out.
+    assert!(cache.settled(Duration::from_secs(10)));
     assert_eq!(cache.count("count"), 2, "no retry while backing off");
 }
 
@@ -657,8 +685,9 @@ fn corrupt_entries_are_misses_and_get_replaced() {
 #[test]
 fn interrupt_is_forwarded_and_nothing_is_stored() {
     let cache = Cache::new();
-    let body =
-        "trap 'echo got-int >> \"$W/trapped\"; exit 1' INT; echo $$ > \"$W/pid\"; sleep 30 & wait";
+    // A background job of a non-interactive shell ignores SIGINT: the trap
+    // ends it, or it would keep the output pipe open for its 30 s.
+    let body = "trap 'echo got-int >> \"$W/trapped\"; kill $!; exit 1' INT; echo $$ > \"$W/pid\"; sleep 30 & wait";
     let mut caller = cache
         .cmd()
         .args(["run", "--ttl", "1h", "--", "sh", "-c", body])
