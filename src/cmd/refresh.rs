@@ -6,11 +6,12 @@ use crate::key::{Key, KeyInputs};
 use crate::lock::EntryLock;
 use crate::store::{Committed, FsStore};
 
+use crate::store::events;
+
 /// Runs of one refresh at most: the first, and reruns after `invalidate
 /// --refresh` marked the result stale while it ran. Bounded, so a loop of
 /// invalidations cannot keep a refresher going for ever.
 const MAX_RUNS: usize = 3;
-use crate::store::events;
 
 /// Runs the command with the inherited lock and stores the result; returns
 /// the refresher's own exit status (nobody waits for it, but it shows in traces).
