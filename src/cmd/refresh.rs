@@ -4,9 +4,8 @@ use crate::cli::RunArgs;
 use crate::exit_codes;
 use crate::key::{Key, KeyInputs};
 use crate::lock::EntryLock;
-use crate::store::{Committed, FsStore};
-
 use crate::store::events;
+use crate::store::{Committed, FsStore};
 
 /// Runs of one refresh at most: the first, and reruns after `invalidate
 /// --refresh` marked the result stale while it ran. Bounded, so a loop of
