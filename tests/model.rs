@@ -33,6 +33,15 @@
 //! count dies with the refresher): then they may only be lower, never higher
 //! than the calls made, nor fall between two checks.
 //!
+//! Full disk: one sequence in six (drawn from its seed) puts the cache
+//! directory on a 512 KiB tmpfs (root only; elsewhere it runs on a normal
+//! directory, after one note) and adds foreground runs (`--force`, or a miss)
+//! printing 800 KB, more than fits. Exact: the caller gets the whole output
+//! and status 0, the run's stderr plus at most one warning; a stored value
+//! stays byte for byte; no temp file is left. Lenient: such a run, which
+//! stored nothing though its command succeeded, may count as neither a
+//! refresh nor a failure in `stats`.
+//!
 //! `CACHEBACK_MODEL_SEED` fixes the master seed, `CACHEBACK_MODEL_SECS` the
 //! time budget (default 40) and `CACHEBACK_MODEL_SEQUENCES` the number of
 //! sequences (which then replaces the time budget). A failure prints the one
@@ -106,6 +115,7 @@ fn model_random_sequences_keep_the_invariants() {
     println!("model: master seed {master} (CACHEBACK_MODEL_SEED to repeat)");
     let started = Instant::now();
     let (mut sequences, mut operations) = (0u64, 0usize);
+    let (mut small, mut full_ops) = (0usize, 0usize);
     loop {
         match count {
             Some(count) if sequences >= count => break,
@@ -113,11 +123,14 @@ fn model_random_sequences_keep_the_invariants() {
             _ => {}
         }
         let seed = sequence_seed(master, sequences);
-        operations += Sequence::new(seed).run();
+        let (ops, on_small, full) = Sequence::new(seed).run();
+        operations += ops;
+        small += usize::from(on_small);
+        full_ops += full;
         sequences += 1;
     }
     println!(
-        "model: {sequences} sequences, {operations} operations in {:.1}s (master seed {master})",
+        "model: {sequences} sequences, {operations} operations in {:.1}s (master seed {master}); {small} sequences on a {SMALL_DISK} tmpfs, {full_ops} full-disk operations",
         started.elapsed().as_secs_f64()
     );
 }
@@ -132,9 +145,55 @@ fn script(key: usize) -> String {
          read -r m s < \"$W/mode-$K\"; \
          echo \"start $id $K $m ${{CF:-n}} $$ $PPID\" >> \"$W/log\"; \
          [ \"$s\" = 0 ] || sleep \"$s\"; \
+         [ \"$m\" != big ] || {{ head -c {BIG} /dev/zero | tr '\\0' x; echo; }}; \
          if [ \"$m\" = fail ]; then echo \"f$id\"; echo \"e$id\" >&2; echo \"end $id 3\" >> \"$W/log\"; exit 3; fi; \
          echo \"v$id\"; echo \"e$id\" >&2; echo \"end $id 0\" >> \"$W/log\""
     )
+}
+
+/// Bytes of `x` a run prints in mode `big`, before its value line: more than
+/// a small-disk sequence's whole cache directory holds.
+const BIG: usize = 800_000;
+/// Size of the tmpfs a small-disk sequence puts its cache directory on.
+const SMALL_DISK: &str = "512k";
+
+/// A small tmpfs mounted on a sequence's cache directory, unmounted on drop
+/// (as in `tests/faults.rs`).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// None (after one note per test process) when it cannot be mounted:
+    /// the sequence then runs on a normal directory.
+    fn mount(at: std::path::PathBuf) -> Option<SmallDisk> {
+        static NOTE: std::sync::Once = std::sync::Once::new();
+        fs::create_dir_all(&at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={SMALL_DISK},mode=0700"))
+            .arg("tmpfs")
+            .arg(&at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if mounted {
+            return Some(SmallDisk(at));
+        }
+        // cacheback creates it itself, private, on the first write.
+        let _ = fs::remove_dir(&at);
+        NOTE.call_once(|| {
+            println!("model: note: cannot mount a tmpfs (needs root): full-disk sequences run on a normal directory, without full-disk operations");
+        });
+        None
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
 }
 
 /// One execution of a fixture command, as the log tells it.
@@ -143,6 +202,8 @@ struct RunRec {
     id: String,
     key: usize,
     fail: bool,
+    /// Mode `big`: a full-disk run, whose result could not be stored.
+    big: bool,
     cf: bool,
     pid: u32,
     ppid: u32,
@@ -258,6 +319,10 @@ fn label(key: usize, cf: bool) -> String {
 struct Sequence {
     seed: u64,
     rng: Rng,
+    /// Declared before `cache`: unmounted before the cache's directory is removed.
+    disk: Option<SmallDisk>,
+    /// Full-disk operations run.
+    full_ops: usize,
     cache: Cache,
     ents: BTreeMap<(usize, bool), Ent>,
     invals: Vec<Inval>,
@@ -273,6 +338,13 @@ struct Sequence {
 impl Sequence {
     fn new(seed: u64) -> Sequence {
         let cache = Cache::new();
+        // Drawn from its own generator, so the other sequences' draws are
+        // what they were before full-disk sequences existed.
+        let disk = if Rng(seed ^ 0x5ed1_d15c).below(6) == 0 {
+            SmallDisk::mount(cache.dir())
+        } else {
+            None
+        };
         for key in 0..KEYS {
             fs::write(cache.work().join(format!("mode-k{key}")), "ok 0\n").unwrap();
         }
@@ -286,6 +358,8 @@ impl Sequence {
         Sequence {
             seed,
             rng: Rng(seed),
+            disk,
+            full_ops: 0,
             cache,
             ents,
             invals: Vec::new(),
@@ -296,9 +370,10 @@ impl Sequence {
         }
     }
 
-    /// Runs the sequence; returns how many operations it ran. Panics with the
-    /// replay line on the first broken invariant.
-    fn run(mut self) -> usize {
+    /// Runs the sequence; returns how many operations it ran, whether its cache
+    /// was on a small disk and how many full-disk operations it ran. Panics
+    /// with the replay line on the first broken invariant.
+    fn run(mut self) -> (usize, bool, usize) {
         let steps = 10 + self.rng.below(16) as usize;
         for _ in 0..steps {
             if let Err(why) = self.step() {
@@ -308,7 +383,7 @@ impl Sequence {
         if let Err(why) = self.settle().and_then(|()| self.strict()) {
             self.fail(&why);
         }
-        steps
+        (steps, self.disk.is_some(), self.full_ops)
     }
 
     fn fail(&mut self, why: &str) -> ! {
@@ -335,6 +410,9 @@ impl Sequence {
 
     fn step(&mut self) -> Result<(), String> {
         let key = self.rng.below(KEYS as u64) as usize;
+        if self.disk.is_some() && self.rng.chance(25) {
+            return self.full_disk(key);
+        }
         match self.rng.below(100) {
             0..=11 => self.set_mode(key),
             12..=33 => self.single(key),
@@ -676,6 +754,100 @@ impl Sequence {
         Ok(())
     }
 
+    /// On a small disk: a foreground run whose output does not fit (a `--force`,
+    /// or a miss), for a key that may hold a good small value. The caller
+    /// still gets the whole output and status (and at most one warning), the
+    /// stored value stays as it was, and the failed write leaves no temp file.
+    fn full_disk(&mut self, key: usize) -> Result<(), String> {
+        let cf = false;
+        // At rest, so no refresh in flight reads the `big` mode.
+        self.settle()?;
+        self.strict()?;
+        let before = self.entry_path(key, cf).and_then(|path| read_entry(&path));
+        let force = before.is_some() || self.rng.chance(50);
+        let temps_before = self.temps().len();
+        let mode_path = self.cache.work().join(format!("mode-k{key}"));
+        let mode = fs::read_to_string(&mode_path).unwrap();
+        self.write_mode(key, "big 0");
+        let pos = self.log().len;
+        let mut cmd = self.cache.cmd();
+        cmd.args(["run", "--ttl", "1h", "--name", &label(key, cf)]);
+        if force {
+            cmd.arg("--force");
+        }
+        let out = cmd.arg("--").args(sh(&script(key))).output().unwrap();
+        self.write_mode(key, mode.trim());
+        self.full_ops += 1;
+        let ent = self.ents.get_mut(&(key, cf)).unwrap();
+        ent.calls_hi += 1;
+        ent.calls_lo += 1;
+        let err = stderr(&out);
+        let tail = out
+            .stdout
+            .get(BIG..)
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        self.ops.push(format!(
+            "full disk: {} k{key} printing {BIG} bytes (value stored: {}) -> exit {:?}, {} bytes out ending {tail:?}, err {err:?}",
+            if force { "--force" } else { "miss" },
+            before.is_some(),
+            out.status.code(),
+            out.stdout.len()
+        ));
+        let log = self.log();
+        let Some(run) = log.runs.iter().find(|r| r.key == key && r.start >= pos) else {
+            return Err(format!("full disk k{key}: the command did not run"));
+        };
+        let value = format!("v{}\n", run.id);
+        let whole = out.stdout.len() == BIG + 1 + value.len()
+            && out.stdout[..BIG].iter().all(|&b| b == b'x')
+            && tail == format!("\n{value}");
+        if !whole || out.status.code() != Some(0) {
+            return Err(format!(
+                "full disk k{key}: the caller did not get the run's whole output and status 0"
+            ));
+        }
+        // Lenient on stderr: the run's own line plus at most one warning.
+        let (warnings, own): (Vec<&str>, Vec<&str>) =
+            err.lines().partition(|line| line.starts_with("cacheback:"));
+        if own != [format!("e{}", run.id)] || warnings.len() > 1 {
+            return Err(format!(
+                "full disk k{key}: stderr {err:?} is not the run's stderr plus at most one warning"
+            ));
+        }
+        self.settle()?;
+        let temps = self.temps();
+        if temps.len() > temps_before {
+            return Err(format!(
+                "full disk k{key}: the failed write left a temp file: {temps:?}"
+            ));
+        }
+        if let Some(before) = before {
+            let after = self.entry_path(key, cf).and_then(|path| read_entry(&path));
+            if after.as_ref() != Some(&before) {
+                return Err(format!(
+                    "full disk k{key}: the stored value was lost or changed: {:?} became {:?}",
+                    String::from_utf8_lossy(&before.0),
+                    after.map(|a| String::from_utf8_lossy(&a.0).into_owned())
+                ));
+            }
+        }
+        self.strict()
+    }
+
+    fn temps(&self) -> Vec<std::path::PathBuf> {
+        self.cache
+            .files("")
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .collect()
+    }
+
     // ------------------------------------------------------------ callers
 
     fn spawn(&self, key: usize, cf: bool, flavor: Flavor, spawn_pos: usize) -> Caller {
@@ -923,17 +1095,7 @@ impl Sequence {
                 ));
             }
         }
-        let temps: Vec<_> = self
-            .cache
-            .files("")
-            .into_iter()
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(".tmp-")
-            })
-            .collect();
+        let temps = self.temps();
         // Only a killed writer may leave its temp file behind (README, failure table).
         if temps.len() > self.kills {
             return Err(format!(
@@ -1029,16 +1191,20 @@ impl Sequence {
             }
             ent.last_seen = calls;
             // Runs: every finished run since the reset stored a result or a failure.
-            let finished = log
+            // Lenient for full-disk runs: one that stored nothing though its
+            // command succeeded is neither a refresh nor a failure (README).
+            let finished: Vec<&RunRec> = log
                 .runs
                 .iter()
                 .filter(|r| r.key == key && r.cf == cf && r.start >= ent.reset_pos)
                 .filter(|r| r.end.is_some() && !self.killed.contains_key(&r.id))
-                .count() as u64;
+                .collect();
+            let all = finished.len() as u64;
+            let sure = finished.iter().filter(|r| !r.big).count() as u64;
             let runs = get("refreshes").saturating_add(get("failures"));
-            if runs > finished || (ent.exact && runs != finished) {
+            if runs > all || (ent.exact && runs < sure) {
                 return Err(format!(
-                    "{name}: stats counts {runs} runs (refreshes + failures), the log {finished} finished since the last reset"
+                    "{name}: stats counts {runs} runs (refreshes + failures), the log {all} finished since the last reset ({sure} not on a full disk)"
                 ));
             }
         }
@@ -1218,6 +1384,7 @@ fn parse_log(text: &str) -> Log {
                     id: (*id).to_owned(),
                     key: key.trim_start_matches('k').parse().unwrap_or(usize::MAX),
                     fail: *mode == "fail",
+                    big: *mode == "big",
                     cf: *cf == "y",
                     pid: pid.parse().unwrap_or(0),
                     ppid: ppid.parse().unwrap_or(0),
