@@ -122,7 +122,7 @@ impl EntryLock {
 
 /// Byte offset of the stale generation in the lock file: right after the
 /// counters' totals record (see `store::events`), which never grows into it.
-pub const GENERATION_OFFSET: u64 = 64;
+pub const GENERATION_OFFSET: u64 = crate::store::events::TOTALS_LEN as u64;
 
 /// Counts up the stale generation of the lock file at `path` (creating it
 /// if need be), without taking the lock: a run in flight sees the change when

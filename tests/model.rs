@@ -38,9 +38,9 @@
 //! directory, after one note) and adds foreground runs (`--force`, or a miss)
 //! printing 800 KB, more than fits. Exact: the caller gets the whole output
 //! and status 0, the run's stderr plus at most one warning; a stored value
-//! stays byte for byte; no temp file is left. Lenient: such a run, which
-//! stored nothing though its command succeeded, may count as neither a
-//! refresh nor a failure in `stats`.
+//! stays byte for byte; no temp file is left; `stats` counts such a run, which
+//! stored nothing, as a failure. `gc --max-size 1` resets the counters of the
+//! keys it removes, not of a key that never stored anything.
 //!
 //! `CACHEBACK_MODEL_SEED` fixes the master seed, `CACHEBACK_MODEL_SECS` the
 //! time budget (default 40) and `CACHEBACK_MODEL_SEQUENCES` the number of
@@ -202,8 +202,6 @@ struct RunRec {
     id: String,
     key: usize,
     fail: bool,
-    /// Mode `big`: a full-disk run, whose result could not be stored.
-    big: bool,
     cf: bool,
     pid: u32,
     ppid: u32,
@@ -660,6 +658,27 @@ impl Sequence {
             self.strict()?;
         }
         let pos = self.log().len;
+        // gc removes entries with their counters; a key that never stored a
+        // value (every run failed or hit a full disk) keeps its counters in
+        // its lock file, which gc leaves alone while it is young.
+        let stored: Vec<(usize, bool)> = if evict {
+            // What gc counts as an entry: a stored result or a failure record,
+            // which is what `stats` lists (with the label the runs stored).
+            let stats = self.stats()?;
+            let listed = |key: usize, cf: bool| {
+                let name = label(key, cf);
+                stats["entries"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|e| e["name"].as_str() == Some(&name)))
+            };
+            self.ents
+                .keys()
+                .copied()
+                .filter(|&(key, cf)| listed(key, cf))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let out = if evict {
             self.cache.cacheback(&["gc", "--max-size", "1"])
         } else {
@@ -676,10 +695,12 @@ impl Sequence {
         }
         if evict {
             self.owed.clear();
-            for ent in self.ents.values_mut() {
+            for (id, ent) in self.ents.iter_mut() {
                 ent.has = false;
                 ent.min_start = ent.min_start.max(pos);
-                ent.reset_counters(pos, true);
+                if stored.contains(id) {
+                    ent.reset_counters(pos, true);
+                }
             }
             let left = self.cache.files(".entry");
             if !left.is_empty() {
@@ -1190,9 +1211,8 @@ impl Sequence {
                 ));
             }
             ent.last_seen = calls;
-            // Runs: every finished run since the reset stored a result or a failure.
-            // Lenient for full-disk runs: one that stored nothing though its
-            // command succeeded is neither a refresh nor a failure (README).
+            // Runs: every finished run since the reset counts as a refresh or
+            // a failure; a full-disk run that stored nothing is a failure.
             let finished: Vec<&RunRec> = log
                 .runs
                 .iter()
@@ -1200,11 +1220,10 @@ impl Sequence {
                 .filter(|r| r.end.is_some() && !self.killed.contains_key(&r.id))
                 .collect();
             let all = finished.len() as u64;
-            let sure = finished.iter().filter(|r| !r.big).count() as u64;
             let runs = get("refreshes").saturating_add(get("failures"));
-            if runs > all || (ent.exact && runs < sure) {
+            if runs > all || (ent.exact && runs < all) {
                 return Err(format!(
-                    "{name}: stats counts {runs} runs (refreshes + failures), the log {all} finished since the last reset ({sure} not on a full disk)"
+                    "{name}: stats counts {runs} runs (refreshes + failures), the log {all} finished since the last reset"
                 ));
             }
         }
@@ -1384,7 +1403,6 @@ fn parse_log(text: &str) -> Log {
                     id: (*id).to_owned(),
                     key: key.trim_start_matches('k').parse().unwrap_or(usize::MAX),
                     fail: *mode == "fail",
-                    big: *mode == "big",
                     cf: *cf == "y",
                     pid: pid.parse().unwrap_or(0),
                     ppid: ppid.parse().unwrap_or(0),

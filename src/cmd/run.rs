@@ -253,6 +253,8 @@ pub fn execute(
     if let Some(err) = incomplete {
         // Output that did not all reach the file must not be served. (A
         // failure is recorded all the same: its output is only a report.)
+        // Counted as a failed run: it stored nothing.
+        events::record_held(lock, Event::Failure);
         if foreground {
             output::warn(format_args!("could not cache the result: {err}"));
         }
@@ -290,11 +292,14 @@ pub fn execute(
             );
             Some(committed)
         }
-        Err(err) if foreground => {
+        Err(err) => {
+            events::record_held(lock, Event::Failure); // it stored nothing
+            if !foreground {
+                return Err(err);
+            }
             output::warn(format_args!("could not cache the result: {err}"));
             None
         }
-        Err(err) => return Err(err),
     };
     Ok(Ran {
         termination,
