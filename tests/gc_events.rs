@@ -114,7 +114,7 @@ fn gc_max_size_neither_counts_nor_removes_a_live_writers_temp_file() {
     // A few MB of output, then silence until the test says go: to gc its temp
     // file looks like a killed writer's, save that it is still open.
     let body = "echo run >> \"$W/ran\"; head -c 3000000 /dev/zero; \
-                while [ ! -e \"$W/go\" ]; do sleep 0.05; done";
+                while [ ! -e \"$W/go\" ] && [ -d \"$W\" ]; do sleep 0.05; done";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     let mut writer = spawn_quiet(&cache, &args);
     assert!(
@@ -164,7 +164,8 @@ fn gc_max_size_neither_counts_nor_removes_a_live_writers_temp_file() {
 #[test]
 fn gc_still_removes_the_temp_file_of_a_killed_writer() {
     let cache = Cache::new();
-    let body = "head -c 1000000 /dev/zero; while [ ! -e \"$W/go\" ]; do sleep 0.05; done";
+    let body =
+        "head -c 1000000 /dev/zero; while [ ! -e \"$W/go\" ] && [ -d \"$W\" ]; do sleep 0.05; done";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     let mut writer = spawn_quiet(&cache, &args);
     assert!(
