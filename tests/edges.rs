@@ -27,6 +27,21 @@ fn with_closed(mut cmd: Command, fd: i32) -> Output {
     cmd.output().unwrap()
 }
 
+/// Makes `cmd` start with at most `count` open descriptors (`ulimit -n`).
+fn limit_descriptors(cmd: &mut Command, count: libc::rlim_t) {
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: count,
+                rlim_max: count,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+}
+
 /// Moves every entry's finish time `secs` into the future (a clock stepped back).
 fn postdate(cache: &Cache, suffix: &str, secs: u64) {
     let now = SystemTime::now()
@@ -486,17 +501,7 @@ fn invalidate_all_refresh_runs_a_bounded_number_at_once_without_a_descriptor_eac
     fs::remove_file(cache.work().join("widths")).unwrap();
     let mut cmd = cache.cmd();
     cmd.args(["invalidate", "--all", "--refresh", "--jobs", "3"]);
-    // SAFETY: setrlimit in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 20,
-                rlim_max: 20,
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            Ok(())
-        });
-    }
+    limit_descriptors(&mut cmd, 20);
     let output = cmd.output().unwrap();
     assert!(output.status.success(), "{output:?}");
     let report = stdout(&output);
@@ -554,17 +559,7 @@ fn when_the_cache_cannot_work_the_command_still_runs() {
     // So few descriptors that a cached run cannot open its files.
     let mut cmd = cache.cmd();
     cmd.args(["run", "--ttl", "1h", "--", "echo", "still"]);
-    // SAFETY: setrlimit in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 5,
-                rlim_max: 5,
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            Ok(())
-        });
-    }
+    limit_descriptors(&mut cmd, 5);
     let output = cmd.output().unwrap();
     assert_eq!(stdout(&output), "still\n", "{output:?}");
     assert_eq!(output.status.code(), Some(0));
