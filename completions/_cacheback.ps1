@@ -37,7 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;run' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
-            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Treat an entry older than this as missing: never serve it, run the command [default: never]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]')
             [CompletionResult]::new('--placeholder', '--placeholder', [CompletionResultType]::ParameterName, 'Text printed on a miss with --no-wait [default: nothing]')
@@ -100,7 +100,7 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;warm' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
-            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Treat an entry older than this as missing: never serve it, run the command [default: never]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)')

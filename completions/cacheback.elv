@@ -77,7 +77,7 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;run'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
-            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)'
+            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
             cand --placeholder 'Text printed on a miss with --no-wait [default: nothing]'
@@ -136,7 +136,7 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;warm'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
-            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)'
+            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
             cand --name 'Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)'

@@ -151,7 +151,7 @@ pub struct KeyArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(about = RUN_ABOUT, long_about = RUN_LONG_ABOUT)]
 pub struct RunArgs {
-    /// Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h, 7d)
+    /// Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ttl: Duration,
 

@@ -2,36 +2,85 @@
 
 use std::time::Duration;
 
-/// Parses `900`, `500ms`, `90s`, `15m`, `1h`, `7d` (plain numbers are seconds).
+/// What a duration looks like, for error messages.
+const DURATION_EXAMPLES: &str = "e.g. 900, 500ms, 90s, 15m, 1h30m, 1.5h, 2d";
+
+/// Parses `900` (seconds), `500ms`, `90s`, `15m`, `1h`, `7d`, fractions such as
+/// `1.5h`, and sums such as `1h30m` or `2d04h` (what `show` and `stats` print).
+/// Fractions below a millisecond are dropped. No allocation: a cache hit
+/// parses its `--ttl` with this.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = split_number(text);
-    let value: u64 = number.parse().map_err(|_| {
-        format!("invalid duration '{text}': expected e.g. 900, 500ms, 90s, 15m, 1h, 7d")
-    })?;
-    let millis_per_unit: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "invalid duration unit '{unit}' in '{text}': use ms, s, m, h or d"
-            ));
-        }
-    };
-    value
-        .checked_mul(millis_per_unit)
+    let invalid = || format!("invalid duration '{text}': {DURATION_EXAMPLES}");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: u128 = 0;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let (number, after) = split_decimal(rest);
+        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, after) = after.split_at(letters);
+        let millis_per_unit: u128 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            // A bare number means seconds, but only on its own: `1h30` is a typo.
+            "" if parts == 0 && after.is_empty() => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(invalid()),
+            _ => {
+                return Err(format!(
+                    "invalid duration unit '{unit}' in '{text}': use ms, s, m, h or d ({DURATION_EXAMPLES})"
+                ));
+            }
+        };
+        total += scaled(number, millis_per_unit).ok_or_else(invalid)?;
+        parts += 1;
+        rest = after;
+    }
+    u64::try_from(total)
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration '{text}' is too large"))
+        .map_err(|_| format!("duration '{text}' is too large"))
 }
 
-/// Parses a byte size such as `4096`, `512K`, `100M`, `2G` (binary multiples; a trailing `B`/`iB` is allowed).
+/// A decimal number (`12`, `1.5`, `.5`) at the start of `text`, and the rest.
+fn split_decimal(text: &str) -> (&str, &str) {
+    let bytes = text.as_bytes();
+    let mut end = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if bytes.get(end) == Some(&b'.') {
+        end += 1 + bytes[end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+    }
+    text.split_at(end)
+}
+
+/// `number` (decimal digits, at most one point, at least one digit) times
+/// `unit`, rounded down; `None` when it is not such a number or overflows.
+fn scaled(number: &str, unit: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let decimal = |digits: &str| {
+        digits.bytes().try_fold(0u128, |acc, digit| {
+            acc.checked_mul(10)?.checked_add(u128::from(digit - b'0'))
+        })
+    };
+    // Past nineteen fractional digits nothing is left of a unit (a day is
+    // 8.64e7 ms, a TiB 1.1e12 bytes), and 10^19 * unit still fits a u128.
+    let fraction = &fraction[..fraction.len().min(19)];
+    let parts = decimal(fraction)?.checked_mul(unit)? / 10u128.pow(fraction.len() as u32);
+    decimal(whole)?.checked_mul(unit)?.checked_add(parts)
+}
+
+/// Parses a byte size such as `4096`, `512K`, `100M`, `1.5G` (binary
+/// multiples, rounded down to a byte; a trailing `B`/`iB` is allowed).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let (number, unit) = split_number(text);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid size '{text}': expected e.g. 4096, 512K, 100M, 2G"))?;
+    let (number, unit) = split_decimal(text.trim());
     let unit = unit.trim_end_matches("iB").trim_end_matches('B');
     let shift = match unit.to_ascii_uppercase().as_str() {
         "" => 0,
@@ -41,15 +90,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "T" => 40,
         _ => return Err(format!("invalid size unit in '{text}': use K, M, G or T")),
     };
-    value
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("size '{text}' is too large"))
-}
-
-fn split_number(text: &str) -> (&str, &str) {
-    let text = text.trim();
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    text.split_at(digits)
+    let bytes = scaled(number, 1u128 << shift)
+        .ok_or_else(|| format!("invalid size '{text}': expected e.g. 4096, 512K, 100M, 1.5G"))?;
+    u64::try_from(bytes).map_err(|_| format!("size '{text}' is too large"))
 }
 
 /// Formats a duration compactly for tables: `850ms`, `42s`, `15m`, `3h12m`, `2d4h`.
@@ -129,11 +172,59 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0.0001s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2d04h"), Ok(Duration::from_secs(52 * 3600)));
+        assert_eq!(
+            parse_duration("1m30s250ms"),
+            Ok(Duration::from_millis(90_250))
+        );
+    }
+
+    #[test]
+    fn what_tables_print_parses_back() {
+        for secs in [
+            0,
+            1,
+            59,
+            60,
+            61,
+            3599,
+            3600,
+            5400,
+            86_399,
+            86_400,
+            90_061,
+            30 * 86400,
+        ] {
+            let duration = Duration::from_secs(secs);
+            for text in [format_duration(duration), format_duration_brief(duration)] {
+                let parsed = parse_duration(&text).unwrap_or_else(|err| panic!("{err}"));
+                // Tables round to their two largest units.
+                assert!(parsed <= duration, "{text} -> {parsed:?} > {duration:?}");
+                assert!(duration - parsed < Duration::from_secs(3600), "{text}");
+            }
+        }
     }
 
     #[test]
     fn durations_reject_nonsense() {
-        for bad in ["", "m", "-5", "1.5s", "5w", "10 0", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "m",
+            "-5",
+            "5w",
+            "10 0",
+            "99999999999999999999d",
+            "1h30",
+            "1.2.3h",
+            ".h",
+            "h1",
+            "1h 30m",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }
@@ -144,7 +235,10 @@ mod tests {
         assert_eq!(parse_size("512K"), Ok(512 << 10));
         assert_eq!(parse_size("100MiB"), Ok(100 << 20));
         assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("0.5K"), Ok(512));
         assert!(parse_size("2X").is_err());
+        assert!(parse_size("K").is_err());
     }
 
     #[test]

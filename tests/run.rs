@@ -760,3 +760,43 @@ fn the_command_gets_default_sigpipe_handling() {
         "SIGPIPE ignored in the command: {text}"
     );
 }
+
+#[test]
+fn durations_take_fractions_and_sums_and_what_show_prints() {
+    let cache = Cache::new();
+    let args = [
+        "--ttl",
+        "1.5h",
+        "--name",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "echo run >> \"$W/count\"; echo x",
+    ];
+    assert_eq!(stdout(&cache.run(&args)), "x\n");
+    let shown = stdout(&cache.cacheback(&["show", "--name", "d"]));
+    let ttl = shown
+        .lines()
+        .find_map(|line| line.strip_prefix("ttl:"))
+        .map(str::trim)
+        .expect("show prints the TTL");
+    assert_eq!(ttl, "1h30m");
+    // What `show` printed is a TTL `run` accepts, and the entry is fresh under it.
+    let again = [
+        "--ttl",
+        ttl,
+        "--name",
+        "d",
+        "--",
+        "sh",
+        "-c",
+        "echo run >> \"$W/count\"; echo x",
+    ];
+    let output = cache.run(&again);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(cache.count("count"), 1);
+    let bad = cache.run(&["--ttl", "1h30", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("1h30m"), "{}", stderr(&bad));
+}
