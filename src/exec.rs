@@ -423,14 +423,33 @@ fn drain(stream: &mut Stream<'_>, buf: &mut [u8]) {
 }
 
 fn spawn_error(program: &OsString, err: io::Error) -> Error {
+    let source = if err.kind() == io::ErrorKind::PermissionDenied && is_directory(program) {
+        // The kernel says "Permission denied", which sends users to chmod.
+        io::Error::other("it is a directory, not a program")
+    } else {
+        err
+    };
     let program = program.to_string_lossy().into_owned();
-    match err.kind() {
+    match source.kind() {
         io::ErrorKind::NotFound => Error::CommandNotFound { program },
-        _ => Error::CannotExecute {
-            program,
-            source: err,
-        },
+        _ => Error::CannotExecute { program, source },
     }
+}
+
+/// Whether `program` names a directory, where exec would look for it: the
+/// path itself when it has a slash, else the first match in `PATH`.
+fn is_directory(program: &OsString) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(program);
+    if program.as_bytes().contains(&b'/') {
+        return path.is_dir();
+    }
+    std::env::var_os("PATH").is_some_and(|dirs| {
+        std::env::split_paths(&dirs)
+            .map(|dir| dir.join(path))
+            .find(|candidate| candidate.exists())
+            .is_some_and(|found| found.is_dir())
+    })
 }
 
 /// Waits until one of the `open` streams has something to read (or has

@@ -800,3 +800,39 @@ fn durations_take_fractions_and_sums_and_what_show_prints() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("1h30m"), "{}", stderr(&bad));
 }
+
+#[test]
+fn common_command_line_mistakes_get_a_message_that_says_what_to_do() {
+    let cache = Cache::new();
+    let cases: [(&[&str], &str); 4] = [
+        (&["run", "--ttl", "-5", "--", "date"], "cannot be negative"),
+        (
+            &["run", "date", "--ttl", "5m"],
+            "options go before the command: `--ttl 5m` was taken as an argument of `date --ttl 5m`; write `cacheback run --ttl 5m -- date`",
+        ),
+        (
+            &["run", "--placeholder", "x", "--ttl", "5m", "--", "date"],
+            "--placeholder only applies with --no-wait",
+        ),
+        (
+            &["warm", "date", "--ttl", "5m"],
+            "write `cacheback warm --ttl 5m -- date`",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = cache.cacheback(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let err = stderr(&output);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let dir = cache.run(&["--ttl", "1m", "--", "/tmp"]);
+    assert_eq!(dir.status.code(), Some(126));
+    assert!(
+        stderr(&dir).contains("/tmp: cannot execute: it is a directory"),
+        "{}",
+        stderr(&dir)
+    );
+    // Anything else is still clap's to word.
+    assert!(stderr(&cache.cacheback(&["run", "--bogus"])).contains("unexpected argument"));
+}
