@@ -961,3 +961,45 @@ fn stats_colours_states_only_on_a_terminal_and_never_with_no_color() {
     assert!(!stdout(&piped).contains('\x1b'));
     assert!(stdout(&piped).contains("fresh"));
 }
+
+#[test]
+fn stats_names_the_cache_directory_and_says_why_it_is_empty() {
+    let cache = Cache::new();
+    let missing = stdout(&cache.cacheback(&["stats"]));
+    assert!(
+        missing.starts_with("no cached entries: cache directory "),
+        "{missing}"
+    );
+    assert!(missing.contains("does not exist yet"), "{missing}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&cache.cacheback(&["stats", "--json"]).stdout).unwrap();
+    assert_eq!(json["dir"], cache.dir().to_str().unwrap());
+    assert!(
+        json["dir_problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("does not exist yet")
+    );
+    cache.run(&["--ttl", "1h", "--", "true"]);
+    let table = stdout(&cache.cacheback(&["stats"]));
+    let last = table.lines().last().unwrap();
+    assert_eq!(last, format!("cache directory: {}", cache.dir().display()));
+    let json: serde_json::Value =
+        serde_json::from_slice(&cache.cacheback(&["stats", "--json"]).stdout).unwrap();
+    assert!(json["dir_problem"].is_null());
+    // A file where the directory should be is named, not an I/O error.
+    let file = cache.work().join("not-a-dir");
+    fs::write(&file, "").unwrap();
+    let output = cache
+        .cmd()
+        .env("CACHEBACK_DIR", &file)
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout(&output).contains("not a directory"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -25,7 +25,17 @@ const FAILURE_WIDTH: usize = 60;
 /// Runs `cacheback stats`.
 pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
     let now = super::run::now_ms();
-    let (mut infos, scan) = inspect::list(store, now)?;
+    let dir = display::escape(&store.dir().to_string_lossy()).into_owned();
+    // Why the directory cannot serve, said instead of a bare "no cached
+    // entries" (a typo in CACHEBACK_DIR, a directory another user owns).
+    let problem = store
+        .problem()
+        .map_err(|err| Error::path(store.dir(), err))?;
+    let (mut infos, scan) = match inspect::list(store, now) {
+        Ok(listed) => listed,
+        Err(_) if problem.is_some() => Default::default(),
+        Err(err) => return Err(err),
+    };
     if let Some(filter) = &args.filter {
         infos.retain(|info| info.matches(filter));
     }
@@ -37,19 +47,33 @@ pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
         let document = Document {
             entries: infos.iter().map(|info| JsonEntry::new(info, now)).collect(),
             totals: Totals::new(&infos, scan.total_bytes),
+            dir: store.dir().to_string_lossy().into_owned(),
+            dir_problem: problem.map(str::to_owned),
         };
         let mut text = serde_json::to_string_pretty(&document)
             .map_err(|err| Error::io("writing JSON", err.into()))?;
         text.push('\n');
         text
     } else {
-        table(
+        let mut text = table(
             &infos,
             now,
             scan.total_bytes,
             args.filter.is_some(),
             output::colour(),
-        )
+        );
+        match problem {
+            Some(problem) if infos.is_empty() => {
+                text = text.replacen(
+                    "no cached entries\n",
+                    &format!("no cached entries: cache directory {dir}: {problem}\n"),
+                    1,
+                );
+            }
+            Some(problem) => text.push_str(&format!("cache directory {dir}: {problem}\n")),
+            None => text.push_str(&format!("cache directory: {dir}\n")),
+        }
+        text
     };
     (&*output::stdout())
         .write_all(text.as_bytes())
@@ -240,6 +264,10 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour:
 struct Document {
     entries: Vec<JsonEntry>,
     totals: Totals,
+    /// The cache directory read.
+    dir: String,
+    /// Why it cannot be used (missing, unsafe), or null.
+    dir_problem: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -123,22 +123,26 @@ impl FsStore {
             found => found,
         }
         .map_err(|err| Error::path(&self.dir, err))?;
-        let refuse = |reason: &str| {
-            Err(Error::UnsafeCacheDir {
+        match unsafe_because(&meta) {
+            Some(reason) => Err(Error::UnsafeCacheDir {
                 path: self.dir.clone(),
                 reason: reason.to_owned(),
-            })
-        };
-        if !meta.is_dir() {
-            return refuse("not a directory");
+            }),
+            None => Ok(()),
         }
-        if meta.uid() != effective_uid() {
-            return refuse("owned by another user");
+    }
+
+    /// Why the directory cannot be used as it is, without creating it:
+    /// `Ok(None)` when it is usable, `Ok(Some(reason))` when it is missing or
+    /// unsafe, `Err` when it cannot even be looked at.
+    pub fn problem(&self) -> io::Result<Option<&'static str>> {
+        match std::fs::metadata(&self.dir) {
+            Ok(meta) => Ok(unsafe_because(&meta)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                Ok(Some("does not exist yet (the first `run` creates it)"))
+            }
+            Err(err) => Err(err),
         }
-        if meta.mode() & 0o022 != 0 {
-            return refuse("writable by group or others (chmod 700 it)");
-        }
-        Ok(())
     }
 
     /// Opens a key's entry or failure record, reading its head into `head`.
@@ -240,6 +244,19 @@ fn read_secret(path: &Path) -> io::Result<[u8; crate::key::KEY_LEN]> {
     let mut secret = [0u8; crate::key::KEY_LEN];
     (&file).read_exact(&mut secret)?;
     Ok(secret)
+}
+
+/// Why a cache directory with this metadata may not be used, if it may not.
+fn unsafe_because(meta: &std::fs::Metadata) -> Option<&'static str> {
+    if !meta.is_dir() {
+        Some("not a directory")
+    } else if meta.uid() != effective_uid() {
+        Some("owned by another user")
+    } else if meta.mode() & 0o022 != 0 {
+        Some("writable by group or others (chmod 700 it)")
+    } else {
+        None
+    }
 }
 
 /// Removes a file; `Ok(false)` when it was not there.
