@@ -10,14 +10,14 @@ pub const ENV_CACHE_DIR: &str = "CACHEBACK_DIR";
 /// The cache directory: `--cache-dir`, else `$CACHEBACK_DIR`, else the
 /// platform cache directory (`$XDG_CACHE_HOME/cacheback` on Linux).
 ///
-/// An empty or relative `CACHEBACK_DIR` is ignored, as an empty or relative
-/// `XDG_*` variable is: a relative path would name a different directory in
-/// every working directory. The result is absolute, so a background refresher
-/// started elsewhere finds the same place.
+/// A relative `CACHEBACK_DIR` is taken from the working directory, as a
+/// relative `--cache-dir` is: ignoring it silently sent a user's entries to
+/// the default directory. An empty one is unset. The result is absolute, so a
+/// background refresher that runs elsewhere finds the same place.
 pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
     let from_env = std::env::var_os(ENV_CACHE_DIR)
-        .map(PathBuf::from)
-        .filter(|path| path.is_absolute());
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from);
     let dir = match flag.or(from_env) {
         Some(dir) => dir,
         None => directories::ProjectDirs::from("", "", "cacheback")

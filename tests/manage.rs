@@ -1003,3 +1003,40 @@ fn stats_names_the_cache_directory_and_says_why_it_is_empty() {
         stdout(&output)
     );
 }
+
+#[test]
+fn a_relative_cacheback_dir_is_taken_from_the_working_directory() {
+    let cache = Cache::new();
+    let run = || {
+        cache
+            .cmd()
+            .env("CACHEBACK_DIR", "rel-cache")
+            .args([
+                "run",
+                "--ttl",
+                "1h",
+                "--",
+                "sh",
+                "-c",
+                "echo run >> \"$W/count\"; echo x",
+            ])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(stdout(&run()), "x\n");
+    assert_eq!(stdout(&run()), "x\n");
+    assert_eq!(cache.count("count"), 1, "the second call was a hit");
+    let dir = cache.work().join("rel-cache");
+    assert!(
+        fs::read_dir(&dir)
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".entry") })
+    );
+    let shown = cache
+        .cmd()
+        .env("CACHEBACK_DIR", "rel-cache")
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(stdout(&shown).contains(&format!("cache directory: {}", dir.display())));
+}
