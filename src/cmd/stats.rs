@@ -25,7 +25,10 @@ const FAILURE_WIDTH: usize = 60;
 /// Runs `cacheback stats`.
 pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
     let now = super::run::now_ms();
-    let dir = display::escape(&store.dir().to_string_lossy()).into_owned();
+    let dir = {
+        use std::os::unix::ffi::OsStrExt;
+        display::escape_bytes(store.dir().as_os_str().as_bytes()).into_owned()
+    };
     // Why the directory cannot serve, said instead of a bare "no cached
     // entries" (a typo in CACHEBACK_DIR, a directory another user owns).
     let problem = store
