@@ -215,25 +215,18 @@ pub fn execute(
     let mut outcome = match run {
         Ok(outcome) => outcome,
         Err(err @ (Error::CommandNotFound { .. } | Error::CannotExecute { .. })) => {
+            let (kind, failures) = destination(store, key, args.cache_failures);
             let record = RunRecord {
                 exit_code: i32::from(err.exit_code()),
                 finished_ms: now_ms(),
                 duration_ms: 0,
-                failures: consecutive_failures(store, key) + 1,
+                failures,
                 stdout_len: 0,
             };
             let message = format!("cacheback: {err}\n");
-            let kind = if args.cache_failures {
-                FileKind::Entry
-            } else {
-                FileKind::Failure
-            };
-            if writer
-                .commit(lock, store, key, kind, record, &mut message.as_bytes())
-                .is_ok()
-            {
-                events::record_held(lock, Event::Failure);
-            }
+            // Counted whether or not it could be stored, as any failed run.
+            events::record_held(lock, Event::Failure);
+            let _ = writer.commit(lock, store, key, kind, record, &mut message.as_bytes());
             return Err(err);
         }
         Err(err) => return Err(err),
@@ -264,11 +257,8 @@ pub fn execute(
             committed: None,
         });
     }
-    let (kind, failures) = if success || (args.cache_failures && outcome.capture_error.is_none()) {
-        (FileKind::Entry, 0)
-    } else {
-        (FileKind::Failure, consecutive_failures(store, key) + 1)
-    };
+    let as_entry = success || (args.cache_failures && outcome.capture_error.is_none());
+    let (kind, failures) = destination(store, key, as_entry);
     let record = RunRecord {
         exit_code: termination.exit_code(),
         finished_ms: outcome
@@ -306,6 +296,17 @@ pub fn execute(
         stdout_error,
         committed,
     })
+}
+
+/// Where a result is stored, and the consecutive-failure count its record
+/// carries: the entry (count 0) when `as_entry`, else the failure record,
+/// one more than the failures since the last success.
+fn destination(store: &FsStore, key: &Key, as_entry: bool) -> (FileKind, u32) {
+    if as_entry {
+        (FileKind::Entry, 0)
+    } else {
+        (FileKind::Failure, consecutive_failures(store, key) + 1)
+    }
 }
 
 /// Failed runs since the last success, from the failure record.

@@ -222,42 +222,12 @@ pub fn read(store: &FsStore, key: &Key) -> (Counts, Option<SystemTime>) {
 /// Counts one event that happened under the entry lock straight into the
 /// totals kept in the lock file. Failures are ignored, as in [`record`].
 pub fn record_held(lock: &EntryLock, event: Event) {
-    update_totals(lock, |totals, _| totals.add_byte(event as u8));
-}
-
-/// Rewrites the held lock file's totals record after `change`; a record that
-/// cannot be read is left as it is.
-fn update_totals(lock: &EntryLock, change: impl FnOnce(&mut Counts, &mut u64)) {
-    let Ok((mut totals, mut folded_ino)) = totals_in(lock.file()) else {
+    // A record that cannot be read is left as it is.
+    let Ok((mut totals, folded_ino)) = totals_in(lock.file()) else {
         return;
     };
-    change(&mut totals, &mut folded_ino);
+    totals.add_byte(event as u8);
     let _ = lock.file().write_all_at(&totals.encode(folded_ino), 0);
-}
-
-/// The totals kept in a lock file, taken along when that file is replaced.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Totals {
-    counts: Counts,
-    folded_ino: u64,
-}
-
-/// Reads the totals out of a lock file that is about to be replaced.
-pub fn take_totals(lock_path: &Path) -> Totals {
-    let (counts, folded_ino) = read_totals(lock_path);
-    Totals { counts, folded_ino }
-}
-
-/// Adds totals taken from a replaced lock file to the held one. Failures are
-/// ignored, as in [`record`].
-pub fn carry_totals(lock: &EntryLock, carried: Totals) {
-    update_totals(lock, |totals, folded_ino| {
-        totals.add(carried.counts);
-        // The aside log the old totals point at is still there, and still counted.
-        if *folded_ino == 0 {
-            *folded_ino = carried.folded_ino;
-        }
-    });
 }
 
 fn read_totals(lock_path: &Path) -> (Counts, u64) {
