@@ -61,12 +61,18 @@ fn marked_names(text: &str) -> Vec<String> {
 fn recipe(name: &str) -> String {
     let text = readme();
     let marker = format!("<!-- recipe: {name} -->");
-    let mut lines = text.lines().skip_while(|line| line.trim() != marker).skip(1);
+    let mut lines = text
+        .lines()
+        .skip_while(|line| line.trim() != marker)
+        .skip(1);
     let fence = lines
         .by_ref()
         .find(|line| !line.trim().is_empty())
         .unwrap_or_else(|| panic!("README.md has no recipe marked {marker}"));
-    assert!(fence.starts_with("```"), "{marker} is not followed by a fenced block");
+    assert!(
+        fence.starts_with("```"),
+        "{marker} is not followed by a fenced block"
+    );
     let body: Vec<&str> = lines.take_while(|line| line.trim() != "```").collect();
     body.join("\n") + "\n"
 }
@@ -152,7 +158,13 @@ impl World {
     /// `cacheback ARGS` as the user would type it, to inspect the cache.
     #[track_caller]
     fn cacheback(&self, args: &[&str]) -> Output {
-        let mut cmd = self.session(&self.home().join(".cargo/bin/cacheback").display().to_string());
+        let mut cmd = self.session(
+            &self
+                .home()
+                .join(".cargo/bin/cacheback")
+                .display()
+                .to_string(),
+        );
         cmd.args(args);
         finish(cmd)
     }
@@ -161,7 +173,11 @@ impl World {
     #[track_caller]
     fn stats(&self) -> serde_json::Value {
         let output = self.cacheback(&["stats", "--json"]);
-        assert!(output.status.success(), "stats failed: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "stats failed: {}",
+            text(&output.stderr)
+        );
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
@@ -338,9 +354,16 @@ fn is_count(text: &str) -> bool {
 fn readme_marks_exactly_the_tested_recipes() {
     let marked = marked_names(&readme());
     let unique: BTreeSet<&str> = marked.iter().map(String::as_str).collect();
-    assert_eq!(unique.len(), marked.len(), "a recipe name is used twice: {marked:?}");
+    assert_eq!(
+        unique.len(),
+        marked.len(),
+        "a recipe name is used twice: {marked:?}"
+    );
     let tested: BTreeSet<&str> = RECIPES.iter().copied().collect();
-    assert_eq!(unique, tested, "README.md's recipes and the tests here differ");
+    assert_eq!(
+        unique, tested,
+        "README.md's recipes and the tests here differ"
+    );
     for name in RECIPES {
         assert!(!recipe(name).trim().is_empty(), "recipe {name} is empty");
     }
@@ -457,20 +480,37 @@ fn starship_module() {
         .env("CARGO_HOME", &cargo_home)
         .env("RUSTUP_HOME", &rustup_home);
     let locked = finish(lock);
-    assert!(locked.status.success(), "cargo generate-lockfile: {}", text(&locked.stderr));
+    assert!(
+        locked.status.success(),
+        "cargo generate-lockfile: {}",
+        text(&locked.stderr)
+    );
 
     let polled = poll(starship, is_count);
-    assert!(is_count(polled.last()), "the module never showed a count: {polled}");
+    assert!(
+        is_count(polled.last()),
+        "the module never showed a count: {polled}"
+    );
     world.settle();
 
     // A checkout that touches Cargo.lock without changing it keeps the entry
     // (--hash); new content makes a new one.
-    let file = fs::File::options().append(true).open(project.join("Cargo.lock")).unwrap();
+    let file = fs::File::options()
+        .append(true)
+        .open(project.join("Cargo.lock"))
+        .unwrap();
     file.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
         .unwrap();
     let out = finish(starship());
-    assert!(is_count(text(&out.stdout).trim()), "touched Cargo.lock: {out:?}");
-    assert_eq!(world.stats()["entries"].as_array().unwrap().len(), 1, "a touch made a new entry");
+    assert!(
+        is_count(text(&out.stdout).trim()),
+        "touched Cargo.lock: {out:?}"
+    );
+    assert_eq!(
+        world.stats()["entries"].as_array().unwrap().len(),
+        1,
+        "a touch made a new entry"
+    );
     fs::write(
         project.join("Cargo.lock"),
         fs::read_to_string(project.join("Cargo.lock")).unwrap() + "\n",
@@ -478,7 +518,11 @@ fn starship_module() {
     .unwrap();
     finish(starship());
     world.settle();
-    assert_eq!(world.stats()["entries"].as_array().unwrap().len(), 2, "new content kept the entry");
+    assert_eq!(
+        world.stats()["entries"].as_array().unwrap().len(),
+        2,
+        "new content kept the entry"
+    );
 }
 
 // ---------------------------------------------------------------- status bars
@@ -488,7 +532,10 @@ fn starship_module() {
 /// stale count with its age after it.
 fn bar_command(world: &World, name: &str, line: &str) {
     let polled = poll(|| world.sh(line), is_count);
-    assert!(is_count(polled.last()), "{name}: the count never appeared: {polled}");
+    assert!(
+        is_count(polled.last()),
+        "{name}: the count never appeared: {polled}"
+    );
     assert!(
         polled.first() == "…" || is_count(polled.first()),
         "{name}: the first call should print the placeholder or the count: {polled}"
@@ -501,7 +548,10 @@ fn bar_command(world: &World, name: &str, line: &str) {
         is_count(count) && marker.starts_with("(2h") && marker.ends_with(" old)"),
         "{name}: a stale count should read `N (2h… old)`: {out:?}"
     );
-    assert!(!out.contains('{'), "{name}: the marker was not expanded: {out:?}");
+    assert!(
+        !out.contains('{'),
+        "{name}: the marker was not expanded: {out:?}"
+    );
     world.settle();
 }
 
@@ -546,17 +596,45 @@ fn tmux_status_line() {
         let mut cmd = world.session("tmux");
         cmd.arg("-S").arg(socket).args(args);
         let output = finish(cmd);
-        assert!(output.status.success(), "tmux {args:?}: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            text(&output.stderr)
+        );
         text(&output.stdout)
     };
     let inner_arg = inner.display().to_string();
     let conf_arg = conf.display().to_string();
     let repo_arg = repo.display().to_string();
-    tmux(&inner, &["-f", &conf_arg, "new-session", "-d", "-s", "t", "-c", &repo_arg]);
+    tmux(
+        &inner,
+        &[
+            "-f",
+            &conf_arg,
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-c",
+            &repo_arg,
+        ],
+    );
     let attach = format!("env -u TMUX tmux -S '{inner_arg}' attach -t t");
     tmux(
         &outer,
-        &["-f", "/dev/null", "new-session", "-d", "-s", "o", "-x", "120", "-y", "5", &attach],
+        &[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "o",
+            "-x",
+            "120",
+            "-y",
+            "5",
+            &attach,
+        ],
     );
     let status = || {
         tmux(&outer, &["capture-pane", "-p", "-t", "o"])
@@ -576,7 +654,10 @@ fn tmux_status_line() {
         last = status();
         good(&last)
     });
-    assert!(shown, "tmux's status line never showed `N updates | trunk`: {last:?}");
+    assert!(
+        shown,
+        "tmux's status line never showed `N updates | trunk`: {last:?}"
+    );
     world.settle();
 }
 
@@ -639,7 +720,11 @@ fn i3blocks_block() {
         "the block's first state should be the placeholder or the count: {shown:?}"
     );
     assert!(
-        shown.last().unwrap().strip_prefix("updates: ").is_some_and(is_count),
+        shown
+            .last()
+            .unwrap()
+            .strip_prefix("updates: ")
+            .is_some_and(is_count),
         "the count did not appear within {LIMIT:?} (the interval is {interval} s: \
          --on-refresh should have signalled i3blocks): {shown:?}"
     );
@@ -667,7 +752,9 @@ fn crontab(snippet: &str) -> (Vec<(String, String)>, Vec<String>) {
         let mut rest = line;
         for _ in 0..5 {
             rest = rest.trim_start();
-            rest = &rest[rest.find(char::is_whitespace).expect("a job needs a command")..];
+            rest = &rest[rest
+                .find(char::is_whitespace)
+                .expect("a job needs a command")..];
         }
         let command = rest.trim().to_owned();
         assert!(
@@ -713,12 +800,17 @@ fn cron_job_under_crons_environment() {
     let stats = world.stats();
     let entries = stats["entries"].as_array().unwrap();
     assert!(
-        entries.iter().any(|e| e["name"] == "updates" && e["state"] == "fresh"),
+        entries
+            .iter()
+            .any(|e| e["name"] == "updates" && e["state"] == "fresh"),
         "cron stored no fresh `updates` entry: {stats}"
     );
     let totals = |stats: serde_json::Value| {
         let totals = &stats["totals"];
-        (totals["hits"].as_u64().unwrap(), totals["misses"].as_u64().unwrap())
+        (
+            totals["hits"].as_u64().unwrap(),
+            totals["misses"].as_u64().unwrap(),
+        )
     };
     let (hits, misses) = totals(stats);
     let bar = value(&recipe("i3blocks"), "command", "=");
@@ -754,16 +846,37 @@ fn scripts_on_stats_json() {
     for args in [
         &["run", "--ttl", "1h", "--name", "good", "--", "echo", "hi"][..],
         &["run", "--ttl", "1h", "--name", "good", "--", "echo", "hi"],
-        &["run", "--ttl", "1h", "--name", "bad", "--cache-failures", "--", "sh", "-c", "exit 3"],
+        &[
+            "run",
+            "--ttl",
+            "1h",
+            "--name",
+            "bad",
+            "--cache-failures",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
     ] {
         world.cacheback(args);
     }
     let lines = command_lines(&recipe("scripts-json"));
     assert_eq!(lines.len(), 2, "{lines:?}");
     let failing = finish(world.sh(&lines[0]));
-    assert_eq!(text(&failing.stdout), "bad exited 3\n", "{}", text(&failing.stderr));
+    assert_eq!(
+        text(&failing.stdout),
+        "bad exited 3\n",
+        "{}",
+        text(&failing.stderr)
+    );
     let rate = finish(world.sh(&lines[1]));
-    assert_eq!(text(&rate.stdout), "hit rate 33%\n", "{}", text(&rate.stderr));
+    assert_eq!(
+        text(&rate.stdout),
+        "hit rate 33%\n",
+        "{}",
+        text(&rate.stderr)
+    );
 }
 
 #[test]
@@ -780,14 +893,25 @@ fn scripts_keyed_on_stdin() {
     };
     fs::write(&book, "The cat and the dog, and the end.\n").unwrap();
     let first = finish(world.sh(&lines[0]));
-    assert_eq!(words(&first)[..2], ["3 the", "2 and"], "{first:?}");
+    assert_eq!(
+        words(&first).get(..2),
+        Some(&["3 the".to_owned(), "2 and".to_owned()][..]),
+        "{first:?}"
+    );
     let again = finish(world.sh(&lines[0]));
     assert_eq!(again.stdout, first.stdout);
     fs::write(&book, "Fish, fish and more fish.\n").unwrap();
     let other = finish(world.sh(&lines[0]));
-    assert_eq!(words(&other)[0], "3 fish", "another text was not another entry: {other:?}");
+    assert_eq!(
+        words(&other).first().map(String::as_str),
+        Some("3 fish"),
+        "another text was not another entry: {other:?}"
+    );
     let totals = &world.stats()["totals"];
-    assert_eq!((totals["entries"].as_u64(), totals["hits"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (totals["entries"].as_u64(), totals["hits"].as_u64()),
+        (Some(2), Some(1))
+    );
 }
 
 #[test]
@@ -799,7 +923,11 @@ fn scripts_with_environment_defaults() {
         let mut cmd = world.session("/bin/sh");
         cmd.arg(&script);
         let output = finish(cmd);
-        assert!(output.status.success(), "report.sh: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "report.sh: {}",
+            text(&output.stderr)
+        );
         output.stdout
     };
     let first = run();
@@ -812,11 +940,19 @@ fn scripts_with_environment_defaults() {
         .map(|e| e["ttl_secs"].as_u64().unwrap())
         .collect();
     ttls.sort();
-    assert_eq!(ttls, [3600, 86400], "CACHEBACK_TTL or the --ttl that wins: {stats}");
+    assert_eq!(
+        ttls,
+        [3600, 86400],
+        "CACHEBACK_TTL or the --ttl that wins: {stats}"
+    );
     assert_eq!(stats["totals"]["hits"], 2);
     // The scope is part of the key: the same command without it is a miss.
     world.cacheback(&["run", "--ttl", "1h", "--", "uname", "-sr"]);
-    assert_eq!(world.stats()["totals"]["entries"], 3, "CACHEBACK_SCOPE did not key the entries");
+    assert_eq!(
+        world.stats()["totals"]["entries"],
+        3,
+        "CACHEBACK_SCOPE did not key the entries"
+    );
 }
 
 // ---------------------------------------------------------------- links
@@ -880,7 +1016,11 @@ fn relative_links_resolve() {
     let mut broken = Vec::new();
     for file in &files {
         let markdown = prose(&fs::read_to_string(file).unwrap());
-        for target in markdown.split("](").skip(1).filter_map(|s| s.split(')').next()) {
+        for target in markdown
+            .split("](")
+            .skip(1)
+            .filter_map(|s| s.split(')').next())
+        {
             if target.contains("://") || target.starts_with("mailto:") {
                 continue;
             }
