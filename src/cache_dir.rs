@@ -31,3 +31,15 @@ pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
         std::env::current_dir().map_err(|err| Error::io("reading the working directory", err))?;
     Ok(cwd.join(dir))
 }
+
+/// Where the cache directory's name came from, for messages about it: a
+/// directory that turns out unusable is easier to fix knowing who chose it.
+pub fn origin(flag_given: bool) -> &'static str {
+    if flag_given {
+        "from --cache-dir"
+    } else if std::env::var_os(ENV_CACHE_DIR).is_some_and(|value| !value.is_empty()) {
+        "from $CACHEBACK_DIR"
+    } else {
+        "the default"
+    }
+}

@@ -89,7 +89,7 @@ pub fn start(
     {
         return Ok(Counted::Yes); // a refresh landed between our read and our lock
     }
-    if !in_backoff(store, key, args.ttl, current.as_ref(), now_ms) {
+    if !in_backoff(store, key, args.ttl(), current.as_ref(), now_ms) {
         spawn(store, key, args, &lock)?;
     }
     Ok(Counted::Yes)
