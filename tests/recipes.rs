@@ -47,6 +47,7 @@ const RECIPES: &[&str] = &[
     "scripts-json",
     "scripts-stdin",
     "scripts-env",
+    "man",
 ];
 
 fn readme() -> String {
@@ -957,6 +958,29 @@ fn scripts_with_environment_defaults() {
         world.stats()["totals"]["entries"],
         3,
         "CACHEBACK_SCOPE did not key the entries"
+    );
+}
+
+// ---------------------------------------------------------------- man pages
+
+#[test]
+fn man_pages_where_the_readme_puts_them() {
+    if !have("man", "man") {
+        return;
+    }
+    let world = World::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lines = command_lines(&recipe("man"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let mut cmd = world.sh(&lines[0]);
+    cmd.current_dir(repo);
+    let output = finish(cmd);
+    let page = world.home().join(".cargo/share/man/man1/cacheback.1");
+    assert_eq!(
+        text(&output.stdout).trim_end(),
+        page.display().to_string(),
+        "man did not find the page the README installs: {}",
+        text(&output.stderr)
     );
 }
 
