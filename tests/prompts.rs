@@ -244,7 +244,7 @@ fn input_piped_without_stdin_is_pointed_out_but_dev_null_and_an_empty_pipe_are_n
         "{}",
         stderr(&redirected)
     );
-    let piped = cache
+    let mut piped = cache
         .cmd()
         .args(["run", "--ttl", "1m", "--", "sh", "-c", "exec cat"])
         .stdin(Stdio::piped())
@@ -252,10 +252,9 @@ fn input_piped_without_stdin_is_pointed_out_but_dev_null_and_an_empty_pipe_are_n
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(piped.stdin);
-    let mut piped_err = String::new();
-    std::io::Read::read_to_string(&mut piped.stderr.unwrap(), &mut piped_err).unwrap();
-    assert_eq!(piped_err, "", "an empty pipe");
+    drop(piped.stdin.take());
+    let piped = piped.wait_with_output().unwrap();
+    assert_eq!(stderr(&piped), "", "an empty pipe");
     let quiet = cache.run(&["--ttl", "1m", "--", "echo", "x"]);
     assert_eq!(stderr(&quiet), "", "/dev/null");
     let empty = run_with_input(&cache, b"", &["--ttl", "1m", "--", "echo", "y"]);
