@@ -10,5 +10,6 @@ mod harness;
 mod layout;
 mod manage;
 mod model;
+mod prompts;
 mod recipes;
 mod run;
