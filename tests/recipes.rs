@@ -757,11 +757,12 @@ fn crontab(snippet: &str) -> (Vec<(String, String)>, Vec<String>) {
             continue;
         }
         let first = line.split_whitespace().next().unwrap();
-        if let Some((name, value)) = first.split_once('=').filter(|_| !first.contains('*')) {
-            if line.split_whitespace().count() == 1 {
-                vars.push((name.to_owned(), value.to_owned()));
-                continue;
-            }
+        // `NAME=value` alone on its line sets a variable for the jobs below.
+        if let Some((name, value)) = first.split_once('=')
+            && line.split_whitespace().count() == 1
+        {
+            vars.push((name.to_owned(), value.to_owned()));
+            continue;
         }
         // Five time fields, then the command, spacing kept.
         let mut rest = line;
