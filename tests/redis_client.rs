@@ -189,3 +189,146 @@ fn tls_addresses_say_they_are_not_supported_yet() {
     let err = connect("rediss://127.0.0.1:1").err().unwrap();
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+mod fleet {
+    use std::time::Duration;
+
+    use cacheback::key::{Key, KeyInputs};
+    use cacheback::store::redis::fleet::CHUNK_LEN;
+    use cacheback::store::redis::{Connection, Fleet, FleetMeta, Published, StoreUrl};
+
+    use super::RedisServer;
+
+    fn fleet(server: &RedisServer) -> Fleet {
+        let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+        let conn = Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        Fleet::new(conn, "cacheback", Duration::from_secs(3600))
+    }
+
+    fn key(name: &str) -> Key {
+        KeyInputs {
+            argv: vec![name.as_bytes().to_vec()],
+            ..KeyInputs::default()
+        }
+        .key()
+    }
+
+    fn meta(finished_ms: u64, stdout_len: u64, stderr_len: u64) -> FleetMeta {
+        FleetMeta {
+            generation: 0,
+            finished_ms,
+            duration_ms: 5,
+            exit_code: 0,
+            jitter_ms: 7,
+            flags: 0,
+            stdout_len,
+            stderr_len,
+            details: b"\x00details\xff".to_vec(),
+        }
+    }
+
+    fn body(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[test]
+    fn a_published_value_reads_back_whole_across_chunks() {
+        let Some(server) = RedisServer::start(&[], "fleet::a_published_value") else {
+            return;
+        };
+        let mut fleet = fleet(&server);
+        let key = key("a");
+        assert_eq!(fleet.meta(&key).unwrap(), None);
+        let lease = fleet
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        assert_eq!(lease.key(), &key);
+        let value = body(2 * CHUNK_LEN + 123, 1);
+        let outcome = fleet
+            .publish(
+                &lease,
+                meta(1000, 2 * CHUNK_LEN as u64, 123),
+                &mut &value[..],
+            )
+            .unwrap();
+        assert_eq!(outcome, Published::Stored);
+        let stored = fleet.meta(&key).unwrap().unwrap();
+        assert_eq!((stored.finished_ms, stored.jitter_ms), (1000, 7));
+        assert_eq!(stored.details, b"\x00details\xff");
+        let mut read = Vec::new();
+        fleet.read_value(&key, &stored, &mut read).unwrap();
+        assert!(read == value, "byte-exact");
+        fleet.release(lease).unwrap();
+    }
+
+    #[test]
+    fn one_lease_at_a_time_and_a_dead_holders_lease_expires() {
+        let Some(server) = RedisServer::start(&[], "fleet::one_lease") else {
+            return;
+        };
+        let (mut a, mut b) = (fleet(&server), fleet(&server));
+        let key = key("lease");
+        let held = a
+            .try_lease(&key, Duration::from_millis(300))
+            .unwrap()
+            .unwrap();
+        assert!(
+            b.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_none()
+        );
+        assert!(a.renew(&held, Duration::from_millis(300)).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        // The holder "died" without releasing: the lease expired.
+        let taken = b.try_lease(&key, Duration::from_secs(10)).unwrap().unwrap();
+        assert!(!a.renew(&held, Duration::from_secs(10)).unwrap(), "lost");
+        a.release(held).unwrap(); // must not release b's lease
+        assert!(
+            a.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_none()
+        );
+        b.release(taken).unwrap();
+        assert!(
+            a.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_writer_that_lost_its_lease_or_is_older_changes_nothing() {
+        let Some(server) = RedisServer::start(&[], "fleet::a_writer_that_lost") else {
+            return;
+        };
+        let (mut late, mut current) = (fleet(&server), fleet(&server));
+        let key = key("late");
+        let lost = late
+            .try_lease(&key, Duration::from_millis(200))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let lease = current
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let value = body(100, 2);
+        let stored = current.publish(&lease, meta(2000, 100, 0), &mut &value[..]);
+        assert_eq!(stored.unwrap(), Published::Stored);
+        // The late writer finishes after its lease expired: refused.
+        let late_value = body(100, 3);
+        let refused = late.publish(&lost, meta(3000, 100, 0), &mut &late_value[..]);
+        assert_eq!(refused.unwrap(), Published::LeaseLost);
+        // Under a lease, but older than what is stored: refused too.
+        let older = current.publish(&lease, meta(1500, 100, 0), &mut &late_value[..]);
+        assert_eq!(older.unwrap(), Published::Superseded);
+        let meta_now = current.meta(&key).unwrap().unwrap();
+        assert_eq!(meta_now.finished_ms, 2000);
+        let mut read = Vec::new();
+        current.read_value(&key, &meta_now, &mut read).unwrap();
+        assert_eq!(read, value);
+    }
+}
