@@ -331,4 +331,102 @@ mod fleet {
         current.read_value(&key, &meta_now, &mut read).unwrap();
         assert_eq!(read, value);
     }
+
+    #[test]
+    fn failures_count_fleet_wide_and_restart_after_a_success() {
+        let Some(server) = RedisServer::start(&[], "fleet::failures_count") else {
+            return;
+        };
+        let (mut host_a, mut host_b) = (fleet(&server), fleet(&server));
+        let key = key("failing");
+        for n in 1..=3u64 {
+            let host = if n == 2 { &mut host_b } else { &mut host_a };
+            let lease = host
+                .try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            let failures = host.record_failure(&lease, 1000 + n, 7, b"boom\n").unwrap();
+            assert_eq!(failures, Some(n as u32), "seen from either host");
+            host.release(lease).unwrap();
+        }
+        let failure = host_b.failure(&key).unwrap().unwrap();
+        assert_eq!((failure.failures, failure.exit_code), (3, 7));
+        assert_eq!(failure.stderr_tail, b"boom\n");
+        let lease = host_b
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let value = body(10, 4);
+        host_b
+            .publish(&lease, meta(2000, 10, 0), &mut &value[..])
+            .unwrap();
+        assert_eq!(
+            host_b.record_failure(&lease, 3000, 1, b"").unwrap(),
+            Some(1)
+        );
+        host_b.release(lease).unwrap();
+        let stranger = host_a
+            .try_lease(&key, Duration::from_millis(1))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            host_a.record_failure(&stranger, 4000, 1, b"").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn counters_marks_forgetting_and_listing_work_on_the_fleet_tier() {
+        let Some(server) = RedisServer::start(&[], "fleet::counters_marks") else {
+            return;
+        };
+        let mut fleet = fleet(&server);
+        let managed = key("managed");
+        fleet.count(&managed, "hits").unwrap();
+        fleet.count(&managed, "hits").unwrap();
+        fleet.count(&managed, "misses").unwrap();
+        let mut counts = fleet.counts(&managed).unwrap();
+        counts.sort();
+        assert_eq!(counts, [("hits".to_owned(), 2), ("misses".to_owned(), 1)]);
+
+        assert!(!fleet.mark_stale(&managed).unwrap(), "no value yet");
+        let lease = fleet
+            .try_lease(&managed, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        fleet
+            .publish(&lease, meta(1000, 3, 0), &mut &b"abc"[..])
+            .unwrap();
+        assert!(fleet.mark_stale(&managed).unwrap());
+        assert!(fleet.mark_stale(&managed).unwrap(), "idempotent");
+        assert_eq!(fleet.meta(&managed).unwrap().unwrap().flags, 1);
+
+        // Forgetting takes the lease too: the refresh in flight cannot publish.
+        assert!(fleet.forget(&managed).unwrap());
+        assert_eq!(fleet.meta(&managed).unwrap(), None);
+        let late = fleet.publish(&lease, meta(5000, 3, 0), &mut &b"new"[..]);
+        assert_eq!(late.unwrap(), Published::LeaseLost);
+        assert_eq!(fleet.meta(&managed).unwrap(), None);
+
+        // Listing pages through SCAN's cursor (more keys than one COUNT).
+        let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+        let mut raw =
+            Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        let keys: Vec<Key> = (0..2500).map(|n| key(&format!("k{n}"))).collect();
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| format!("cacheback:{{{}}}:meta", k.to_hex()))
+            .collect();
+        let commands: Vec<[&[u8]; 4]> = names
+            .iter()
+            .map(|name| [b"HSET".as_slice(), name.as_bytes(), b"gen", b"1"])
+            .collect();
+        let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
+        raw.pipeline(&commands).unwrap();
+        raw.command(&[b"SET", b"unrelated:{x}:meta", b"1"]).unwrap();
+        let mut expected = keys;
+        expected.sort();
+        assert_eq!(fleet.keys().unwrap(), expected);
+    }
 }

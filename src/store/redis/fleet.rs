@@ -4,6 +4,8 @@
 //! cacheback:{KEY}:meta        hash: the value's header (generation, times, lengths, details)
 //! cacheback:{KEY}:GEN:N       string: chunk N of generation GEN (stdout then stderr)
 //! cacheback:{KEY}:lease       string: the refresh lease's token, with a PX expiry
+//! cacheback:{KEY}:fail        hash: the last failed run (time, status, count, stderr tail)
+//! cacheback:{KEY}:counts      hash: hits, misses, refreshes, failures, fleet-wide
 //! ```
 //!
 //! `{KEY}` is a Redis Cluster hash tag: all of one entry's keys share a slot,
@@ -47,6 +49,29 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {old, old_chunks}
 ";
 
+/// Records a failed run under the lease; the count restarts after a success
+/// (a header newer than the last failure). KEYS: lease, fail, meta. ARGV:
+/// token, finished_ms, exit_code, expiry_ms, stderr tail. Returns the
+/// consecutive failures, or -1 when the lease is lost.
+const RECORD_FAILURE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local entry = tonumber(redis.call('HGET', KEYS[3], 'finished_ms') or '0')
+local last = tonumber(redis.call('HGET', KEYS[2], 'finished_ms') or '0')
+local failures = 1
+if last > entry then failures = tonumber(redis.call('HGET', KEYS[2], 'failures') or '0') + 1 end
+redis.call('HSET', KEYS[2], 'finished_ms', ARGV[2], 'exit_code', ARGV[3], 'failures', failures, 'stderr_tail', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return failures
+";
+
+/// Sets the forced-stale flag (bit 0) of a stored header. KEYS: meta.
+const MARK_STALE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local flags = tonumber(redis.call('HGET', KEYS[1], 'flags') or '0')
+if flags % 2 == 0 then redis.call('HSET', KEYS[1], 'flags', flags + 1) end
+return 1
+";
+
 /// Deletes the lease only if it still holds our token. KEYS: lease. ARGV: token.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -58,6 +83,19 @@ const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 ";
+
+/// The last failed run of an entry, fleet-wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetFailure {
+    /// When it finished.
+    pub finished_ms: u64,
+    /// Its exit status.
+    pub exit_code: i32,
+    /// Failed runs in a row, since the last success.
+    pub failures: u32,
+    /// The end of its stderr.
+    pub stderr_tail: Vec<u8>,
+}
 
 /// A value's header as the fleet tier keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,6 +366,174 @@ impl Fleet {
             self.conn.pipeline(&commands)?;
         }
         Ok(outcome)
+    }
+
+    /// Records a failed run under `lease` and returns the failures in a row
+    /// (which drive every host's back-off); `None` when the lease was lost.
+    pub fn record_failure(
+        &mut self,
+        lease: &FleetLease,
+        finished_ms: u64,
+        exit_code: i32,
+        stderr_tail: &[u8],
+    ) -> Result<Option<u32>, StoreError> {
+        let key = lease.key;
+        let names = [
+            self.name(&key, "lease"),
+            self.name(&key, "fail"),
+            self.name(&key, "meta"),
+        ];
+        let (finished, code, expiry) = (
+            finished_ms.to_string(),
+            exit_code.to_string(),
+            self.expiry_ms.to_string(),
+        );
+        let reply = self.script(
+            RECORD_FAILURE,
+            &[&names[0], &names[1], &names[2]],
+            &[
+                lease.token.as_bytes(),
+                finished.as_bytes(),
+                code.as_bytes(),
+                expiry.as_bytes(),
+                stderr_tail,
+            ],
+        )?;
+        Ok(match reply {
+            Value::Int(failures) if failures > 0 => Some(failures as u32),
+            _ => None,
+        })
+    }
+
+    /// The last failed run of `key`, if one is recorded.
+    pub fn failure(&mut self, key: &Key) -> Result<Option<FleetFailure>, StoreError> {
+        let fields = self.hash(&self.name(key, "fail"))?;
+        let number = |name: &str| {
+            fields
+                .iter()
+                .find(|(field, _)| field == name.as_bytes())
+                .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok())
+        };
+        let Some(finished_ms) = number("finished_ms") else {
+            return Ok(None);
+        };
+        Ok(Some(FleetFailure {
+            finished_ms: finished_ms as u64,
+            exit_code: number("exit_code").unwrap_or(0) as i32,
+            failures: number("failures").unwrap_or(1) as u32,
+            stderr_tail: fields
+                .iter()
+                .find(|(field, _)| field == b"stderr_tail")
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// Adds one to a fleet-wide counter of `key` (`hits`, `misses`, ...).
+    pub fn count(&mut self, key: &Key, counter: &str) -> Result<(), StoreError> {
+        let name = self.name(key, "counts");
+        let expiry = self.expiry_ms.to_string();
+        self.conn.pipeline(&[
+            &[b"HINCRBY", name.as_bytes(), counter.as_bytes(), b"1"],
+            &[b"PEXPIRE", name.as_bytes(), expiry.as_bytes()],
+        ])?;
+        Ok(())
+    }
+
+    /// The fleet-wide counters of `key`.
+    pub fn counts(&mut self, key: &Key) -> Result<Vec<(String, u64)>, StoreError> {
+        let fields = self.hash(&self.name(key, "counts"))?;
+        Ok(fields
+            .into_iter()
+            .map(|(field, value)| {
+                let value = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|v| v.parse().ok());
+                (
+                    String::from_utf8_lossy(&field).into_owned(),
+                    value.unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Marks the stored value stale for every host (`invalidate --refresh`);
+    /// false when there is none.
+    pub fn mark_stale(&mut self, key: &Key) -> Result<bool, StoreError> {
+        let name = self.name(key, "meta");
+        Ok(self.script(MARK_STALE, &[&name], &[])? == Value::Int(1))
+    }
+
+    /// Forgets `key` fleet-wide (`invalidate`): its header, failure record
+    /// and counters, and its lease, so a refresh running now cannot publish
+    /// a value that may predate the change the user reacted to. Its chunks,
+    /// unreachable, expire on their own.
+    pub fn forget(&mut self, key: &Key) -> Result<bool, StoreError> {
+        let names = ["meta", "fail", "counts", "lease"].map(|part| self.name(key, part));
+        let args: Vec<&[u8]> = std::iter::once(b"DEL".as_slice())
+            .chain(names.iter().map(|name| name.as_bytes()))
+            .collect();
+        Ok(matches!(self.conn.command(&args)?, Value::Int(n) if n > 0))
+    }
+
+    /// Every key with a value in the fleet tier, listed with SCAN (never
+    /// KEYS, which blocks the server for as long as it takes).
+    pub fn keys(&mut self) -> Result<Vec<Key>, StoreError> {
+        let pattern = format!("{}:{{*}}:meta", self.prefix);
+        let mut cursor = b"0".to_vec();
+        let mut keys = Vec::new();
+        loop {
+            let reply = self.conn.command(&[
+                b"SCAN",
+                &cursor,
+                b"MATCH",
+                pattern.as_bytes(),
+                b"COUNT",
+                b"1000",
+            ])?;
+            let Value::Array(Some(mut parts)) = reply else {
+                return Err(self.broken("unexpected reply to SCAN"));
+            };
+            let (Some(Value::Array(Some(found))), Some(Value::Bulk(Some(next)))) =
+                (parts.pop(), parts.pop())
+            else {
+                return Err(self.broken("unexpected reply to SCAN"));
+            };
+            for name in found {
+                if let Value::Bulk(Some(name)) = name
+                    && let Some(key) = self.key_of(&name)
+                {
+                    keys.push(key);
+                }
+            }
+            if next == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    fn key_of(&self, name: &[u8]) -> Option<Key> {
+        let name = std::str::from_utf8(name).ok()?;
+        let rest = name.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
+        Key::from_hex(rest.split_once('}')?.0)
+    }
+
+    fn hash(&mut self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let Value::Array(Some(items)) = self.conn.command(&[b"HGETALL", name.as_bytes()])? else {
+            return Ok(Vec::new());
+        };
+        let mut pairs = Vec::new();
+        let mut items = items.into_iter();
+        while let (Some(Value::Bulk(Some(field))), Some(Value::Bulk(Some(value)))) =
+            (items.next(), items.next())
+        {
+            pairs.push((field, value));
+        }
+        Ok(pairs)
     }
 
     fn script(&mut self, body: &str, keys: &[&str], args: &[&[u8]]) -> Result<Value, StoreError> {

@@ -13,6 +13,6 @@ pub mod resp;
 pub mod url;
 
 pub use conn::{Connection, DEFAULT_CONNECT_TIMEOUT, StoreError};
-pub use fleet::{Fleet, FleetLease, FleetMeta, Published};
+pub use fleet::{Fleet, FleetFailure, FleetLease, FleetMeta, Published};
 pub use resp::Value;
 pub use url::{StoreUrl, Transport};
