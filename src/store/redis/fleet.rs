@@ -84,6 +84,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 ";
 
+/// A hash's field/value pairs, as HGETALL returns them.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The last failed run of an entry, fleet-wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetFailure {
@@ -177,12 +180,7 @@ impl Fleet {
 
     /// The stored header of `key`, if the fleet has a value for it.
     pub fn meta(&mut self, key: &Key) -> Result<Option<FleetMeta>, StoreError> {
-        let reply = self
-            .conn
-            .command(&[b"HGETALL", self.name(key, "meta").as_bytes()])?;
-        let Value::Array(Some(items)) = reply else {
-            return Ok(None);
-        };
+        let fields = self.hash(&self.name(key, "meta"))?;
         let mut meta = FleetMeta {
             generation: 0,
             finished_ms: 0,
@@ -194,10 +192,7 @@ impl Fleet {
             stderr_len: 0,
             details: Vec::new(),
         };
-        let mut pairs = items.into_iter();
-        while let (Some(Value::Bulk(Some(field))), Some(Value::Bulk(Some(value)))) =
-            (pairs.next(), pairs.next())
-        {
+        for (field, value) in fields {
             let number = || std::str::from_utf8(&value).ok()?.parse::<i128>().ok();
             let number = number().unwrap_or(0);
             match field.as_slice() {
@@ -522,7 +517,7 @@ impl Fleet {
         Key::from_hex(rest.split_once('}')?.0)
     }
 
-    fn hash(&mut self, name: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn hash(&mut self, name: &str) -> Result<Fields, StoreError> {
         let Value::Array(Some(items)) = self.conn.command(&[b"HGETALL", name.as_bytes()])? else {
             return Ok(Vec::new());
         };
