@@ -12,4 +12,5 @@ mod manage;
 mod model;
 mod prompts;
 mod recipes;
+mod redis_client;
 mod run;

@@ -1,0 +1,432 @@
+//! The fleet tier's protocol client against a real `redis-server` (Debian's
+//! package; `.ci/run` installs it), started on loopback by each test and
+//! stopped by PID.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cacheback::store::redis::{Connection, StoreError, StoreUrl, Value};
+
+/// A private `redis-server` on a loopback port and a Unix socket.
+pub struct RedisServer {
+    child: Child,
+    /// Its TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Its Unix socket.
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server with these extra configuration lines and waits until
+    /// it answers; `None` (the test skips) where redis-server is not installed.
+    pub fn start(config: &[&str], test: &str) -> Option<RedisServer> {
+        if !crate::harness::installed("redis-server", test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("redis.conf");
+        std::fs::write(&conf, config.join("\n")).unwrap();
+        let socket = dir.path().join("redis.sock");
+        // A free port: the kernel picks one, we let go of it, redis takes it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        let server = RedisServer {
+            child,
+            port,
+            socket,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&server.socket).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    /// The server's process id, for SIGSTOP and kills.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        // SAFETY: signals our own child; a stopped one must be woken to die.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGKILL);
+            libc::kill(self.pid(), libc::SIGCONT);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(url: &str) -> Result<Connection, StoreError> {
+    let url = StoreUrl::parse(url, None).unwrap();
+    Connection::open(&url, Duration::from_secs(2), Duration::from_secs(2))
+}
+
+#[test]
+fn values_go_and_come_back_byte_exact_over_tcp_and_a_unix_socket() {
+    let Some(server) = RedisServer::start(&[], "values_go_and_come_back") else {
+        return;
+    };
+    let mut tcp = connect(&format!("redis://127.0.0.1:{}/3", server.port)).unwrap();
+    let value: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(
+        tcp.command(&[b"SET", b"k", &value]).unwrap(),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(
+        tcp.command(&[b"GET", b"k"]).unwrap(),
+        Value::Bulk(Some(value.clone()))
+    );
+    let mut unix = connect(&format!("unix://{}?db=3", server.socket.display())).unwrap();
+    assert_eq!(
+        unix.command(&[b"GET", b"k"]).unwrap(),
+        Value::Bulk(Some(value)),
+        "the same database"
+    );
+    let mut other_db = connect(&format!("unix://{}", server.socket.display())).unwrap();
+    assert_eq!(
+        other_db.command(&[b"GET", b"k"]).unwrap(),
+        Value::Bulk(None)
+    );
+    let replies = tcp
+        .pipeline(&[&[b"INCR", b"n"], &[b"INCR", b"n"], &[b"GET", b"n"]])
+        .unwrap();
+    assert_eq!(replies[2], Value::Bulk(Some(b"2".to_vec())));
+}
+
+#[test]
+fn an_acl_user_authenticates_and_no_error_shows_the_password() {
+    let config = [
+        "user default off",
+        "user cacheback on >s3cret-pw ~cacheback:* +@all",
+    ];
+    let Some(server) = RedisServer::start(&config, "an_acl_user_authenticates") else {
+        return;
+    };
+    let base = format!("127.0.0.1:{}", server.port);
+    let mut good = connect(&format!("redis://cacheback:s3cret-pw@{base}")).unwrap();
+    assert_eq!(
+        good.command(&[b"SET", b"cacheback:x", b"1"]).unwrap(),
+        Value::Simple("OK".into())
+    );
+    let denied = good.command(&[b"SET", b"elsewhere", b"1"]).unwrap_err();
+    assert!(denied.to_string().contains("NOPERM"), "{denied}");
+
+    let wrong = connect(&format!("redis://cacheback:wrong-pw@{base}"))
+        .err()
+        .expect("a wrong password is refused");
+    let shown = format!("{wrong} {wrong:?}");
+    assert!(shown.contains("WRONGPASS"), "{shown}");
+    assert!(!shown.contains("wrong-pw"), "{shown}");
+    assert!(shown.contains("cacheback:***@"), "{shown}");
+
+    let from_env = StoreUrl::parse(
+        &format!("redis://cacheback@{base}"),
+        Some("s3cret-pw".into()),
+    )
+    .unwrap();
+    Connection::open(&from_env, Duration::from_secs(2), Duration::from_secs(2))
+        .expect("the password from CACHEBACK_STORE_PASSWORD");
+}
+
+#[test]
+fn a_stopped_server_costs_a_bounded_wait_and_a_dead_one_fails_at_once() {
+    let Some(server) = RedisServer::start(&[], "a_stopped_server") else {
+        return;
+    };
+    let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+    let limit = Duration::from_millis(200);
+    let mut conn = Connection::open(&url, limit, limit).unwrap();
+    // SAFETY: stops our own child; Drop wakes and kills it.
+    unsafe { libc::kill(server.pid(), libc::SIGSTOP) };
+    let started = Instant::now();
+    let err = conn.command(&[b"PING"]).unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, StoreError::Io { .. }), "{err}");
+    assert!(
+        waited >= limit && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(server.pid(), libc::SIGKILL);
+        libc::kill(server.pid(), libc::SIGCONT);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let err = Connection::open(&url, limit, limit).err().expect("refused");
+    assert!(matches!(err, StoreError::Connect { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn tls_addresses_say_they_are_not_supported_yet() {
+    let err = connect("rediss://127.0.0.1:1").err().unwrap();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+mod fleet {
+    use std::time::Duration;
+
+    use cacheback::key::{Key, KeyInputs};
+    use cacheback::store::redis::fleet::CHUNK_LEN;
+    use cacheback::store::redis::{Connection, Fleet, FleetMeta, Published, StoreUrl};
+
+    use super::RedisServer;
+
+    fn fleet(server: &RedisServer) -> Fleet {
+        let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+        let conn = Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        Fleet::new(conn, "cacheback", Duration::from_secs(3600))
+    }
+
+    fn key(name: &str) -> Key {
+        KeyInputs {
+            argv: vec![name.as_bytes().to_vec()],
+            ..KeyInputs::default()
+        }
+        .key()
+    }
+
+    fn meta(finished_ms: u64, stdout_len: u64, stderr_len: u64) -> FleetMeta {
+        FleetMeta {
+            generation: 0,
+            finished_ms,
+            duration_ms: 5,
+            exit_code: 0,
+            jitter_ms: 7,
+            flags: 0,
+            stdout_len,
+            stderr_len,
+            details: b"\x00details\xff".to_vec(),
+        }
+    }
+
+    fn body(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[test]
+    fn a_published_value_reads_back_whole_across_chunks() {
+        let Some(server) = RedisServer::start(&[], "fleet::a_published_value") else {
+            return;
+        };
+        let mut fleet = fleet(&server);
+        let key = key("a");
+        assert_eq!(fleet.meta(&key).unwrap(), None);
+        let lease = fleet
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        assert_eq!(lease.key(), &key);
+        let value = body(2 * CHUNK_LEN + 123, 1);
+        let outcome = fleet
+            .publish(
+                &lease,
+                meta(1000, 2 * CHUNK_LEN as u64, 123),
+                &mut &value[..],
+            )
+            .unwrap();
+        assert_eq!(outcome, Published::Stored);
+        let stored = fleet.meta(&key).unwrap().unwrap();
+        assert_eq!((stored.finished_ms, stored.jitter_ms), (1000, 7));
+        assert_eq!(stored.details, b"\x00details\xff");
+        let mut read = Vec::new();
+        fleet.read_value(&key, &stored, &mut read).unwrap();
+        assert!(read == value, "byte-exact");
+        fleet.release(lease).unwrap();
+    }
+
+    #[test]
+    fn one_lease_at_a_time_and_a_dead_holders_lease_expires() {
+        let Some(server) = RedisServer::start(&[], "fleet::one_lease") else {
+            return;
+        };
+        let (mut a, mut b) = (fleet(&server), fleet(&server));
+        let key = key("lease");
+        let held = a
+            .try_lease(&key, Duration::from_millis(300))
+            .unwrap()
+            .unwrap();
+        assert!(
+            b.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_none()
+        );
+        assert!(a.renew(&held, Duration::from_millis(300)).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        // The holder "died" without releasing: the lease expired.
+        let taken = b.try_lease(&key, Duration::from_secs(10)).unwrap().unwrap();
+        assert!(!a.renew(&held, Duration::from_secs(10)).unwrap(), "lost");
+        a.release(held).unwrap(); // must not release b's lease
+        assert!(
+            a.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_none()
+        );
+        b.release(taken).unwrap();
+        assert!(
+            a.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_writer_that_lost_its_lease_or_is_older_changes_nothing() {
+        let Some(server) = RedisServer::start(&[], "fleet::a_writer_that_lost") else {
+            return;
+        };
+        let (mut late, mut current) = (fleet(&server), fleet(&server));
+        let key = key("late");
+        let lost = late
+            .try_lease(&key, Duration::from_millis(200))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let lease = current
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let value = body(100, 2);
+        let stored = current.publish(&lease, meta(2000, 100, 0), &mut &value[..]);
+        assert_eq!(stored.unwrap(), Published::Stored);
+        // The late writer finishes after its lease expired: refused.
+        let late_value = body(100, 3);
+        let refused = late.publish(&lost, meta(3000, 100, 0), &mut &late_value[..]);
+        assert_eq!(refused.unwrap(), Published::LeaseLost);
+        // Under a lease, but older than what is stored: refused too.
+        let older = current.publish(&lease, meta(1500, 100, 0), &mut &late_value[..]);
+        assert_eq!(older.unwrap(), Published::Superseded);
+        let meta_now = current.meta(&key).unwrap().unwrap();
+        assert_eq!(meta_now.finished_ms, 2000);
+        let mut read = Vec::new();
+        current.read_value(&key, &meta_now, &mut read).unwrap();
+        assert_eq!(read, value);
+    }
+
+    #[test]
+    fn failures_count_fleet_wide_and_restart_after_a_success() {
+        let Some(server) = RedisServer::start(&[], "fleet::failures_count") else {
+            return;
+        };
+        let (mut host_a, mut host_b) = (fleet(&server), fleet(&server));
+        let key = key("failing");
+        for n in 1..=3u64 {
+            let host = if n == 2 { &mut host_b } else { &mut host_a };
+            let lease = host
+                .try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            let failures = host.record_failure(&lease, 1000 + n, 7, b"boom\n").unwrap();
+            assert_eq!(failures, Some(n as u32), "seen from either host");
+            host.release(lease).unwrap();
+        }
+        let failure = host_b.failure(&key).unwrap().unwrap();
+        assert_eq!((failure.failures, failure.exit_code), (3, 7));
+        assert_eq!(failure.stderr_tail, b"boom\n");
+        let lease = host_b
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let value = body(10, 4);
+        host_b
+            .publish(&lease, meta(2000, 10, 0), &mut &value[..])
+            .unwrap();
+        assert_eq!(
+            host_b.record_failure(&lease, 3000, 1, b"").unwrap(),
+            Some(1)
+        );
+        host_b.release(lease).unwrap();
+        let stranger = host_a
+            .try_lease(&key, Duration::from_millis(1))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            host_a.record_failure(&stranger, 4000, 1, b"").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn counters_marks_forgetting_and_listing_work_on_the_fleet_tier() {
+        let Some(server) = RedisServer::start(&[], "fleet::counters_marks") else {
+            return;
+        };
+        let mut fleet = fleet(&server);
+        let managed = key("managed");
+        fleet.count(&managed, "hits").unwrap();
+        fleet.count(&managed, "hits").unwrap();
+        fleet.count(&managed, "misses").unwrap();
+        let mut counts = fleet.counts(&managed).unwrap();
+        counts.sort();
+        assert_eq!(counts, [("hits".to_owned(), 2), ("misses".to_owned(), 1)]);
+
+        assert!(!fleet.mark_stale(&managed).unwrap(), "no value yet");
+        let lease = fleet
+            .try_lease(&managed, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        fleet
+            .publish(&lease, meta(1000, 3, 0), &mut &b"abc"[..])
+            .unwrap();
+        assert!(fleet.mark_stale(&managed).unwrap());
+        assert!(fleet.mark_stale(&managed).unwrap(), "idempotent");
+        assert_eq!(fleet.meta(&managed).unwrap().unwrap().flags, 1);
+
+        // Forgetting takes the lease too: the refresh in flight cannot publish.
+        assert!(fleet.forget(&managed).unwrap());
+        assert_eq!(fleet.meta(&managed).unwrap(), None);
+        let late = fleet.publish(&lease, meta(5000, 3, 0), &mut &b"new"[..]);
+        assert_eq!(late.unwrap(), Published::LeaseLost);
+        assert_eq!(fleet.meta(&managed).unwrap(), None);
+
+        // Listing pages through SCAN's cursor (more keys than one COUNT).
+        let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+        let mut raw =
+            Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        let keys: Vec<Key> = (0..2500).map(|n| key(&format!("k{n}"))).collect();
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| format!("cacheback:{{{}}}:meta", k.to_hex()))
+            .collect();
+        let commands: Vec<[&[u8]; 4]> = names
+            .iter()
+            .map(|name| [b"HSET".as_slice(), name.as_bytes(), b"gen", b"1"])
+            .collect();
+        let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
+        raw.pipeline(&commands).unwrap();
+        raw.command(&[b"SET", b"unrelated:{x}:meta", b"1"]).unwrap();
+        let mut expected = keys;
+        expected.sort();
+        assert_eq!(fleet.keys().unwrap(), expected);
+    }
+}
