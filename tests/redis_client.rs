@@ -429,4 +429,120 @@ mod fleet {
         expected.sort();
         assert_eq!(fleet.keys().unwrap(), expected);
     }
+
+    /// Seeded random interleavings of three hosts taking leases, publishing
+    /// (some late, some older), failing, marking stale and forgetting, checked
+    /// against a model after every step: the header always reads back whole as
+    /// the newest accepted value, and a publish is accepted exactly when its
+    /// lease is still held and its value is newer. Replay a failure with
+    /// `CACHEBACK_FLEET_SEED=<seed>`.
+    #[test]
+    fn random_interleavings_keep_the_fleet_invariants() {
+        let Some(server) = RedisServer::start(&[], "fleet::random_interleavings") else {
+            return;
+        };
+        let seed: u64 = std::env::var("CACHEBACK_FLEET_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("fleet model seed: {seed} (CACHEBACK_FLEET_SEED={seed} replays it)");
+        let mut state = seed;
+        let mut next = move |limit: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % limit
+        };
+        let mut hosts: Vec<Fleet> = (0..3).map(|_| fleet(&server)).collect();
+        let key = key("model");
+        // The model: which host holds the lease (by token identity), and the
+        // newest accepted (finished_ms, body).
+        let mut leases: Vec<Option<cacheback::store::redis::FleetLease>> = vec![None, None, None];
+        let mut holder: Option<usize> = None;
+        let mut stored: Option<(u64, Vec<u8>)> = None;
+        let mut clock = 1000u64;
+        for step in 0..400 {
+            let host = next(3) as usize;
+            let context = format!("seed {seed}, step {step}, host {host}");
+            match next(6) {
+                0 => {
+                    let got = hosts[host]
+                        .try_lease(&key, Duration::from_secs(30))
+                        .unwrap();
+                    assert_eq!(got.is_some(), holder.is_none(), "{context}: lease");
+                    if let Some(lease) = got {
+                        holder = Some(host);
+                        leases[host] = Some(lease);
+                    }
+                }
+                1 | 2 => {
+                    let Some(lease) = &leases[host] else { continue };
+                    clock += 1;
+                    // Sometimes a value produced earlier than what is stored.
+                    let finished = if next(4) == 0 { clock - 500 } else { clock };
+                    let len = [0, 1, 5000, CHUNK_LEN + 7][next(4) as usize];
+                    let value = body(len, next(250) as u8);
+                    let outcome = hosts[host]
+                        .publish(lease, meta(finished, len as u64, 0), &mut &value[..])
+                        .unwrap();
+                    let newer = stored.as_ref().is_none_or(|(at, _)| finished > *at);
+                    let expected = if holder != Some(host) {
+                        Published::LeaseLost
+                    } else if !newer {
+                        Published::Superseded
+                    } else {
+                        Published::Stored
+                    };
+                    assert_eq!(outcome, expected, "{context}: publish");
+                    if outcome == Published::Stored {
+                        stored = Some((finished, value));
+                    }
+                }
+                3 => {
+                    if let Some(lease) = leases[host].take() {
+                        hosts[host].release(lease).unwrap();
+                        if holder == Some(host) {
+                            holder = None;
+                        }
+                    }
+                }
+                4 => {
+                    if next(3) == 0 {
+                        hosts[host].forget(&key).unwrap();
+                        stored = None;
+                        holder = None;
+                    } else {
+                        let marked = hosts[host].mark_stale(&key).unwrap();
+                        assert_eq!(marked, stored.is_some(), "{context}: mark");
+                    }
+                }
+                _ => {
+                    let Some(lease) = &leases[host] else { continue };
+                    let failed = hosts[host].record_failure(lease, clock, 1, b"x").unwrap();
+                    assert_eq!(failed.is_some(), holder == Some(host), "{context}: failure");
+                }
+            }
+            let reader = &mut hosts[next(3) as usize];
+            match (reader.meta(&key).unwrap(), &stored) {
+                (None, None) => {}
+                (Some(header), Some((finished, value))) => {
+                    assert_eq!(header.finished_ms, *finished, "{context}: header");
+                    let mut read = Vec::new();
+                    reader.read_value(&key, &header, &mut read).unwrap();
+                    assert!(read == *value, "{context}: the value reads back whole");
+                }
+                (found, expected) => panic!(
+                    "{context}: header {:?}, model {:?}",
+                    found.map(|h| h.finished_ms),
+                    expected.as_ref().map(|(at, _)| at)
+                ),
+            }
+        }
+    }
 }
