@@ -185,6 +185,56 @@ fn a_stopped_server_costs_a_bounded_wait_and_a_dead_one_fails_at_once() {
 }
 
 #[test]
+fn a_store_found_down_is_skipped_for_a_while_by_every_caller_then_retried() {
+    use cacheback::store::redis::health;
+    let Some(server) = RedisServer::start(&[], "a_store_found_down") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+    let limit = Duration::from_millis(200);
+    assert!(matches!(
+        health::connect(dir.path(), &url, limit),
+        Some(Ok(_))
+    ));
+    drop(server);
+    let first = health::connect(dir.path(), &url, limit);
+    assert!(
+        matches!(first, Some(Err(_))),
+        "the first caller hears of it"
+    );
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert!(
+            health::connect(dir.path(), &url, limit).is_none(),
+            "skipped"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "without waiting"
+    );
+    // Back up, and the marker is old: the next caller tries and clears it.
+    let Some(again) = RedisServer::start(&[], "a_store_found_down") else {
+        return;
+    };
+    let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", again.port), None).unwrap();
+    let marker = dir.path().join(health::DOWN_MARKER);
+    let old = std::time::SystemTime::now() - health::DOWN_FOR - Duration::from_secs(1);
+    std::fs::File::options()
+        .write(true)
+        .open(&marker)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(matches!(
+        health::connect(dir.path(), &url, limit),
+        Some(Ok(_))
+    ));
+    assert!(!marker.exists());
+}
+
+#[test]
 fn tls_addresses_say_they_are_not_supported_yet() {
     let err = connect("rediss://127.0.0.1:1").err().unwrap();
     assert!(err.to_string().contains("TLS"), "{err}");
