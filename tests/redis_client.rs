@@ -185,6 +185,56 @@ fn a_stopped_server_costs_a_bounded_wait_and_a_dead_one_fails_at_once() {
 }
 
 #[test]
+fn a_store_found_down_is_skipped_for_a_while_by_every_caller_then_retried() {
+    use cacheback::store::redis::health;
+    let Some(server) = RedisServer::start(&[], "a_store_found_down") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+    let limit = Duration::from_millis(200);
+    assert!(matches!(
+        health::connect(dir.path(), &url, limit),
+        Some(Ok(_))
+    ));
+    drop(server);
+    let first = health::connect(dir.path(), &url, limit);
+    assert!(
+        matches!(first, Some(Err(_))),
+        "the first caller hears of it"
+    );
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert!(
+            health::connect(dir.path(), &url, limit).is_none(),
+            "skipped"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "without waiting"
+    );
+    // Back up, and the marker is old: the next caller tries and clears it.
+    let Some(again) = RedisServer::start(&[], "a_store_found_down") else {
+        return;
+    };
+    let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", again.port), None).unwrap();
+    let marker = dir.path().join(health::DOWN_MARKER);
+    let old = std::time::SystemTime::now() - health::DOWN_FOR - Duration::from_secs(1);
+    std::fs::File::options()
+        .write(true)
+        .open(&marker)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(matches!(
+        health::connect(dir.path(), &url, limit),
+        Some(Ok(_))
+    ));
+    assert!(!marker.exists());
+}
+
+#[test]
 fn tls_addresses_say_they_are_not_supported_yet() {
     let err = connect("rediss://127.0.0.1:1").err().unwrap();
     assert!(err.to_string().contains("TLS"), "{err}");
@@ -428,5 +478,182 @@ mod fleet {
         let mut expected = keys;
         expected.sort();
         assert_eq!(fleet.keys().unwrap(), expected);
+    }
+
+    /// Seeded random interleavings of three hosts taking leases, publishing
+    /// (some late, some older), failing, marking stale and forgetting, checked
+    /// against a model after every step: the header always reads back whole as
+    /// the newest accepted value, and a publish is accepted exactly when its
+    /// lease is still held and its value is newer. Replay a failure with
+    /// `CACHEBACK_FLEET_SEED=<seed>`.
+    #[test]
+    fn random_interleavings_keep_the_fleet_invariants() {
+        let Some(server) = RedisServer::start(&[], "fleet::random_interleavings") else {
+            return;
+        };
+        let seed: u64 = std::env::var("CACHEBACK_FLEET_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("fleet model seed: {seed} (CACHEBACK_FLEET_SEED={seed} replays it)");
+        let mut state = seed;
+        let mut next = move |limit: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % limit
+        };
+        let mut hosts: Vec<Fleet> = (0..3).map(|_| fleet(&server)).collect();
+        let key = key("model");
+        // The model: which host holds the lease (by token identity), and the
+        // newest accepted (finished_ms, body).
+        let mut leases: Vec<Option<cacheback::store::redis::FleetLease>> = vec![None, None, None];
+        let mut holder: Option<usize> = None;
+        let mut stored: Option<(u64, Vec<u8>)> = None;
+        let mut clock = 1000u64;
+        for step in 0..400 {
+            let host = next(3) as usize;
+            let context = format!("seed {seed}, step {step}, host {host}");
+            match next(6) {
+                0 => {
+                    let got = hosts[host]
+                        .try_lease(&key, Duration::from_secs(30))
+                        .unwrap();
+                    assert_eq!(got.is_some(), holder.is_none(), "{context}: lease");
+                    if let Some(lease) = got {
+                        holder = Some(host);
+                        leases[host] = Some(lease);
+                    }
+                }
+                1 | 2 => {
+                    let Some(lease) = &leases[host] else { continue };
+                    clock += 1;
+                    // Sometimes a value produced earlier than what is stored.
+                    let finished = if next(4) == 0 { clock - 500 } else { clock };
+                    let len = [0, 1, 5000, CHUNK_LEN + 7][next(4) as usize];
+                    let value = body(len, next(250) as u8);
+                    let outcome = hosts[host]
+                        .publish(lease, meta(finished, len as u64, 0), &mut &value[..])
+                        .unwrap();
+                    let newer = stored.as_ref().is_none_or(|(at, _)| finished > *at);
+                    let expected = if holder != Some(host) {
+                        Published::LeaseLost
+                    } else if !newer {
+                        Published::Superseded
+                    } else {
+                        Published::Stored
+                    };
+                    assert_eq!(outcome, expected, "{context}: publish");
+                    if outcome == Published::Stored {
+                        stored = Some((finished, value));
+                    }
+                }
+                3 => {
+                    if let Some(lease) = leases[host].take() {
+                        hosts[host].release(lease).unwrap();
+                        if holder == Some(host) {
+                            holder = None;
+                        }
+                    }
+                }
+                4 => {
+                    if next(3) == 0 {
+                        hosts[host].forget(&key).unwrap();
+                        stored = None;
+                        holder = None;
+                    } else {
+                        let marked = hosts[host].mark_stale(&key).unwrap();
+                        assert_eq!(marked, stored.is_some(), "{context}: mark");
+                    }
+                }
+                _ => {
+                    let Some(lease) = &leases[host] else { continue };
+                    let failed = hosts[host].record_failure(lease, clock, 1, b"x").unwrap();
+                    assert_eq!(failed.is_some(), holder == Some(host), "{context}: failure");
+                }
+            }
+            let reader = &mut hosts[next(3) as usize];
+            match (reader.meta(&key).unwrap(), &stored) {
+                (None, None) => {}
+                (Some(header), Some((finished, value))) => {
+                    assert_eq!(header.finished_ms, *finished, "{context}: header");
+                    let mut read = Vec::new();
+                    reader.read_value(&key, &header, &mut read).unwrap();
+                    assert!(read == *value, "{context}: the value reads back whole");
+                }
+                (found, expected) => panic!(
+                    "{context}: header {:?}, model {:?}",
+                    found.map(|h| h.finished_ms),
+                    expected.as_ref().map(|(at, _)| at)
+                ),
+            }
+        }
+    }
+
+    /// Two hosts (two local cache dirs) and one fleet: a value produced on A
+    /// is published, filled into B's local cache, and served there by the
+    /// binary byte for byte with A's age, without running B's command.
+    #[test]
+    fn a_value_crosses_from_one_hosts_cache_to_anothers() {
+        use cacheback::store::FsStore;
+        use cacheback::store::tiers::{self, Shared};
+
+        let Some(server) = RedisServer::start(&[], "fleet::a_value_crosses") else {
+            return;
+        };
+        let (host_a, host_b) = (crate::harness::Cache::new(), crate::harness::Cache::new());
+        let script = "head -c 3000000 $W/value; echo err >&2; echo run >> $W/runs";
+        let args = ["--ttl", "1h", "--", "sh", "-c", script];
+        let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(host_a.work().join("value"), &value).unwrap();
+        std::fs::write(host_b.work().join("value"), b"B's own value").unwrap();
+        assert!(host_a.run(&args).status.success());
+        host_a.backdate(600);
+
+        let key = KeyInputs {
+            argv: ["sh", "-c", script]
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            ..KeyInputs::default()
+        }
+        .key();
+        let mut fleet = fleet(&server);
+        let lease = fleet
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let store_a = FsStore::new(host_a.dir());
+        let too_large = tiers::publish_local(&store_a, &key, &mut fleet, &lease, 1000).unwrap();
+        assert_eq!(too_large, Shared::TooLarge { len: 3_000_004 });
+        let shared = tiers::publish_local(&store_a, &key, &mut fleet, &lease, u64::MAX).unwrap();
+        assert_eq!(shared, Shared::Fleet(Published::Stored));
+
+        let store_b = FsStore::new(host_b.dir());
+        store_b.prepare().unwrap();
+        let (lock, _) = store_b.lock(&key).unwrap();
+        let meta = fleet.meta(&key).unwrap().unwrap();
+        tiers::fill_local(&store_b, &lock, &key, &mut fleet, &meta).unwrap();
+        drop(lock);
+
+        let served = host_b.run(&args);
+        assert!(served.stdout == value, "B serves A's value byte for byte");
+        assert_eq!(served.stderr, b"err\n");
+        assert_eq!(host_b.count("runs"), 0, "B ran nothing");
+        let age = |cache: &crate::harness::Cache| {
+            let json = cache.cacheback(&["stats", "--json"]).stdout;
+            let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            json["entries"][0]["finished_at"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(age(&host_a), age(&host_b), "one production time everywhere");
     }
 }
