@@ -11,13 +11,16 @@
 //!   builds that must be tuned (CI, the benchmark, the packages).
 //! - Stops a Windows build with one clear message.
 //! - Declares the `cacheback_portable` cfg, which forces the portable
-//!   fallback of every Linux-only fast path (for testing them on Linux).
+//!   fallback of every Linux-only fast path (for testing them on Linux), and
+//!   sets `cacheback_tuned` when the tuned flags are all there (the tests
+//!   then check that the binary is static and not position-independent).
 
 use std::env;
 use std::path::Path;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(cacheback_portable)");
+    println!("cargo::rustc-check-cfg=cfg(cacheback_tuned)");
     println!("cargo::rerun-if-changed=src/hit_path.ld");
     println!("cargo::rerun-if-env-changed=CACHEBACK_DEFAULT_LAYOUT");
     println!("cargo::rerun-if-env-changed=CACHEBACK_REQUIRE_TUNED");
@@ -70,6 +73,7 @@ fn check_tuned_flags(target_env: &str) {
         missing.push("--cfg sha2_backend=\"soft\"");
     }
     if missing.is_empty() {
+        println!("cargo::rustc-cfg=cacheback_tuned");
         return;
     }
     let required = env::var_os("CACHEBACK_REQUIRE_TUNED").is_some_and(|v| v != "0");

@@ -40,3 +40,23 @@ fn hit_path_code_is_grouped() {
         ".text.hit holds {size} bytes, expected at least {MIN_HIT_SECTION}: patterns in src/hit_path.ld stopped matching"
     );
 }
+
+/// The tuned Linux build (build.rs sets `cacheback_tuned` when the flags of
+/// .cargo/config.toml reached the compiler) is static and not
+/// position-independent: no dynamic loader, no self-relocation at start-up.
+#[test]
+#[cfg(cacheback_tuned)]
+fn tuned_binary_is_static_and_not_position_independent() {
+    const ET_EXEC: u16 = 2;
+    const PT_INTERP: u32 = 3;
+    let elf = std::fs::read(BIN).unwrap();
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap());
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "not an ELF64 file");
+    assert_eq!(u16_at(0x10), ET_EXEC, "{BIN} is position-independent");
+    let (table, size, count) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+    let interp =
+        (0..usize::from(count)).any(|i| u32_at(table + i * usize::from(size)) == PT_INTERP);
+    assert!(!interp, "{BIN} names a dynamic loader: not static");
+}
