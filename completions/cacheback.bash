@@ -227,8 +227,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__invalidate)
-            _cacheback_wrapped invalidate "--cache-dir --name --env --modtime --scope --jobs -j" && return 0
-            opts="-j -h -V --cache-dir --name --cwd --env --modtime --scope --all --refresh --jobs --help --version"
+            _cacheback_wrapped invalidate "--cache-dir --name --env --modtime --hash --scope --jobs -j" && return 0
+            opts="-j -h -V --cache-dir --name --cwd --env --modtime --hash --stdin --scope --all --refresh --jobs --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -250,6 +250,21 @@ _cacheback() {
                     return 0
                     ;;
                 --modtime)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --hash)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
                         oldifs="$IFS"
@@ -284,8 +299,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__run)
-            _cacheback_wrapped run "--cache-dir --ttl --max-age --timeout --placeholder --name --env --modtime --scope" && return 0
-            opts="-h -V --cache-dir --ttl --max-age --timeout --no-wait --placeholder --force --cache-failures --name --cwd --env --modtime --scope --help --version"
+            _cacheback_wrapped run "--cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --placeholder --name --env --modtime --hash --scope" && return 0
+            opts="-h -V --cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --no-wait --placeholder --force --cache-failures --name --cwd --env --modtime --hash --stdin --scope --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -307,6 +322,18 @@ _cacheback() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jitter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stale-marker)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-refresh)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -337,6 +364,21 @@ _cacheback() {
                     fi
                     return 0
                     ;;
+                --hash)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --scope)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -349,8 +391,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__show)
-            _cacheback_wrapped show "--cache-dir --name --env --modtime --scope" && return 0
-            opts="-h -V --cache-dir --name --cwd --env --modtime --scope --stdout --stderr --help --version"
+            _cacheback_wrapped show "--cache-dir --name --env --modtime --hash --scope" && return 0
+            opts="-h -V --cache-dir --name --cwd --env --modtime --hash --stdin --scope --stdout --stderr --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,6 +414,21 @@ _cacheback() {
                     return 0
                     ;;
                 --modtime)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --hash)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
                         oldifs="$IFS"
@@ -423,8 +480,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__warm)
-            _cacheback_wrapped warm "--cache-dir --ttl --max-age --timeout --name --env --modtime --scope --placeholder" && return 0
-            opts="-h -V --cache-dir --ttl --max-age --timeout --cache-failures --name --cwd --env --modtime --scope --no-wait --placeholder --force --help --version"
+            _cacheback_wrapped warm "--cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --name --env --modtime --hash --scope --placeholder" && return 0
+            opts="-h -V --cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --cache-failures --name --cwd --env --modtime --hash --stdin --scope --no-wait --placeholder --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,6 +506,18 @@ _cacheback() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --jitter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stale-marker)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-refresh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -458,6 +527,21 @@ _cacheback() {
                     return 0
                     ;;
                 --modtime)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --hash)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
                         oldifs="$IFS"

@@ -77,18 +77,23 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;run'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
-            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)'
+            cand --ttl 'Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the last value at once'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
+            cand --jitter 'Make each stored value go stale later by a random part of this (a percentage of the TTL such as 10%, or a duration), so entries stored together are not refreshed together'
+            cand --stale-marker 'Print TEXT after a value that is past its TTL or whose last refresh failed, before the output''s final newline; {age} becomes its age (2h3m), {state} `stale` or `failing` [env: CACHEBACK_STALE_MARKER]'
+            cand --on-refresh 'After a background refresh stores output different from before, run CMD with `sh -c`, detached, with CACHEBACK_NAME and CACHEBACK_KEY set (e.g. ''pkill -RTMIN+8 i3blocks'')'
             cand --placeholder 'Text printed on a miss with --no-wait [default: nothing]'
             cand --name 'Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)'
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
-            cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand --hash 'Key on the content of FILE (repeatable): unlike --modtime, a checkout that rewrites the file with the same bytes keeps the entry'
+            cand --scope 'Key on a namespace, to keep otherwise identical commands apart [env: CACHEBACK_SCOPE]'
             cand --no-wait 'On a miss, print the --placeholder at once and run the command in the background'
             cand --force 'Run the command now, store and print its result, whatever the cache holds'
             cand --cache-failures 'Store results that exit non-zero too (by default only successes are stored)'
             cand --cwd 'Key on the working directory: each directory gets its own entry'
+            cand --stdin 'Read stdin, key on its content, and give the same bytes to the command and its refreshes (without it the command''s stdin is /dev/null)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -109,8 +114,10 @@ set edit:completion:arg-completer[cacheback] = {|@words|
             cand --name 'The entries labelled LABEL with `run --name`'
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
-            cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand --hash 'Key on the content of FILE (repeatable): unlike --modtime, a checkout that rewrites the file with the same bytes keeps the entry'
+            cand --scope 'Key on a namespace, to keep otherwise identical commands apart [env: CACHEBACK_SCOPE]'
             cand --cwd 'Key on the working directory: each directory gets its own entry'
+            cand --stdin 'Read stdin, key on its content, and give the same bytes to the command and its refreshes (without it the command''s stdin is /dev/null)'
             cand --stdout 'Print the cached stdout instead of the metadata'
             cand --stderr 'Print the cached stderr instead of the metadata (after stdout with --stdout)'
             cand -h 'Print help'
@@ -123,10 +130,12 @@ set edit:completion:arg-completer[cacheback] = {|@words|
             cand --name 'The entries labelled LABEL with `run --name`'
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
-            cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand --hash 'Key on the content of FILE (repeatable): unlike --modtime, a checkout that rewrites the file with the same bytes keeps the entry'
+            cand --scope 'Key on a namespace, to keep otherwise identical commands apart [env: CACHEBACK_SCOPE]'
             cand -j 'With --refresh: how many refreshes run at once (the rest wait their turn)'
             cand --jobs 'With --refresh: how many refreshes run at once (the rest wait their turn)'
             cand --cwd 'Key on the working directory: each directory gets its own entry'
+            cand --stdin 'Read stdin, key on its content, and give the same bytes to the command and its refreshes (without it the command''s stdin is /dev/null)'
             cand --all 'Every entry in the cache'
             cand --refresh 'Keep serving the entry, marked stale, and start a background refresh now'
             cand -h 'Print help'
@@ -136,16 +145,21 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;warm'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
-            cand --ttl 'Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)'
+            cand --ttl 'Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the last value at once'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
+            cand --jitter 'Make each stored value go stale later by a random part of this (a percentage of the TTL such as 10%, or a duration), so entries stored together are not refreshed together'
+            cand --stale-marker 'Print TEXT after a value that is past its TTL or whose last refresh failed, before the output''s final newline; {age} becomes its age (2h3m), {state} `stale` or `failing` [env: CACHEBACK_STALE_MARKER]'
+            cand --on-refresh 'After a background refresh stores output different from before, run CMD with `sh -c`, detached, with CACHEBACK_NAME and CACHEBACK_KEY set (e.g. ''pkill -RTMIN+8 i3blocks'')'
             cand --name 'Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)'
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
-            cand --scope 'Key on a namespace, to keep otherwise identical commands apart'
+            cand --hash 'Key on the content of FILE (repeatable): unlike --modtime, a checkout that rewrites the file with the same bytes keeps the entry'
+            cand --scope 'Key on a namespace, to keep otherwise identical commands apart [env: CACHEBACK_SCOPE]'
             cand --placeholder 'Text printed on a miss with --no-wait [default: nothing]'
             cand --cache-failures 'Store results that exit non-zero too (by default only successes are stored)'
             cand --cwd 'Key on the working directory: each directory gets its own entry'
+            cand --stdin 'Read stdin, key on its content, and give the same bytes to the command and its refreshes (without it the command''s stdin is /dev/null)'
             cand --no-wait 'On a miss, print the --placeholder at once and run the command in the background'
             cand --force 'Run the command now, store and print its result, whatever the cache holds'
             cand -h 'Print help'
@@ -187,7 +201,7 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         &'cacheback;help;help'= {
         }
     ]
-    var start = (command-start $words ['--cache-dir'] [&'run'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--placeholder' '--name' '--env' '--modtime' '--scope'] &'show'=['--cache-dir' '--name' '--env' '--modtime' '--scope'] &'invalidate'=['--cache-dir' '--name' '--env' '--modtime' '--scope' '--jobs' '-j'] &'warm'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--name' '--env' '--modtime' '--scope' '--placeholder']])
+    var start = (command-start $words ['--cache-dir'] [&'run'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--jitter' '--stale-marker' '--on-refresh' '--placeholder' '--name' '--env' '--modtime' '--hash' '--scope'] &'show'=['--cache-dir' '--name' '--env' '--modtime' '--hash' '--scope'] &'invalidate'=['--cache-dir' '--name' '--env' '--modtime' '--hash' '--scope' '--jobs' '-j'] &'warm'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--jitter' '--stale-marker' '--on-refresh' '--name' '--env' '--modtime' '--hash' '--scope' '--placeholder']])
     if (>= $start 0) {
         edit:complete-sudo cacheback (all $words[$start..])
     } else {

@@ -30,6 +30,18 @@ pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
     Ok(cwd.join(dir))
 }
 
+/// Where the cache directory's name came from, for messages about it: a
+/// directory that turns out unusable is easier to fix knowing who chose it.
+pub fn origin(flag_given: bool) -> &'static str {
+    if flag_given {
+        "from --cache-dir"
+    } else if std::env::var_os(ENV_CACHE_DIR).is_some_and(|value| !value.is_empty()) {
+        "from $CACHEBACK_DIR"
+    } else {
+        "the default"
+    }
+}
+
 /// The platform's cache directory for cacheback: `$XDG_CACHE_HOME/cacheback`,
 /// else `~/.cache/cacheback` on Linux and the BSDs; on macOS
 /// `$XDG_CACHE_HOME/cacheback` when set (to an absolute path), else
@@ -38,9 +50,10 @@ pub fn resolve(flag: Option<PathBuf>) -> Result<PathBuf> {
 /// macOS honours `XDG_CACHE_HOME` although Apple's convention does not know
 /// it: nothing on macOS sets it, so a user who has it set chose it for their
 /// command-line tools (often one dotfiles setup shared with Linux), and
-/// neovim, fish and git honour the XDG variables there too. Without it the cache goes where macOS
-/// expects caches, which backups skip and the system may clear when the disk
-/// fills; either is safe for cacheback, whose entries can always be rebuilt.
+/// neovim, fish and git honour the XDG variables there too. Without it the
+/// cache goes where macOS expects caches, which backups skip and the system
+/// may clear when the disk fills; either is safe for cacheback, whose entries
+/// can always be rebuilt.
 pub fn platform_default() -> Option<PathBuf> {
     #[cfg(target_os = "macos")]
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME")

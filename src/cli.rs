@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum, ValueHint};
 
-use crate::units::{parse_duration, parse_size};
+use crate::units::{Jitter, parse_duration, parse_jitter, parse_size, parse_timeout};
 
 const ABOUT: &str =
     "Cache the output of slow commands; serve it at once, refresh it in the background";
@@ -118,11 +118,19 @@ stats`, and refreshes back off (doubling from 10s, at most one TTL).";
 
 const RUN_AFTER_HELP: &str = "\
 Examples:
-  # Weather in a status bar: refresh every 15 minutes, never block the bar.
-  cacheback run --ttl 15m --name weather -- curl -s 'wttr.in/?format=3'
+  # Weather in a status bar: refresh every 15 minutes; --no-wait and the
+  # placeholder keep even the very first call from blocking the bar.
+  cacheback run --ttl 15m --no-wait --placeholder '…' --name weather -- \
+      curl -s 'wttr.in/?format=3'
 
-  # Git branch status in a prompt, cached per repository and per HEAD.
-  cacheback run --ttl 30s --cwd --modtime .git/HEAD -- git status --short --branch
+  # Git status in a prompt, cached per directory and per HEAD (works from a
+  # subdirectory and in a worktree, where .git/HEAD does not exist).
+  cacheback run --ttl 30s --cwd --modtime \"$(git rev-parse --git-path HEAD)\" -- \
+      git status --short --branch
+
+  # Say when the value shown is old, and wake i3blocks when it changes.
+  cacheback run --ttl 5m --stale-marker ' ({age} ago)' \
+      --on-refresh 'pkill -RTMIN+8 i3blocks' -- ./battery-status
 
 Exit status: the command's own (also when replayed); 2 usage error; 124 timed out; \
 125 cacheback failed; 126 command not executable; 127 command not found.";
@@ -135,14 +143,24 @@ pub struct KeyArgs {
     pub cwd: bool,
 
     /// Key on the value of environment variable NAME (repeatable; stored only as a hash)
-    #[arg(long = "env", value_name = "NAME")]
+    #[arg(long = "env", value_name = "NAME", value_parser = parse_env_name)]
     pub env: Vec<OsString>,
 
     /// Key on the modification time of FILE (repeatable), so editing it starts a new entry
     #[arg(long = "modtime", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub modtime: Vec<PathBuf>,
 
-    /// Key on a namespace, to keep otherwise identical commands apart
+    /// Key on the content of FILE (repeatable): unlike --modtime, a checkout
+    /// that rewrites the file with the same bytes keeps the entry
+    #[arg(long = "hash", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub hash: Vec<PathBuf>,
+
+    /// Read stdin, key on its content, and give the same bytes to the command
+    /// and its refreshes (without it the command's stdin is /dev/null)
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// Key on a namespace, to keep otherwise identical commands apart [env: CACHEBACK_SCOPE]
     #[arg(long, value_name = "NAME")]
     pub scope: Option<String>,
 }
@@ -151,9 +169,11 @@ pub struct KeyArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(about = RUN_ABOUT, long_about = RUN_LONG_ABOUT)]
 pub struct RunArgs {
-    /// Required: serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d)
+    /// Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this
+    /// (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the
+    /// last value at once
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub ttl: Duration,
+    pub ttl: Option<Duration>,
 
     /// Treat an entry older than this as missing: never serve it, run the command [default: never]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -161,8 +181,24 @@ pub struct RunArgs {
 
     /// Kill the command (its whole process group) after this long; counts as a failure, exit 124
     /// [default: none when run in the foreground, 10m for background refreshes]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+
+    /// Make each stored value go stale later by a random part of this (a percentage of the TTL
+    /// such as 10%, or a duration), so entries stored together are not refreshed together
+    #[arg(long, value_name = "PCT|DURATION", value_parser = parse_jitter)]
+    pub jitter: Option<Jitter>,
+
+    /// Print TEXT after a value that is past its TTL or whose last refresh failed, before the
+    /// output's final newline; {age} becomes its age (2h3m), {state} `stale` or `failing`
+    /// [env: CACHEBACK_STALE_MARKER]
+    #[arg(long, value_name = "TEXT")]
+    pub stale_marker: Option<OsString>,
+
+    /// After a background refresh stores output different from before, run CMD with `sh -c`,
+    /// detached, with CACHEBACK_NAME and CACHEBACK_KEY set (e.g. 'pkill -RTMIN+8 i3blocks')
+    #[arg(long, value_name = "CMD")]
+    pub on_refresh: Option<OsString>,
 
     /// On a miss, print the --placeholder at once and run the command in the background
     #[arg(long)]
@@ -214,6 +250,29 @@ pub enum StatsSort {
     Hits,
     /// Largest first.
     Size,
+}
+
+impl RunArgs {
+    /// The TTL: `--ttl`, else `CACHEBACK_TTL`, which [`crate::env_defaults::apply`]
+    /// fills in (or refuses the command line) before any command runs.
+    pub fn ttl(&self) -> Duration {
+        self.ttl.unwrap_or_default()
+    }
+}
+
+/// An `--env` argument: a variable's name, whose value the key takes from the
+/// environment. `NAME=VALUE` is refused: the value would be silently ignored.
+fn parse_env_name(text: &str) -> Result<OsString, String> {
+    if let Some((name, _)) = text.split_once('=') {
+        return Err(format!(
+            "--env takes a variable's name, not an assignment: write `--env {name}`, and the key \
+             uses ${name}'s value from the environment (set it as `{text} cacheback run ...`)"
+        ));
+    }
+    if text.is_empty() {
+        return Err("--env takes a variable's name, such as --env HOME".to_owned());
+    }
+    Ok(OsString::from(text))
 }
 
 /// Options of `stats`.
@@ -351,6 +410,6 @@ mod tests {
     fn command_may_follow_without_double_dash_and_keeps_its_flags() {
         let run = parse_run(&["--ttl", "5", "ls", "-la", "--ttl"]);
         assert_eq!(run.command, ["ls", "-la", "--ttl"]);
-        assert_eq!(run.ttl, Duration::from_secs(5));
+        assert_eq!(run.ttl, Some(Duration::from_secs(5)));
     }
 }

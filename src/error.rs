@@ -15,10 +15,12 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// The wrapped command does not exist.
-    #[error("{program}: command not found")]
+    #[error("{program}: command not found{hint}")]
     CommandNotFound {
         /// The program as given on the command line.
         program: String,
+        /// What to do instead, when the name shows what went wrong (or empty).
+        hint: &'static str,
     },
     /// The wrapped command exists but cannot be executed.
     #[error("{program}: cannot execute: {source}")]

@@ -230,7 +230,7 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
     let mut command = Command::new(program);
     command
         .args(&invocation.argv[1..])
-        .stdin(Stdio::null())
+        .stdin(command_stdin()?)
         .stdout(output())
         .stderr(output())
         .process_group(0);
@@ -422,6 +422,17 @@ fn drain(stream: &mut Stream<'_>, buf: &mut [u8]) {
     stream.close();
 }
 
+/// The command's stdin: the input captured by `--stdin`, from its start, or
+/// else /dev/null, so a command never reads the caller's terminal or input
+/// that is not part of its key.
+fn command_stdin() -> Result<Stdio> {
+    if !crate::stdin_input::is_captured() {
+        return Ok(Stdio::null());
+    }
+    crate::stdin_input::rewind().map_err(|err| Error::io("rewinding the input", err))?;
+    Ok(Stdio::inherit())
+}
+
 fn spawn_error(program: &OsString, err: io::Error) -> Error {
     if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
         // Out of descriptors is cacheback's trouble, not the command's: a
@@ -434,9 +445,21 @@ fn spawn_error(program: &OsString, err: io::Error) -> Error {
     } else {
         err
     };
+    let shell_syntax = program
+        .to_string_lossy()
+        .contains(|c: char| c.is_whitespace() || "|&;<>()$`*?'\"".contains(c));
     let program = program.to_string_lossy().into_owned();
     match source.kind() {
-        io::ErrorKind::NotFound => Error::CommandNotFound { program },
+        io::ErrorKind::NotFound => Error::CommandNotFound {
+            program,
+            // `-- "ls | wc -l"` names one program with spaces in its name.
+            hint: if shell_syntax {
+                " (no shell is used: for pipes, redirections or variables, run it through \
+                 one, as in `-- sh -c 'ls | wc -l'`)"
+            } else {
+                ""
+            },
+        },
         _ => Error::CannotExecute { program, source },
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{Cli, Command, KeyArgs, RunArgs};
-use crate::units::parse_duration;
+use crate::units::{Jitter, parse_duration, parse_jitter, parse_timeout};
 
 /// Parses `args` (program name first) when it is a well-formed `run` command
 /// line; `None` means "let clap decide".
@@ -49,12 +49,17 @@ pub fn parse(args: &[OsString]) -> Option<Cli> {
         match flag {
             b"--ttl" => set_once(&mut run.ttl, duration(value()?)?)?,
             b"--max-age" => set_once(&mut run.max_age, duration(value()?)?)?,
-            b"--timeout" => set_once(&mut run.timeout, duration(value()?)?)?,
+            b"--timeout" => set_once(&mut run.timeout, parse_timeout(value()?.to_str()?).ok()?)?,
+            b"--jitter" => set_once(&mut run.jitter, jitter(value()?)?)?,
+            b"--stale-marker" => set_once(&mut run.stale_marker, value()?.to_owned())?,
+            b"--on-refresh" => set_once(&mut run.on_refresh, value()?.to_owned())?,
+            b"--hash" => run.key.hash.push(PathBuf::from(value()?)),
+            b"--stdin" if inline.is_none() => switch(&mut run.key.stdin)?,
             b"--placeholder" => set_once(&mut run.placeholder, value()?.to_owned())?,
             b"--name" => set_once(&mut run.name, value()?.to_str()?.to_owned())?,
             b"--scope" => set_once(&mut run.key.scope, value()?.to_str()?.to_owned())?,
             b"--cache-dir" => set_once(&mut cache_dir, PathBuf::from(value()?))?,
-            b"--env" => run.key.env.push(value()?.to_owned()),
+            b"--env" => run.key.env.push(env_name(value()?)?),
             b"--modtime" => run.key.modtime.push(PathBuf::from(value()?)),
             b"--cwd" if inline.is_none() => switch(&mut run.key.cwd)?,
             b"--no-wait" if inline.is_none() => switch(&mut run.no_wait)?,
@@ -75,6 +80,9 @@ struct Partial {
     ttl: Option<Duration>,
     max_age: Option<Duration>,
     timeout: Option<Duration>,
+    jitter: Option<Jitter>,
+    stale_marker: Option<OsString>,
+    on_refresh: Option<OsString>,
     placeholder: Option<OsString>,
     name: Option<String>,
     no_wait: bool,
@@ -93,9 +101,12 @@ impl Partial {
             return None;
         }
         Some(RunArgs {
-            ttl: self.ttl?,
+            ttl: self.ttl,
             max_age: self.max_age,
             timeout: self.timeout,
+            jitter: self.jitter,
+            stale_marker: self.stale_marker,
+            on_refresh: self.on_refresh,
             no_wait: self.no_wait,
             placeholder: self.placeholder,
             force: self.force,
@@ -122,6 +133,16 @@ fn plain(arg: &OsString) -> Option<&OsStr> {
 
 fn duration(value: &OsStr) -> Option<Duration> {
     parse_duration(value.to_str()?).ok()
+}
+
+/// An `--env` name as clap's parser accepts it (else clap words the error).
+fn env_name(value: &OsStr) -> Option<OsString> {
+    let name = value.to_str()?;
+    (!name.is_empty() && !name.contains('=')).then(|| value.to_owned())
+}
+
+fn jitter(value: &OsStr) -> Option<Jitter> {
+    parse_jitter(value.to_str()?).ok()
 }
 
 /// Options given twice are clap's to report.
@@ -155,6 +176,16 @@ mod tests {
         &["--max-age", "1h"],
         &["--max-age=2d"],
         &["--timeout", "500ms"],
+        &["--timeout", "0"],
+        &["--jitter", "10%"],
+        &["--jitter=30s"],
+        &["--jitter", "x"],
+        &["--stale-marker", " ({age})"],
+        &["--stale-marker="],
+        &["--on-refresh", "pkill -RTMIN+8 i3blocks"],
+        &["--hash", "Cargo.lock"],
+        &["--stdin"],
+        &["--stdin=1"],
         &["--no-wait"],
         &["--placeholder", "wait…"],
         &["--placeholder="],
@@ -166,6 +197,8 @@ mod tests {
         &["--cwd=yes"],
         &["--env", "HOME"],
         &["--env=USER"],
+        &["--env", "BAD=NAME"],
+        &["--env="],
         &["--modtime", "a file"],
         &["--scope", "s"],
         &["--cache-dir", "/d"],

@@ -20,6 +20,7 @@ use crate::lock;
 use crate::store::entry::{Details, PREAMBLE_LEN, Preamble};
 use crate::store::events::{self, Counts};
 use crate::store::{FileKind, FsStore, TEMP_PREFIX};
+use crate::units::format_utc;
 
 /// Bytes of a failed run's stderr kept in listings.
 pub const STDERR_TAIL: u64 = 1024;
@@ -142,6 +143,67 @@ impl EntryInfo {
             (None, None) => 0,
         };
         event.max(run)
+    }
+
+    /// When the stored value goes stale (or went stale): its finish time plus
+    /// its TTL and the jitter drawn for it; `None` without a stored value.
+    pub fn stale_at_ms(&self) -> Option<u64> {
+        let (entry, details) = (self.entry.as_ref()?, self.details.as_ref()?);
+        Some(
+            entry
+                .finished_ms
+                .saturating_add(entry.stale_after_ms(details.ttl_ms)),
+        )
+    }
+
+    /// What besides the command the key was derived from, in `run`'s option
+    /// terms; empty for the command alone. Hashed inputs (`--env` values,
+    /// `--hash` contents, `--stdin`) show a short digest, which is what tells
+    /// apart two entries that differ only there.
+    pub fn keyed_on(&self) -> String {
+        let Some(details) = &self.details else {
+            return String::new();
+        };
+        let inputs = &details.inputs;
+        let shown = |bytes: &[u8]| display::escape_bytes(bytes).into_owned();
+        let digest = |hash: &[u8]| {
+            hash[..3]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let mut parts = Vec::new();
+        if let Some(cwd) = &inputs.cwd {
+            parts.push(format!("--cwd {}", shown(cwd)));
+        }
+        for env in &inputs.env {
+            let value = env
+                .value_hash
+                .map_or(" (unset)".to_owned(), |hash| format!(" #{}", digest(&hash)));
+            parts.push(format!("--env {}{value}", shown(&env.name)));
+        }
+        for modtime in &inputs.modtimes {
+            let when = modtime.modified.map_or("missing".into(), |(secs, nanos)| {
+                format_utc(secs.max(0) as u64 * 1000 + u64::from(nanos / 1_000_000))
+            });
+            parts.push(format!("--modtime {} ({when})", shown(&modtime.path)));
+        }
+        for content in &inputs.contents {
+            let what = content
+                .digest
+                .map_or("missing".to_owned(), |hash| format!("#{}", digest(&hash)));
+            parts.push(format!("--hash {} ({what})", shown(&content.path)));
+        }
+        if let Some(stdin) = &inputs.stdin {
+            parts.push(format!("--stdin #{}", digest(stdin)));
+        }
+        if let Some(scope) = &inputs.scope {
+            parts.push(format!("--scope {}", display::escape(scope)));
+        }
+        if self.entry.is_some_and(|entry| entry.cache_failures()) {
+            parts.push("--cache-failures".to_owned());
+        }
+        parts.join(", ")
     }
 
     /// True when the entry matches a `stats` filter: a substring of its label or command.
@@ -272,7 +334,7 @@ pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> Entr
             Some(Failure {
                 finished_ms: record.preamble.finished_ms,
                 exit_code: record.preamble.exit_code,
-                duration_ms: record.preamble.duration_ms,
+                duration_ms: u64::from(record.preamble.duration_ms),
                 consecutive: record.preamble.failures,
                 stderr_tail: record.stderr_tail(STDERR_TAIL).unwrap_or_default(),
             })
@@ -306,7 +368,10 @@ pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> Entr
             .is_some_and(|max_age| finished_in_future || age >= max_age)
         {
             State::Expired
-        } else if finished_in_future || entry.forced_stale() || age >= details.ttl_ms {
+        } else if finished_in_future
+            || entry.forced_stale()
+            || age >= entry.stale_after_ms(details.ttl_ms)
+        {
             State::Stale
         } else {
             State::Fresh

@@ -80,6 +80,15 @@ pub struct ModtimeInput {
     pub modified: Option<(i64, u32)>,
 }
 
+/// One `--hash` input: the path as given and a digest of its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentInput {
+    /// The path as the caller wrote it.
+    pub path: Vec<u8>,
+    /// SHA-256 of the file's content, `None` when it could not be read.
+    pub digest: Option<[u8; KEY_LEN]>,
+}
+
 /// Everything an entry is keyed on, in the form stored in the entry header.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInputs {
@@ -91,6 +100,10 @@ pub struct KeyInputs {
     pub env: Vec<EnvInput>,
     /// The `--modtime` inputs, in the order given.
     pub modtimes: Vec<ModtimeInput>,
+    /// The `--hash` inputs, in the order given.
+    pub contents: Vec<ContentInput>,
+    /// SHA-256 of the caller's stdin, when keyed on with `--stdin`.
+    pub stdin: Option<[u8; KEY_LEN]>,
     /// The `--scope` namespace.
     pub scope: Option<String>,
     /// Whether the run stores failures (`--cache-failures`). Part of the key,
@@ -111,7 +124,8 @@ impl KeyInputs {
     }
 
     /// Gathers inputs for a command and key options (shared by every subcommand that names an entry).
-    /// `secret` is asked for only when `--env` inputs need hashing.
+    /// `secret` is asked for only when `--env` inputs need hashing. With
+    /// `--stdin` it reads all of stdin (see [`crate::stdin_input`]).
     pub fn gather_for(
         command: &[OsString],
         key: &KeyArgs,
@@ -138,11 +152,18 @@ impl KeyInputs {
             })
             .collect();
         let modtimes = key.modtime.iter().map(|path| modtime_input(path)).collect();
+        let contents = key.hash.iter().map(|path| content_input(path)).collect();
         Ok(KeyInputs {
             argv: command.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
             cwd,
             env,
             modtimes,
+            contents,
+            stdin: if key.stdin {
+                Some(crate::stdin_input::capture()?)
+            } else {
+                None
+            },
             scope: key.scope.clone(),
             cache_failures: false,
         })
@@ -183,6 +204,16 @@ impl KeyInputs {
                 None => field(b'n', b""),
             }
         }
+        for content in &self.contents {
+            field(b'h', &content.path);
+            match &content.digest {
+                Some(digest) => field(b'd', digest),
+                None => field(b'm', b""),
+            }
+        }
+        if let Some(stdin) = &self.stdin {
+            field(b'i', stdin);
+        }
         if let Some(scope) = &self.scope {
             field(b's', scope.as_bytes());
         }
@@ -207,6 +238,19 @@ fn modtime_input(path: &Path) -> ModtimeInput {
     ModtimeInput {
         path: PathBuf::from(path).into_os_string().into_vec(),
         modified,
+    }
+}
+
+/// A `--hash` input: a file that cannot be read keys as "missing", as a
+/// `--modtime` of a missing file does, so the command still runs (and may
+/// say what is wrong better than we could).
+fn content_input(path: &Path) -> ContentInput {
+    let digest = std::fs::File::open(path)
+        .and_then(|mut file| crate::stdin_input::hash_of(&mut file))
+        .ok();
+    ContentInput {
+        path: PathBuf::from(path).into_os_string().into_vec(),
+        digest,
     }
 }
 

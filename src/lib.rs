@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod display;
+pub mod env_defaults;
 pub mod error;
 pub mod exec;
 pub mod exit_codes;
@@ -19,6 +20,7 @@ pub mod lock;
 pub mod output;
 pub mod refresh;
 pub mod startup;
+pub mod stdin_input;
 pub mod store;
 pub mod units;
 
@@ -34,10 +36,14 @@ fn parse_with_clap(args: &[std::ffi::OsString]) -> Result<cli::Cli, clap::Error>
 }
 
 /// Options of `run` and `warm` that take a value (the others are switches).
-const VALUE_OPTIONS: [&str; 9] = [
+const VALUE_OPTIONS: [&str; 13] = [
     "--ttl",
     "--max-age",
     "--timeout",
+    "--jitter",
+    "--stale-marker",
+    "--on-refresh",
+    "--hash",
     "--placeholder",
     "--name",
     "--scope",
@@ -112,6 +118,26 @@ fn usage_hint(args: &[std::ffi::OsString]) -> Option<String> {
     None
 }
 
+/// clap's message for an unknown option, without its tip "to pass '--bogus'
+/// as a value, use '-- --bogus'": no option of ours takes such a value, and
+/// after `--` it would become the command. A tip of a similar option stays.
+#[cold]
+fn without_value_tip(message: &str) -> String {
+    let mut text = String::new();
+    let mut lines = message.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim_start().starts_with("tip: to pass '") {
+            if lines.peek().is_some_and(|next| next.trim().is_empty()) {
+                lines.next();
+            }
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
 /// Parses the command line (`args`, program name first), runs it, and turns
 /// the outcome into an exit status. Errors print as one `cacheback: ...` line;
 /// a closed stdout ends quietly.
@@ -120,13 +146,18 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
         Some(cli) => Ok(cli),
         None => parse_with_clap(&args),
     };
-    let cli = match parsed {
+    let mut cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             if err.use_stderr()
                 && let Some(hint) = usage_hint(&args)
             {
                 output::warn(format_args!("{hint}"));
+                return exit_codes::USAGE;
+            }
+            if err.kind() == clap::error::ErrorKind::UnknownArgument {
+                let text = without_value_tip(&err.render().to_string());
+                let _ = output::write_all(&output::stderr(), text.as_bytes());
                 return exit_codes::USAGE;
             }
             let _ = err.print();
@@ -139,6 +170,10 @@ pub fn main(args: Vec<std::ffi::OsString>) -> u8 {
             };
         }
     };
+    if let Err(message) = env_defaults::apply(&mut cli) {
+        output::warn(format_args!("{}", usage_hint(&args).unwrap_or(message)));
+        return exit_codes::USAGE;
+    }
     match cmd::dispatch(cli) {
         Ok(code) => code,
         Err(err) if err.is_broken_pipe() => exit_codes::SUCCESS,

@@ -89,7 +89,7 @@ pub fn start(
     {
         return Ok(Counted::Yes); // a refresh landed between our read and our lock
     }
-    if !in_backoff(store, key, args.ttl, current.as_ref(), now_ms) {
+    if !in_backoff(store, key, args.ttl(), current.as_ref(), now_ms) {
         spawn(store, key, args, &lock)?;
     }
     Ok(Counted::Yes)
@@ -219,7 +219,10 @@ fn fork_detached(keep: Option<RawFd>, body: impl FnOnce() -> u8) -> Result<()> {
         .write(true)
         .open("/dev/null")
         .map_err(|err| Error::path("/dev/null", err))?;
-    for fd in [0, 1] {
+    // Input captured by `--stdin` stays at fd 0 (a private temp file, not
+    // the caller's pipe): the refresher's runs read it there.
+    let first = i32::from(crate::stdin_input::is_captured());
+    for fd in first..2 {
         // SAFETY: dup2 onto standard descriptors the caller is done with.
         unsafe { libc::dup2(null.as_raw_fd(), fd) };
     }
@@ -269,7 +272,8 @@ fn wait_for_eof(pipe: &OwnedFd) {
 }
 
 /// Cuts the refresher (already in a session of its own) off from the caller:
-/// default SIGHUP, /dev/null for stdio, and no inherited descriptor but the lock.
+/// default SIGHUP, /dev/null for stdio (but `--stdin`'s captured input), and
+/// no inherited descriptor but the lock.
 fn detach(keep: Option<RawFd>) {
     // SAFETY: restores the default the command should inherit (an ignored
     // signal would stay ignored across its exec).
@@ -279,7 +283,8 @@ fn detach(keep: Option<RawFd>) {
         .write(true)
         .open("/dev/null")
     {
-        for fd in 0..3 {
+        let first = i32::from(crate::stdin_input::is_captured());
+        for fd in first..3 {
             // SAFETY: dup2 onto the standard descriptors, which nothing else uses in the child.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }

@@ -77,6 +77,55 @@ fn scaled(number: &str, unit: u128) -> Option<u128> {
     decimal(whole)?.checked_mul(unit)?.checked_add(parts)
 }
 
+/// Parses a `--timeout`: a duration, but not zero, which would kill every
+/// run before it started.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "a timeout of '{text}' would kill every run at once; give a length of time such as 30s or 5m, or leave --timeout out for none"
+        )),
+        limit => Ok(limit),
+    }
+}
+
+/// How much later than its TTL a stored value may go stale (`--jitter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jitter {
+    /// Up to this many hundredths of a percent of the TTL (`10%` is 1000).
+    PercentOfTtl(u32),
+    /// Up to this long.
+    Fixed(Duration),
+}
+
+impl Jitter {
+    /// The largest delay, in milliseconds, for a value stored under `ttl`.
+    pub fn max_ms(self, ttl: Duration) -> u64 {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        match self {
+            Jitter::PercentOfTtl(hundredths) => {
+                (u128::from(ttl_ms) * u128::from(hundredths) / 10_000) as u64
+            }
+            Jitter::Fixed(limit) => u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Parses `--jitter`: a percentage of the TTL (`10%`, `2.5%`) or a duration (`30s`).
+pub fn parse_jitter(text: &str) -> Result<Jitter, String> {
+    let Some(percent) = text.trim().strip_suffix('%') else {
+        return parse_duration(text).map(Jitter::Fixed);
+    };
+    let (number, rest) = split_decimal(percent.trim());
+    match scaled(number, 100) {
+        Some(hundredths) if rest.is_empty() && hundredths <= 1_000_000 => {
+            Ok(Jitter::PercentOfTtl(hundredths as u32))
+        }
+        _ => Err(format!(
+            "invalid jitter '{text}': give a percentage of the TTL such as 10% or a duration such as 30s"
+        )),
+    }
+}
+
 /// Parses a byte size such as `4096`, `512K`, `100M`, `1.5G` (binary
 /// multiples, rounded down to a byte; a trailing `B`/`iB` is allowed).
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -116,6 +165,24 @@ pub fn format_duration_brief(duration: Duration) -> String {
         }
     }
     text
+}
+
+/// A value's age for `--stale-marker`'s `{age}`: at most two units, no
+/// padding, whole seconds (`42s`, `5m7s`, `2h3m`, `3d`), so a one-line status
+/// stays short.
+pub fn format_age(duration: Duration) -> String {
+    let text = format_duration_brief(Duration::from_secs(duration.as_secs()));
+    let text = if text.ends_with("ms") {
+        "0s".to_owned()
+    } else {
+        text
+    };
+    match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) if text[at + 1..].starts_with('0') && text.len() > at + 2 => {
+            format!("{}{}", &text[..=at], &text[at + 2..])
+        }
+        _ => text,
+    }
 }
 
 /// Formats a byte count with a binary unit: `512B`, `1.0KiB`, `12.3MiB`.
@@ -260,5 +327,40 @@ mod tests {
         assert_eq!(format_utc(951_827_696_000), "2000-02-29T12:34:56Z");
         assert_eq!(format_utc(1_795_508_340_999), "2026-11-24T08:19:00Z");
         assert_eq!(format_size(1536), "1.5KiB");
+    }
+
+    #[test]
+    fn jitter_is_a_percentage_or_a_duration() {
+        assert_eq!(parse_jitter("10%"), Ok(Jitter::PercentOfTtl(1000)));
+        assert_eq!(parse_jitter("2.5%"), Ok(Jitter::PercentOfTtl(250)));
+        assert_eq!(
+            parse_jitter("30s"),
+            Ok(Jitter::Fixed(Duration::from_secs(30)))
+        );
+        for bad in ["%", "-5%", "10 %x", "ten%", "1e3%", "20000%"] {
+            assert!(parse_jitter(bad).is_err(), "{bad}");
+        }
+        let hour = Duration::from_secs(3600);
+        assert_eq!(Jitter::PercentOfTtl(1000).max_ms(hour), 360_000);
+        assert_eq!(Jitter::Fixed(Duration::from_secs(5)).max_ms(hour), 5_000);
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("0s").is_err());
+        assert_eq!(parse_timeout("1s"), Ok(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn ages_are_short() {
+        let age = |secs| format_age(Duration::from_secs(secs));
+        assert_eq!(format_age(Duration::from_millis(400)), "0s");
+        assert_eq!(age(42), "42s");
+        assert_eq!(age(307), "5m7s");
+        assert_eq!(age(600), "10m");
+        assert_eq!(age(7380), "2h3m");
+        assert_eq!(age(3 * 86400), "3d");
+        assert_eq!(age(86400 + 5 * 3600), "1d5h");
     }
 }

@@ -10,4 +10,5 @@ mod harness;
 mod layout;
 mod manage;
 mod model;
+mod prompts;
 mod run;

@@ -423,10 +423,7 @@ fn show_by_name_picks_the_most_recently_used_of_several() {
     let out = cache.cacheback(&["show", "--name", "here", "--stdout"]);
     assert_eq!(stdout(&out).trim(), two.to_str().unwrap());
     let meta = stdout(&cache.cacheback(&["show", "--name", "here"]));
-    assert!(
-        meta.contains("1 more entries are labelled 'here'"),
-        "{meta}"
-    );
+    assert!(meta.contains("1 more entry is labelled 'here'"), "{meta}");
     assert!(meta.contains(&format!("--cwd {}", two.display())), "{meta}");
 }
 

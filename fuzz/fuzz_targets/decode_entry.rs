@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use cacheback::key::Key;
-use cacheback::store::entry::{Details, PREAMBLE_LEN, Preamble};
+use cacheback::store::entry::{Details, FORMAT_VERSION, FORMAT_VERSION_1, PREAMBLE_LEN, Preamble};
 use cacheback::store::{FileKind, FsStore};
 use libfuzzer_sys::fuzz_target;
 
@@ -38,13 +38,15 @@ fn write_private(path: &PathBuf, data: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = Details::decode(data);
+    for version in [FORMAT_VERSION, FORMAT_VERSION_1] {
+        let _ = Details::decode(data, version);
+    }
     if let Ok(preamble) = Preamble::decode(data, data.len() as u64) {
         let start = preamble.details_start() as usize;
         let end = start + preamble.details_len as usize;
         assert!(end <= data.len(), "validated lengths point past the file");
         assert!(preamble.total_len() == Some(data.len() as u64));
-        let _ = Details::decode(&data[start..end]);
+        let _ = Details::decode(&data[start..end], preamble.version);
     }
     // A short head (as the hit path reads it) must be handled like a long one.
     let _ = Preamble::decode(&data[..data.len().min(PREAMBLE_LEN)], data.len() as u64);

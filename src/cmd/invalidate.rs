@@ -171,13 +171,23 @@ fn mark_stale_and_plan(
             None,
         ));
     }
+    if args.key.stdin {
+        // Its input was never stored: only a caller who has it can refresh it.
+        return Ok((
+            format!(
+                "marked {title} stale; not refreshed now: it is keyed on its input (--stdin), so \
+                 the next `run` with that input refreshes it"
+            ),
+            None,
+        ));
+    }
     let inputs =
         KeyInputs::gather(&args, store).map_err(|err| Error::io("reading key inputs", err))?;
     if inputs.key() != info.key {
         return Ok((
             format!(
-                "marked {title} stale; not refreshed now: its --env/--modtime inputs differ here, \
-                 so the next `run` that uses it refreshes it"
+                "marked {title} stale; not refreshed now: its --env/--modtime/--hash inputs differ \
+                 here, so the next `run` that uses it refreshes it"
             ),
             None,
         ));
@@ -227,9 +237,14 @@ fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
     let inputs = &details.inputs;
     let os = |bytes: &Vec<u8>| OsString::from_vec(bytes.clone());
     RunArgs {
-        ttl: Duration::from_millis(details.ttl_ms),
+        ttl: Some(Duration::from_millis(details.ttl_ms)),
         max_age: details.max_age_ms.map(Duration::from_millis),
         timeout: None,
+        // Not recorded: the original jitter stays in the entry until this
+        // refresh replaces it, and the hook belongs to the callers' command line.
+        jitter: None,
+        stale_marker: None,
+        on_refresh: None,
         no_wait: false,
         placeholder: None,
         force: false,
@@ -243,6 +258,12 @@ fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
                 .iter()
                 .map(|modtime| PathBuf::from(os(&modtime.path)))
                 .collect(),
+            hash: inputs
+                .contents
+                .iter()
+                .map(|content| PathBuf::from(os(&content.path)))
+                .collect(),
+            stdin: inputs.stdin.is_some(),
             scope: inputs.scope.clone(),
         },
         command: inputs.argv.iter().map(os).collect(),

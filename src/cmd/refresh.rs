@@ -1,5 +1,9 @@
 //! The detached background run, in the child that `refresh::spawn` forked.
 
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
 use crate::cli::RunArgs;
 use crate::exit_codes;
 use crate::key::{Key, KeyInputs};
@@ -23,20 +27,53 @@ pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
     let Some(inputs) = current else {
         return exit_codes::SUCCESS;
     };
+    let before = args
+        .on_refresh
+        .as_ref()
+        .and_then(|_| store.stdout_digest(key));
     let mut status = exit_codes::SUCCESS;
+    let mut stored = false;
     for _ in 0..MAX_RUNS {
         match super::run::execute(store, key, &inputs, args, lock, false) {
             // Marked stale while it ran: the result may predate what the user
             // reacted to, so run again while we hold the lock.
-            Ok(ran) if ran.committed == Some(Committed::StoredStale) => continue,
-            Ok(_) => {}
+            Ok(ran) if ran.committed == Some(Committed::StoredStale) => {
+                stored = true;
+                continue;
+            }
+            Ok(ran) => stored |= ran.committed == Some(Committed::Stored),
             Err(err) => status = err.exit_code(),
         }
         break;
+    }
+    if let Some(hook) = &args.on_refresh
+        && stored
+        && store
+            .stdout_digest(key)
+            .is_some_and(|after| Some(after) != before)
+    {
+        notify(hook, args, key);
     }
     let _ = events::fold(store, key, lock);
     // This entry's lock stays held until we exit, so gc passes over it: fine,
     // it was just refreshed.
     super::gc::maybe_daily(store, super::run::now_ms());
     status
+}
+
+/// Runs the `--on-refresh` hook with `sh -c`, detached (its own process
+/// group, no stdio) and not waited for: a slow hook must not hold the lock,
+/// and a status bar's `pkill -RTMIN+8 i3blocks` needs nothing back. The label
+/// and key tell a hook shared by several entries which one changed.
+fn notify(hook: &OsStr, args: &RunArgs, key: &Key) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(hook)
+        .env("CACHEBACK_NAME", args.name.as_deref().unwrap_or(""))
+        .env("CACHEBACK_KEY", key.to_hex())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
 }

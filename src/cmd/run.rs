@@ -5,7 +5,8 @@
 //! Nothing else happens before the user has their output.
 
 use std::mem::MaybeUninit;
-use std::time::{Duration, UNIX_EPOCH};
+use std::os::unix::ffi::OsStrExt as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::RunArgs;
 /// The clock moved to [`crate::clock`]; the other subcommands still read it here.
@@ -47,8 +48,11 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
         let mut head = head_buffer();
         match store.open(&key, FileKind::Entry, &mut head) {
             Ok(Some(entry)) if entry.preamble.is_usable(now, args.max_age.map(millis)) => {
-                let stale = entry.preamble.is_stale(now, millis(args.ttl));
-                let code = replay(&entry);
+                let stale = entry.preamble.is_stale(now, millis(args.ttl()));
+                let code = match &args.stale_marker {
+                    Some(marker) if stale => replay_marked(store, &key, &entry, marker, now),
+                    _ => replay(&entry),
+                };
                 if !stale {
                     events::record(store, &key, Event::Hit);
                     return Ok(code);
@@ -66,6 +70,19 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
             Ok(_) => {}
             Err(err) => damaged = Some(err),
         }
+    }
+    if !args.key.stdin {
+        crate::stdin_input::warn_if_ignored();
+    }
+    if let Some(max_age) = args.max_age
+        && max_age <= args.ttl()
+    {
+        output::warn(format_args!(
+            "--max-age ({}) is not longer than --ttl ({}): an entry is never served stale, so \
+             every refresh makes callers wait",
+            crate::units::format_duration_brief(max_age),
+            crate::units::format_duration_brief(args.ttl())
+        ));
     }
     if args.no_wait {
         return start_in_background(store, &key, args, now);
@@ -160,9 +177,30 @@ fn run_in_foreground(
             return uncached_after(&err, args);
         }
     };
+    report_timeout(ran.termination, args);
     match &ran.stdout_error {
         Some(err) => Ok(stdout_failed(err)),
         None => Ok(exit_status(ran.termination.exit_code())),
+    }
+}
+
+/// Says why a foreground run ended with status 124, which the command's own
+/// output does not: it was killed at its `--timeout`.
+fn report_timeout(termination: Termination, args: &RunArgs) {
+    if let (Termination::TimedOut, Some(limit)) = (termination, args.timeout) {
+        output::warn(format_args!(
+            "{} was killed after the {} --timeout (exit status 124)",
+            KeyInputs {
+                argv: args
+                    .command
+                    .iter()
+                    .map(|arg| arg.as_bytes().to_vec())
+                    .collect(),
+                ..KeyInputs::default()
+            }
+            .command_line(),
+            crate::units::format_duration_brief(limit)
+        ));
     }
 }
 
@@ -194,7 +232,7 @@ pub fn execute(
     let details = Details {
         inputs: inputs.clone(),
         name: args.name.clone(),
-        ttl_ms: millis(args.ttl),
+        ttl_ms: millis(args.ttl()),
         max_age_ms: args.max_age.map(millis),
     };
     let timeout = if foreground {
@@ -222,6 +260,7 @@ pub fn execute(
                 exit_code: i32::from(err.exit_code()),
                 finished_ms: now_ms(),
                 duration_ms: 0,
+                jitter_ms: 0,
                 failures,
                 stdout_len: 0,
             };
@@ -268,6 +307,7 @@ pub fn execute(
             .duration_since(UNIX_EPOCH)
             .map_or(0, millis),
         duration_ms: millis(outcome.duration),
+        jitter_ms: if as_entry { draw_jitter(args, key) } else { 0 },
         failures,
         stdout_len: outcome.stdout_len,
     };
@@ -300,6 +340,30 @@ pub fn execute(
     })
 }
 
+/// A random delay up to `--jitter` for a value about to be stored. It needs
+/// to differ between entries stored in the same instant and between hosts,
+/// not to be unpredictable: the key, the clock's nanoseconds and the process
+/// id, hashed, are enough.
+fn draw_jitter(args: &RunArgs, key: &Key) -> u32 {
+    let Some(jitter) = args.jitter else {
+        return 0;
+    };
+    let limit = jitter.max_ms(args.ttl()).min(u64::from(u32::MAX));
+    if limit == 0 {
+        return 0;
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let seed = crate::key::sha256(&[
+        key.to_hex().as_bytes(),
+        &nanos.to_le_bytes(),
+        &std::process::id().to_le_bytes(),
+    ]);
+    let draw = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
+    (draw % (limit + 1)) as u32
+}
+
 /// Where a result is stored, and the consecutive-failure count its record
 /// carries: the entry (count 0) when `as_entry`, else the failure record,
 /// one more than the failures since the last success.
@@ -323,6 +387,7 @@ fn consecutive_failures(store: &FsStore, key: &Key) -> u32 {
 /// Runs the command without any cache, passing its output and status through.
 pub fn run_uncached(args: &RunArgs) -> Result<u8> {
     let outcome = exec::run(uncached(args))?;
+    report_timeout(outcome.termination, args);
     Ok(exit_status(outcome.termination.exit_code()))
 }
 
@@ -343,6 +408,37 @@ fn uncached(args: &RunArgs) -> Invocation<'_> {
 /// get its output. Stderr failures cannot be reported anywhere.
 fn replay(entry: &StoredEntry<'_>) -> u8 {
     let delivered = entry.copy_stdout(&output::stdout());
+    let _ = entry.copy_stderr(&output::stderr());
+    match delivered {
+        Err(err) if !output::is_broken_pipe(&err) => stdout_failed(&err),
+        _ => exit_status(entry.preamble.exit_code),
+    }
+}
+
+/// [`replay`] for a stale hit with `--stale-marker`: the marker goes after the
+/// cached stdout, before its final newline, so a one-line status stays one
+/// line. Only a stale hit comes here: a fresh one pays nothing for the option.
+#[cold]
+#[inline(never)]
+fn replay_marked(
+    store: &FsStore,
+    key: &Key,
+    entry: &StoredEntry<'_>,
+    marker: &std::ffi::OsStr,
+    now: u64,
+) -> u8 {
+    use std::os::unix::ffi::OsStrExt;
+    let failing = store
+        .peek(key, FileKind::Failure)
+        .is_some_and(|failure| failure.failed_since(Some(&entry.preamble)));
+    let age = entry.preamble.age_ms(now).map_or_else(
+        || "?".to_owned(),
+        |age| crate::units::format_age(Duration::from_millis(age)),
+    );
+    let text = String::from_utf8_lossy(marker.as_bytes())
+        .replace("{age}", &age)
+        .replace("{state}", if failing { "failing" } else { "stale" });
+    let delivered = entry.copy_stdout_marked(&output::stdout(), text.as_bytes());
     let _ = entry.copy_stderr(&output::stderr());
     match delivered {
         Err(err) if !output::is_broken_pipe(&err) => stdout_failed(&err),

@@ -32,10 +32,15 @@ pub fn run(store: &FsStore, args: &ShowArgs) -> Result<u8> {
     let mut text = describe(info, now);
     if infos.len() > 1 {
         let name = display::escape(info.name().unwrap_or_default());
+        let others = infos.len() - 1;
         let _ = writeln!(
             text,
-            "\n{} more entries are labelled '{name}'; `cacheback stats {name}` lists them all.",
-            infos.len() - 1,
+            "\n{others} more {} labelled '{name}'; `cacheback stats {name}` lists them all.",
+            if others == 1 {
+                "entry is"
+            } else {
+                "entries are"
+            },
         );
     }
     (&*output::stdout())
@@ -102,7 +107,21 @@ fn describe(info: &EntryInfo, now: u64) -> String {
         let brief = |millis: u64| format_duration_brief(std::time::Duration::from_millis(millis));
         field("ttl", &brief(details.ttl_ms));
         field("max age", &details.max_age_ms.map_or("-".into(), brief));
-        let keyed = keyed_on(info);
+        if let Some(entry) = &info.entry {
+            let jitter = u64::from(entry.jitter_ms);
+            if jitter > 0 {
+                field("jitter", &format!("+{} (drawn when stored)", brief(jitter)));
+            }
+        }
+        if let Some(stale_at) = info.stale_at_ms() {
+            let when = if stale_at > now {
+                format!("in {}", ms(stale_at - now))
+            } else {
+                ago(now, stale_at)
+            };
+            field("stale at", &format!("{} ({when})", format_utc(stale_at)));
+        }
+        let keyed = info.keyed_on();
         field(
             "keyed on",
             if keyed.is_empty() {
@@ -131,7 +150,7 @@ fn describe(info: &EntryInfo, now: u64) -> String {
                     }
                 ),
             );
-            field("duration", &ms(entry.duration_ms));
+            field("duration", &ms(u64::from(entry.duration_ms)));
             field("exit status", &entry.exit_code.to_string());
             field(
                 "output",
@@ -186,35 +205,4 @@ fn describe(info: &EntryInfo, now: u64) -> String {
         None => field("last failure", "-"),
     }
     text
-}
-
-/// What besides the command the key was derived from, in `run`'s option terms.
-fn keyed_on(info: &EntryInfo) -> String {
-    let Some(details) = &info.details else {
-        return String::new();
-    };
-    let inputs = &details.inputs;
-    let shown = |bytes: &[u8]| display::escape_bytes(bytes).into_owned();
-    let mut parts = Vec::new();
-    if let Some(cwd) = &inputs.cwd {
-        parts.push(format!("--cwd {}", shown(cwd)));
-    }
-    for env in &inputs.env {
-        let state = if env.value_hash.is_some() {
-            ""
-        } else {
-            " (unset)"
-        };
-        parts.push(format!("--env {}{state}", shown(&env.name)));
-    }
-    for modtime in &inputs.modtimes {
-        let when = modtime.modified.map_or("missing".into(), |(secs, nanos)| {
-            format_utc(secs.max(0) as u64 * 1000 + u64::from(nanos / 1_000_000))
-        });
-        parts.push(format!("--modtime {} ({when})", shown(&modtime.path)));
-    }
-    if let Some(scope) = &inputs.scope {
-        parts.push(format!("--scope {}", display::escape(scope)));
-    }
-    parts.join(", ")
 }

@@ -23,7 +23,9 @@ const TITLE_WIDTH: usize = 40;
 const FAILURE_WIDTH: usize = 60;
 
 /// Runs `cacheback stats`.
-pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
+/// `dir_origin` says where the directory's name came from (see
+/// [`crate::cache_dir::origin`]), for the line about a directory that cannot serve.
+pub fn run(store: &FsStore, args: &StatsArgs, dir_origin: &str) -> Result<u8> {
     let now = super::run::now_ms();
     let dir = {
         use std::os::unix::ffi::OsStrExt;
@@ -69,11 +71,17 @@ pub fn run(store: &FsStore, args: &StatsArgs) -> Result<u8> {
             Some(problem) if infos.is_empty() => {
                 text = text.replacen(
                     "no cached entries\n",
-                    &format!("no cached entries: cache directory {dir}: {problem}\n"),
+                    &format!(
+                        "no cached entries: cache directory {dir} ({dir_origin}): {problem}\n"
+                    ),
                     1,
                 );
             }
-            Some(problem) => text.push_str(&format!("cache directory {dir}: {problem}\n")),
+            Some(problem) => {
+                text.push_str(&format!(
+                    "cache directory {dir} ({dir_origin}): {problem}\n"
+                ));
+            }
             None => text.push_str(&format!("cache directory: {dir}\n")),
         }
         text
@@ -106,7 +114,7 @@ fn last_run(info: &EntryInfo) -> Option<(i32, u64)> {
         (Some(entry), Some(failure)) if failure.finished_ms > entry.finished_ms => {
             Some((failure.exit_code, failure.duration_ms))
         }
-        (Some(entry), _) => Some((entry.exit_code, entry.duration_ms)),
+        (Some(entry), _) => Some((entry.exit_code, u64::from(entry.duration_ms))),
         (None, Some(failure)) => Some((failure.exit_code, failure.duration_ms)),
         (None, None) => None,
     }
@@ -153,6 +161,29 @@ fn state_colour(state: State) -> &'static str {
     }
 }
 
+/// The NAME column: each entry's label or command line, cut to width; where
+/// several rows would read the same (one `git rev-parse` per directory with
+/// `--cwd`, say), each also says what it is keyed on, which tells them apart.
+fn titles(infos: &[EntryInfo]) -> Vec<String> {
+    let plain: Vec<String> = infos.iter().map(EntryInfo::title).collect();
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for title in &plain {
+        *seen.entry(title).or_default() += 1;
+    }
+    infos
+        .iter()
+        .zip(&plain)
+        .map(|(info, title)| {
+            let keyed = info.keyed_on();
+            if seen[title.as_str()] > 1 && !keyed.is_empty() {
+                format!("{} [{}]", cut(title, TITLE_WIDTH), cut(&keyed, TITLE_WIDTH))
+            } else {
+                cut(title, TITLE_WIDTH)
+            }
+        })
+        .collect()
+}
+
 fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour: bool) -> String {
     const HEADER: [&str; 9] = [
         "NAME",
@@ -168,7 +199,8 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour:
     // Columns after the first two hold numbers and read best right-aligned.
     const RIGHT: [bool; 9] = [false, false, true, true, true, true, true, true, false];
     let mut rows: Vec<[String; 9]> = vec![HEADER.map(str::to_owned)];
-    for info in infos {
+    let titles = titles(infos);
+    for (info, title) in infos.iter().zip(titles) {
         let (exit, run) = last_run(info).map_or(("-".into(), "-".into()), |(code, duration)| {
             (code.to_string(), ms(duration))
         });
@@ -188,7 +220,7 @@ fn table(infos: &[EntryInfo], now: u64, disk_bytes: u64, filtered: bool, colour:
             (None, None) => String::new(),
         };
         rows.push([
-            cut(&info.title(), TITLE_WIDTH),
+            title,
             info.state.as_str().to_owned(),
             match info.age_ms(now) {
                 Some(age) => ms(age),
@@ -284,6 +316,16 @@ struct JsonEntry {
     finished_in_future: bool,
     ttl_secs: Option<u64>,
     max_age_secs: Option<u64>,
+    /// When the stored value goes stale: finish time + TTL + jitter.
+    stale_at: Option<String>,
+    /// The `--jitter` delay drawn for the stored value.
+    jitter_ms: Option<u32>,
+    /// What besides the command the key was derived from, as `show` says it.
+    keyed_on: String,
+    /// The `--cwd` directory, when keyed on it.
+    cwd: Option<String>,
+    /// The `--scope`, when keyed on one.
+    scope: Option<String>,
     finished_at: Option<String>,
     idle_secs: Option<u64>,
     size_bytes: u64,
@@ -332,6 +374,13 @@ impl JsonEntry {
             finished_in_future: info.finished_in_future,
             ttl_secs: details.map(|d| secs(d.ttl_ms)),
             max_age_secs: details.and_then(|d| d.max_age_ms).map(secs),
+            stale_at: info.stale_at_ms().map(format_utc),
+            jitter_ms: info.entry.map(|entry| entry.jitter_ms),
+            keyed_on: info.keyed_on(),
+            cwd: details
+                .and_then(|d| d.inputs.cwd.as_ref())
+                .map(|cwd| String::from_utf8_lossy(cwd).into_owned()),
+            scope: details.and_then(|d| d.inputs.scope.clone()),
             finished_at: info.entry.map(|entry| format_utc(entry.finished_ms)),
             idle_secs: match info.last_read_ms() {
                 0 => None,

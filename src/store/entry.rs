@@ -13,6 +13,12 @@
 //! The first eight bytes (magic, version) will never move: any other magic or
 //! version is reported as unsupported and treated as a miss, so two versions
 //! of cacheback can share a directory without either misreading the other.
+//!
+//! Version 2 split version 1's 64-bit run duration into a 32-bit duration and
+//! the 32-bit `--jitter` delay (same offsets, same size), and added the
+//! `--hash` and `--stdin` inputs to the details. Version 1 entries are still
+//! read: their duration's high half is zero, which reads as no jitter, and
+//! their details as having neither input.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +26,10 @@ use crate::key::KeyInputs;
 
 /// Identifies a cacheback entry file.
 pub const MAGIC: [u8; 4] = *b"CBKe";
-/// The entry format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The entry format this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The older format this build still reads (see the module docs).
+pub const FORMAT_VERSION_1: u32 = 1;
 /// Encoded size of [`Preamble`].
 pub const PREAMBLE_LEN: usize = 56;
 /// Byte offset of [`Preamble::flags`], rewritten in place by `invalidate --refresh`.
@@ -48,8 +56,11 @@ pub struct Preamble {
     pub exit_code: i32,
     /// When the run finished, in milliseconds since the Unix epoch; the entry's age counts from here.
     pub finished_ms: u64,
-    /// How long the run took, in milliseconds.
-    pub duration_ms: u64,
+    /// How long the run took, in milliseconds (saturating at 49 days).
+    pub duration_ms: u32,
+    /// How much later than its TTL this value goes stale (`--jitter`), in
+    /// milliseconds, drawn when it was stored.
+    pub jitter_ms: u32,
     /// Length of the encoded [`Details`].
     pub details_len: u32,
     /// Consecutive failed runs this record ends (0 for a success); drives refresh back-off.
@@ -123,15 +134,19 @@ impl Preamble {
             return Err(FormatError::BadMagic);
         }
         let version = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
             return Err(FormatError::UnsupportedVersion { got: version });
         }
         if head.len() < PREAMBLE_LEN {
             return Err(FormatError::Truncated(file_len));
         }
-        let (preamble, _): (Preamble, usize) =
+        let (mut preamble, _): (Preamble, usize) =
             bincode::serde::decode_from_slice(&head[..PREAMBLE_LEN], preamble_config())
                 .map_err(|_| FormatError::Corrupt("unreadable preamble"))?;
+        if version == FORMAT_VERSION_1 && preamble.jitter_ms != 0 {
+            // The high half of a version-1 duration: a run of over 49 days.
+            (preamble.duration_ms, preamble.jitter_ms) = (u32::MAX, 0);
+        }
         if preamble.details_len > MAX_DETAILS_LEN {
             return Err(FormatError::Corrupt("details too large"));
         }
@@ -189,9 +204,19 @@ impl Preamble {
         now_ms.checked_sub(self.finished_ms)
     }
 
-    /// Whether the value is due for a refresh at `now_ms` under `ttl_ms`.
+    /// Whether the value is due for a refresh at `now_ms` under `ttl_ms`
+    /// (moved later by the value's own jitter).
     pub fn is_stale(&self, now_ms: u64, ttl_ms: u64) -> bool {
-        self.forced_stale() || self.age_ms(now_ms).is_none_or(|age| age >= ttl_ms)
+        self.forced_stale()
+            || self
+                .age_ms(now_ms)
+                .is_none_or(|age| age >= self.stale_after_ms(ttl_ms))
+    }
+
+    /// The age at which this value goes stale under `ttl_ms`: the TTL plus
+    /// the jitter drawn when it was stored.
+    pub fn stale_after_ms(&self, ttl_ms: u64) -> u64 {
+        ttl_ms.saturating_add(u64::from(self.jitter_ms))
     }
 
     /// Whether the value may be served at all under a hard `--max-age`.
@@ -206,11 +231,62 @@ impl Details {
         bincode::serde::encode_to_vec(self, details_config()).expect("details always encode")
     }
 
-    /// Decodes details; any malformed input is an error, never a panic.
-    pub fn decode(bytes: &[u8]) -> Result<Details, FormatError> {
-        match bincode::serde::decode_from_slice(bytes, details_config()) {
-            Ok((details, used)) if used == bytes.len() => Ok(details),
-            _ => Err(FormatError::Corrupt("unreadable details")),
+    /// Decodes the details of an entry of format `version`; any malformed
+    /// input is an error, never a panic.
+    pub fn decode(bytes: &[u8], version: u32) -> Result<Details, FormatError> {
+        if version == FORMAT_VERSION_1 {
+            return decode_exactly::<v1::Details>(bytes).map(Details::from);
+        }
+        decode_exactly(bytes)
+    }
+}
+
+fn decode_exactly<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FormatError> {
+    match bincode::serde::decode_from_slice(bytes, details_config()) {
+        Ok((details, used)) if used == bytes.len() => Ok(details),
+        _ => Err(FormatError::Corrupt("unreadable details")),
+    }
+}
+
+/// The details as format version 1 wrote them: no `--hash` or `--stdin` inputs.
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::key::{EnvInput, ModtimeInput};
+
+    #[derive(Deserialize)]
+    pub struct KeyInputs {
+        argv: Vec<Vec<u8>>,
+        cwd: Option<Vec<u8>>,
+        env: Vec<EnvInput>,
+        modtimes: Vec<ModtimeInput>,
+        scope: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Details {
+        inputs: KeyInputs,
+        name: Option<String>,
+        ttl_ms: u64,
+        max_age_ms: Option<u64>,
+    }
+
+    impl From<Details> for super::Details {
+        fn from(old: Details) -> super::Details {
+            let inputs = old.inputs;
+            super::Details {
+                inputs: crate::key::KeyInputs {
+                    argv: inputs.argv,
+                    cwd: inputs.cwd,
+                    env: inputs.env,
+                    modtimes: inputs.modtimes,
+                    scope: inputs.scope,
+                    ..Default::default()
+                },
+                name: old.name,
+                ttl_ms: old.ttl_ms,
+                max_age_ms: old.max_age_ms,
+            }
         }
     }
 }
@@ -227,6 +303,7 @@ mod tests {
             exit_code: 3,
             finished_ms: 1_700_000_000_000,
             duration_ms: 1234,
+            jitter_ms: 0,
             details_len: 10,
             failures: 0,
             stdout_len: 100,
@@ -287,8 +364,44 @@ mod tests {
             max_age_ms: None,
         };
         let mut bytes = details.encode();
-        assert_eq!(Details::decode(&bytes), Ok(details));
+        assert_eq!(Details::decode(&bytes, FORMAT_VERSION), Ok(details));
         bytes.push(0);
-        assert!(Details::decode(&bytes).is_err());
+        assert!(Details::decode(&bytes, FORMAT_VERSION).is_err());
+    }
+
+    #[test]
+    fn version_1_entries_still_read() {
+        // A version-1 preamble: the duration a u64 where jitter now sits.
+        let mut bytes = Preamble {
+            version: FORMAT_VERSION_1,
+            ..sample()
+        }
+        .encode();
+        let len = sample().total_len().unwrap();
+        let read = Preamble::decode(&bytes, len).unwrap();
+        assert_eq!((read.duration_ms, read.jitter_ms), (1234, 0));
+        bytes[28] = 1; // a duration of over 49 days
+        let read = Preamble::decode(&bytes, len).unwrap();
+        assert_eq!((read.duration_ms, read.jitter_ms), (u32::MAX, 0));
+
+        // Version-1 details: the key inputs without contents and stdin.
+        let mut old = Vec::new();
+        let config = details_config();
+        let argv: Vec<Vec<u8>> = vec![b"date".to_vec()];
+        let inputs = (
+            argv,
+            None::<Vec<u8>>,
+            Vec::<u8>::new(),
+            Vec::<u8>::new(),
+            Some("s"),
+        );
+        old.extend(bincode::serde::encode_to_vec(inputs, config).unwrap());
+        let rest = (Some("label"), 5000u64, None::<u64>);
+        old.extend(bincode::serde::encode_to_vec(rest, config).unwrap());
+        let details = Details::decode(&old, FORMAT_VERSION_1).unwrap();
+        assert_eq!(details.inputs.argv, [b"date".to_vec()]);
+        assert_eq!(details.inputs.scope.as_deref(), Some("s"));
+        assert_eq!(details.name.as_deref(), Some("label"));
+        assert_eq!(details.ttl_ms, 5000);
     }
 }

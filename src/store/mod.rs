@@ -16,7 +16,7 @@ pub mod entry;
 pub mod events;
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt};
@@ -163,6 +163,17 @@ impl FsStore {
     pub fn peek(&self, key: &Key, kind: FileKind) -> Option<Preamble> {
         let mut head = [MaybeUninit::uninit(); PREAMBLE_LEN];
         Some(self.open(key, kind, &mut head).ok()??.preamble)
+    }
+
+    /// SHA-256 of a key's cached stdout, when its entry is readable: tells
+    /// whether a refresh changed the value (`--on-refresh`).
+    pub fn stdout_digest(&self, key: &Key) -> Option<[u8; crate::key::KEY_LEN]> {
+        let mut head = [MaybeUninit::uninit(); PREAMBLE_LEN];
+        let entry = self.open(key, FileKind::Entry, &mut head).ok()??;
+        let (start, len) = (entry.preamble.stdout_start(), entry.preamble.stdout_len);
+        let mut stdout = Read::take(&entry.file, len);
+        (&entry.file).seek(io::SeekFrom::Start(start)).ok()?;
+        crate::stdin_input::hash_of(&mut stdout).ok()
     }
 
     /// Takes a key's lock if it is free.
@@ -344,6 +355,28 @@ impl StoredEntry<'_> {
         self.copy_range(self.preamble.stdout_start(), self.preamble.stdout_len, out)
     }
 
+    /// Writes the cached stdout to `out` with `marker` inserted before its
+    /// final newline (or at its end, when it has none).
+    pub fn copy_stdout_marked(&self, out: &File, marker: &[u8]) -> io::Result<()> {
+        let (start, len) = (self.preamble.stdout_start(), self.preamble.stdout_len);
+        let newline = len > 0 && self.byte_at(start + len - 1)? == b'\n';
+        self.copy_range(start, len - u64::from(newline), out)?;
+        crate::output::write_all(out, marker)?;
+        if newline {
+            crate::output::write_all(out, b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn byte_at(&self, at: u64) -> io::Result<u8> {
+        if let Some(&byte) = usize::try_from(at).ok().and_then(|at| self.head.get(at)) {
+            return Ok(byte);
+        }
+        let mut byte = [0u8];
+        self.file.read_exact_at(&mut byte, at)?;
+        Ok(byte[0])
+    }
+
     /// Writes the cached stderr to `out`.
     pub fn copy_stderr(&self, out: &File) -> io::Result<()> {
         self.copy_range(self.preamble.stderr_start(), self.preamble.stderr_len, out)
@@ -370,7 +403,7 @@ impl StoredEntry<'_> {
         let mut bytes = vec![0u8; self.preamble.details_len as usize];
         self.file
             .read_exact_at(&mut bytes, self.preamble.details_start())?;
-        Ok(Details::decode(&bytes)?)
+        Ok(Details::decode(&bytes, self.preamble.version)?)
     }
 
     /// Reads at most the last `limit` bytes of the cached stderr.
@@ -498,6 +531,8 @@ pub struct RunRecord {
     pub finished_ms: u64,
     /// How long the run took, in milliseconds.
     pub duration_ms: u64,
+    /// The `--jitter` delay drawn for this value, in milliseconds.
+    pub jitter_ms: u32,
     /// Consecutive failures this record ends (0 for a success).
     pub failures: u32,
     /// Bytes of stdout already written through [`EntryWriter::stdout`].
@@ -571,7 +606,8 @@ impl EntryWriter {
             flags,
             exit_code: record.exit_code,
             finished_ms: record.finished_ms,
-            duration_ms: record.duration_ms,
+            duration_ms: u32::try_from(record.duration_ms).unwrap_or(u32::MAX),
+            jitter_ms: record.jitter_ms,
             details_len: self.details_len,
             failures: record.failures,
             stdout_len: record.stdout_len,
