@@ -24,9 +24,11 @@ cargo package --quiet --no-verify --allow-dirty --locked >&2
 rm -rf "$UNPACK"
 mkdir -p "$UNPACK"
 tar -xzf "$crate" -C "$UNPACK"
-# From a directory outside the repository and outside the unpacked crate (its
-# .cargo/config.toml, shipped in the package, is not read for a registry
-# crate either).
+# The package carries .cargo/config.toml, and `cargo install --path` reads
+# the config of the directory it installs from (a crate from a registry is
+# built without it): remove it, so the build is the registry's.
+rm -rf "$UNPACK/cacheback-$version/.cargo"
+# From a directory outside the repository, so no config of it applies.
 cd "$UNPACK"
 env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARGET -u CACHEBACK_REQUIRE_TUNED \
   cargo install --quiet --locked --force --path "cacheback-$version" \

@@ -154,8 +154,11 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Runs `command` with its stdout sent to stderr: this program's stdout is
+/// the path it made, for scripts (cargo-deb prints the path too).
 fn run(command: &mut Command) -> Result<(), String> {
     let status = command
+        .stdout(std::io::stderr())
         .status()
         .map_err(|err| format!("running {command:?}: {err}"))?;
     if status.success() {
