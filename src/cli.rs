@@ -98,9 +98,9 @@ const RUN_LONG_ABOUT: &str = "\
 Print a command's cached output, refreshing it in the background when stale.
 
 The command is run directly (no shell) with the caller's environment and working \
-directory, and stdin from /dev/null. Its stdout, stderr and exit status are cached \
-together as one entry, keyed by the command's arguments (and by whatever --cwd, \
---env, --modtime and --scope add).
+directory, and stdin from /dev/null (with --stdin, the caller's input). Its stdout, \
+stderr and exit status are cached together as one entry, keyed by the command's \
+arguments (and by whatever --cwd, --env, --modtime, --hash, --stdin and --scope add).
 
   Fresh hit  the entry is younger than --ttl: its stdout, stderr and exit status \
 are replayed; the command does not run.
@@ -114,7 +114,10 @@ the --placeholder is printed instead and the command runs in the background.
 
 A run that fails (non-zero exit, killed, timed out) never replaces a stored entry: \
 callers keep getting the last good value, the failure is recorded for `cacheback \
-stats`, and refreshes back off (doubling from 10s, at most one TTL).";
+stats`, and refreshes back off (doubling from 10s, at most one TTL).
+
+CACHEBACK_TTL, CACHEBACK_SCOPE and CACHEBACK_STALE_MARKER set defaults for --ttl, \
+--scope and --stale-marker; the flags win, and an empty variable counts as unset.";
 
 const RUN_AFTER_HELP: &str = "\
 Examples:

@@ -15,7 +15,7 @@ use crate::store::FsStore;
 
 /// Runs the parsed command line and returns the exit status.
 pub fn dispatch(cli: Cli) -> Result<u8> {
-    let origin = cache_dir::origin(cli.cache_dir.is_some());
+    let flag_given = cli.cache_dir.is_some();
     let dir = cache_dir::resolve(cli.cache_dir);
     if let (Command::Run(args), Err(err)) = (&cli.command, &dir) {
         // Without a cache the command must still do its job.
@@ -25,18 +25,20 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let store = FsStore::new(dir?);
     match cli.command {
         Command::Run(args) => run::run(&store, &args),
-        other => manage(&store, other, origin),
+        other => manage(&store, other, flag_given),
     }
 }
 
 /// Every subcommand but `run`, out of line so that their inlined bodies do
 /// not grow the stack frame every cache hit passes through.
 #[inline(never)]
-fn manage(store: &FsStore, command: Command, dir_origin: &str) -> Result<u8> {
+/// `dir_flag_given`: the directory came from `--cache-dir`, which `stats`
+/// says when the directory cannot serve.
+fn manage(store: &FsStore, command: Command, dir_flag_given: bool) -> Result<u8> {
     match command {
         // Handled by `dispatch`; here only so the match needs no panic.
         Command::Run(args) => run::run(store, &args),
-        Command::Stats(args) => stats::run(store, &args, dir_origin),
+        Command::Stats(args) => stats::run(store, &args, cache_dir::origin(dir_flag_given)),
         Command::Show(args) => show::run(store, &args),
         Command::Invalidate(args) => invalidate::run(store, &args),
         Command::Warm(args) => warm::run(store, &args.run),

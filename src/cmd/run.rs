@@ -49,9 +49,14 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
         match store.open(&key, FileKind::Entry, &mut head) {
             Ok(Some(entry)) if entry.preamble.is_usable(now, args.max_age.map(millis)) => {
                 let stale = entry.preamble.is_stale(now, millis(args.ttl()));
-                let code = match &args.stale_marker {
-                    Some(marker) if stale => replay_marked(store, &key, &entry, marker, now),
-                    _ => replay(&entry),
+                let marker = if stale {
+                    crate::env_defaults::stale_marker(args)
+                } else {
+                    None
+                };
+                let code = match &marker {
+                    Some(marker) => replay_marked(store, &key, &entry, marker, now),
+                    None => replay(&entry),
                 };
                 if !stale {
                     events::record(store, &key, Event::Hit);
