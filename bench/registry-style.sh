@@ -28,6 +28,9 @@ tar -xzf "$crate" -C "$UNPACK"
 # the config of the directory it installs from (a crate from a registry is
 # built without it): remove it, so the build is the registry's.
 rm -rf "$UNPACK/cacheback-$version/.cargo"
+# The archive's files carry one fixed date, so cargo would take a changed
+# source for the one it built last time: date them now.
+find "$UNPACK" -exec touch {} +
 # From a directory outside the repository, so no config of it applies.
 cd "$UNPACK"
 env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARGET -u CACHEBACK_REQUIRE_TUNED \
