@@ -227,3 +227,21 @@ impl Cache {
         wait_until(limit, || self.processes().is_empty())
     }
 }
+
+/// Whether `program` is installed. Without it a test that needs it is
+/// skipped, saying so, so that `cargo test` works on a machine with only the
+/// Rust toolchain; `.ci/run` installs every such program and sets
+/// `CACHEBACK_TESTS_NEED_ALL=1`, which turns a missing one into a failure, so
+/// CI can never pass by skipping.
+pub fn installed(program: &str, test: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if !found {
+        assert!(
+            std::env::var_os("CACHEBACK_TESTS_NEED_ALL").is_none(),
+            "{test}: `{program}` is not installed, and CACHEBACK_TESTS_NEED_ALL is set"
+        );
+        eprintln!("SKIPPED {test}: `{program}` is not installed (.ci/run installs it)");
+    }
+    found
+}

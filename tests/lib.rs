@@ -11,4 +11,5 @@ mod layout;
 mod manage;
 mod model;
 mod prompts;
+mod redis_client;
 mod run;

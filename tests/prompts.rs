@@ -57,6 +57,24 @@ fn stale_marker_says_failing_when_the_last_refresh_failed() {
     let marked = cache.run(&args);
     assert_eq!(stdout(&marked), "ok (2h failing)", "no newline: at the end");
     assert_eq!(marked.status.code(), Some(0), "the value's own status");
+
+    // A fresh value with a failed run after it (a `warm` from cron while
+    // the value is fresh) is marked too; a success clears the mark.
+    let cache = Cache::new();
+    cache.run(&args);
+    fs::write(cache.work().join("broken"), "").unwrap();
+    let warm = ["warm", "--ttl", "1m", "--", "sh", "-c", body];
+    cache.cacheback(&warm);
+    assert!(cache.settled(Duration::from_secs(20)));
+    let marked = stdout(&cache.run(&args));
+    assert!(
+        marked.starts_with("ok (") && marked.ends_with("s failing)"),
+        "{marked}"
+    );
+    fs::remove_file(cache.work().join("broken")).unwrap();
+    cache.cacheback(&warm);
+    assert!(cache.settled(Duration::from_secs(20)));
+    assert_eq!(stdout(&cache.run(&args)), "ok");
 }
 
 #[test]

@@ -49,13 +49,13 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
         match store.open(&key, FileKind::Entry, &mut head) {
             Ok(Some(entry)) if entry.preamble.is_usable(now, args.max_age.map(millis)) => {
                 let stale = entry.preamble.is_stale(now, millis(args.ttl()));
-                let marker = if stale {
+                let marker = if stale || entry.preamble.failed_since_stored() {
                     crate::env_defaults::stale_marker(args)
                 } else {
                     None
                 };
                 let code = match &marker {
-                    Some(marker) => replay_marked(store, &key, &entry, marker, now),
+                    Some(marker) => replay_marked(&entry, marker, now),
                     None => replay(&entry),
                 };
                 if !stale {
@@ -272,7 +272,10 @@ pub fn execute(
             let message = format!("cacheback: {err}\n");
             // Counted whether or not it could be stored, as any failed run.
             events::record_held(lock, Event::Failure);
-            let _ = writer.commit(lock, store, key, kind, record, &mut message.as_bytes());
+            let committed = writer.commit(lock, store, key, kind, record, &mut message.as_bytes());
+            if kind == FileKind::Failure && matches!(committed, Ok(Committed::Stored)) {
+                store.flag_entry_failed(key);
+            }
             return Err(err);
         }
         Err(err) => return Err(err),
@@ -319,6 +322,9 @@ pub fn execute(
     let committed = writer.commit(lock, store, key, kind, record, &mut outcome.stderr);
     let committed = match committed {
         Ok(committed) => {
+            if kind == FileKind::Failure && committed == Committed::Stored {
+                store.flag_entry_failed(key);
+            }
             events::record_held(
                 lock,
                 if success {
@@ -420,22 +426,15 @@ fn replay(entry: &StoredEntry<'_>) -> u8 {
     }
 }
 
-/// [`replay`] for a stale hit with `--stale-marker`: the marker goes after the
-/// cached stdout, before its final newline, so a one-line status stays one
-/// line. Only a stale hit comes here: a fresh one pays nothing for the option.
+/// [`replay`] for a hit with `--stale-marker` on a value that is stale or
+/// has a failed run after it (a flag in the preamble already read): the marker
+/// goes after the cached stdout, before its final newline, so a one-line
+/// status stays one line. A fresh hit pays nothing for the option.
 #[cold]
 #[inline(never)]
-fn replay_marked(
-    store: &FsStore,
-    key: &Key,
-    entry: &StoredEntry<'_>,
-    marker: &std::ffi::OsStr,
-    now: u64,
-) -> u8 {
+fn replay_marked(entry: &StoredEntry<'_>, marker: &std::ffi::OsStr, now: u64) -> u8 {
     use std::os::unix::ffi::OsStrExt;
-    let failing = store
-        .peek(key, FileKind::Failure)
-        .is_some_and(|failure| failure.failed_since(Some(&entry.preamble)));
+    let failing = entry.preamble.failed_since_stored();
     let age = entry.preamble.age_ms(now).map_or_else(
         || "?".to_owned(),
         |age| crate::units::format_age(Duration::from_millis(age)),

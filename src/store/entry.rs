@@ -40,6 +40,14 @@ pub const FINISHED_OFFSET: u64 = 16;
 pub const FLAG_FORCED_STALE: u32 = 1;
 /// Flag: stored by a run with `--cache-failures`, which is part of its key.
 pub const FLAG_CACHE_FAILURES: u32 = 2;
+/// Flag: a run after this value failed (set in place when the failure is
+/// recorded), so a hit can say so (`--stale-marker`) from the preamble it
+/// has read anyway. It has the flags' second byte to itself: setting it
+/// writes only [`FAILED_SINCE_OFFSET`], and can never undo a concurrent
+/// `invalidate --refresh`, which writes the first.
+pub const FLAG_FAILED_SINCE: u32 = 1 << 8;
+/// Byte offset of the byte holding [`FLAG_FAILED_SINCE`].
+pub const FAILED_SINCE_OFFSET: u64 = FLAGS_OFFSET + 1;
 /// Details larger than this are refused as corrupt (argv is limited by the kernel anyway).
 const MAX_DETAILS_LEN: u32 = 16 << 20;
 
@@ -188,6 +196,11 @@ impl Preamble {
     /// True when `invalidate --refresh` marked the entry stale.
     pub fn forced_stale(&self) -> bool {
         self.flags & FLAG_FORCED_STALE != 0
+    }
+
+    /// True when a run after this value failed (see [`FLAG_FAILED_SINCE`]).
+    pub fn failed_since_stored(&self) -> bool {
+        self.flags & FLAG_FAILED_SINCE != 0
     }
 
     /// True when a run with `--cache-failures` stored this.

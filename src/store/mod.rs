@@ -14,6 +14,7 @@
 pub mod block_writer;
 pub mod entry;
 pub mod events;
+pub mod redis;
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -174,6 +175,21 @@ impl FsStore {
         let mut stdout = Read::take(&entry.file, len);
         (&entry.file).seek(io::SeekFrom::Start(start)).ok()?;
         crate::stdin_input::hash_of(&mut stdout).ok()
+    }
+
+    /// Flags a key's entry, if it has one, as having a failed run after it
+    /// ([`entry::FLAG_FAILED_SINCE`]); a later success replaces the file and
+    /// with it the flag. Best effort: the failure record is what counts.
+    pub fn flag_entry_failed(&self, key: &Key) {
+        let Ok(file) = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(self.path(key, FileKind::Entry))
+        else {
+            return;
+        };
+        let byte = (entry::FLAG_FAILED_SINCE >> 8) as u8;
+        let _ = file.write_all_at(&[byte], entry::FAILED_SINCE_OFFSET);
     }
 
     /// Takes a key's lock if it is free.

@@ -1,0 +1,225 @@
+//! One synchronous connection to a Redis-protocol server, with a bounded
+//! wait at every step: a cache must never hang a prompt on a slow network.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::resp::{self, Value};
+use super::url::{StoreUrl, Transport};
+
+/// Default limit on connecting (and on each reply), short enough that a
+/// caller whose store is down loses little before it falls back to the local
+/// cache.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Why talking to the store failed. No variant carries the password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The server could not be reached within the time limit.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The address, without its password.
+        url: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The connection broke, or a reply took too long.
+    #[error("store {url}: {source}")]
+    Io {
+        /// The address, without its password.
+        url: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The server answered with an error (wrong password, no permission...).
+    #[error("store {url} refused {command}: {message}")]
+    Refused {
+        /// The address, without its password.
+        url: String,
+        /// The command's name (never its arguments, which may be a password).
+        command: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Something this build cannot do.
+    #[error("store {url}: {what}")]
+    Unsupported {
+        /// The address, without its password.
+        url: String,
+        /// What.
+        what: &'static str,
+    },
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(stream) => Stream::Tcp(stream.try_clone()?),
+            Stream::Unix(stream) => Stream::Unix(stream.try_clone()?),
+        })
+    }
+
+    fn set_timeouts(&self, limit: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => {
+                stream.set_read_timeout(Some(limit))?;
+                stream.set_write_timeout(Some(limit))
+            }
+            Stream::Unix(stream) => {
+                stream.set_read_timeout(Some(limit))?;
+                stream.set_write_timeout(Some(limit))
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(stream) => stream.read(buf),
+            Stream::Unix(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(stream) => stream.write(buf),
+            Stream::Unix(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.flush(),
+            Stream::Unix(stream) => stream.flush(),
+        }
+    }
+}
+
+/// An open, authenticated connection with its database selected.
+pub struct Connection {
+    reader: BufReader<Stream>,
+    writer: io::BufWriter<Stream>,
+    url: String,
+}
+
+impl Connection {
+    /// Connects within `connect_timeout`, then authenticates and selects the
+    /// database; every later reply must come within `io_timeout`.
+    pub fn open(
+        url: &StoreUrl,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+    ) -> Result<Connection, StoreError> {
+        let shown = url.to_string();
+        let connect_error = |source| StoreError::Connect {
+            url: shown.clone(),
+            source,
+        };
+        let stream = match &url.transport {
+            Transport::Tcp { host, port } => {
+                Stream::Tcp(connect_tcp(host, *port, connect_timeout).map_err(connect_error)?)
+            }
+            Transport::Unix(path) => {
+                Stream::Unix(UnixStream::connect(path).map_err(connect_error)?)
+            }
+            Transport::Tls { .. } => {
+                return Err(StoreError::Unsupported {
+                    url: shown,
+                    what: "TLS (rediss://) is not supported by this build",
+                });
+            }
+        };
+        stream.set_timeouts(io_timeout).map_err(connect_error)?;
+        let reader = BufReader::new(stream.try_clone().map_err(connect_error)?);
+        let mut connection = Connection {
+            reader,
+            writer: io::BufWriter::new(stream),
+            url: shown,
+        };
+        if let Some(password) = &url.password {
+            let password = password.expose().as_bytes();
+            match &url.user {
+                Some(user) => connection.ok(&[b"AUTH", user.as_bytes(), password])?,
+                None => connection.ok(&[b"AUTH", password])?,
+            }
+        }
+        if url.db != 0 {
+            connection.ok(&[b"SELECT", url.db.to_string().as_bytes()])?;
+        }
+        Ok(connection)
+    }
+
+    /// Sends one command and reads its reply; an error reply is [`StoreError::Refused`].
+    pub fn command(&mut self, args: &[&[u8]]) -> Result<Value, StoreError> {
+        let mut replies = self.pipeline(&[args])?;
+        Ok(replies.pop().expect("one reply per command"))
+    }
+
+    /// Sends several commands in one write and reads their replies in order;
+    /// the first error reply fails the whole batch.
+    pub fn pipeline(&mut self, commands: &[&[&[u8]]]) -> Result<Vec<Value>, StoreError> {
+        let io_error = |url: &str, source| StoreError::Io {
+            url: url.to_owned(),
+            source,
+        };
+        for args in commands {
+            resp::write_command(&mut self.writer, args).map_err(|err| io_error(&self.url, err))?;
+        }
+        self.writer
+            .flush()
+            .map_err(|err| io_error(&self.url, err))?;
+        let mut replies = Vec::with_capacity(commands.len());
+        let mut refused = None;
+        for args in commands {
+            let reply =
+                resp::read_value(&mut self.reader).map_err(|err| io_error(&self.url, err))?;
+            if let (Value::Error(message), None) = (&reply, &refused) {
+                refused = Some(StoreError::Refused {
+                    url: self.url.clone(),
+                    command: String::from_utf8_lossy(args.first().copied().unwrap_or_default())
+                        .to_ascii_uppercase(),
+                    message: message.clone(),
+                });
+            }
+            replies.push(reply);
+        }
+        match refused {
+            Some(err) => Err(err),
+            None => Ok(replies),
+        }
+    }
+
+    fn ok(&mut self, args: &[&[u8]]) -> Result<(), StoreError> {
+        self.command(args).map(drop)
+    }
+}
+
+/// Connects to the first address of `host` that answers, all within `limit`.
+fn connect_tcp(host: &str, port: u16, limit: Duration) -> io::Result<TcpStream> {
+    let deadline = Instant::now() + limit;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name has no address");
+    for address in (host, port).to_socket_addrs()? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+        }
+        match TcpStream::connect_timeout(&address, left) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
