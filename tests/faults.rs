@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cacheback::store::entry::{FORMAT_VERSION, Preamble};
+use cacheback::store::entry::{FAILED_SINCE_OFFSET, FORMAT_VERSION, Preamble};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -841,7 +841,12 @@ fn hung_refresh_is_killed_with_its_grandchildren_and_frees_the_lock() {
         !cache.files(".fail").is_empty(),
         "the timeout is recorded as a failure"
     );
-    assert_eq!(fs::read(cache.entry()).unwrap(), good[..]);
+    // The value stays; only the byte marking a failed run since it changes.
+    let mut kept = fs::read(cache.entry()).unwrap();
+    let at = FAILED_SINCE_OFFSET as usize;
+    assert_eq!(kept[at], 1, "the failure is not marked on the value");
+    kept[at] = good[at];
+    assert_eq!(kept, good);
     assert_eq!(settle(&cache, Duration::from_secs(5)), 0);
     report(
         "hung refresh without --timeout",
