@@ -189,3 +189,360 @@ fn tls_addresses_say_they_are_not_supported_yet() {
     let err = connect("rediss://127.0.0.1:1").err().unwrap();
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+mod fleet {
+    use std::time::Duration;
+
+    use cacheback::key::{Key, KeyInputs};
+    use cacheback::store::redis::fleet::CHUNK_LEN;
+    use cacheback::store::redis::{Connection, Fleet, FleetMeta, Published, StoreUrl};
+
+    use super::RedisServer;
+
+    fn fleet(server: &RedisServer) -> Fleet {
+        let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+        let conn = Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        Fleet::new(conn, "cacheback", Duration::from_secs(3600))
+    }
+
+    fn key(name: &str) -> Key {
+        KeyInputs {
+            argv: vec![name.as_bytes().to_vec()],
+            ..KeyInputs::default()
+        }
+        .key()
+    }
+
+    fn meta(finished_ms: u64, stdout_len: u64, stderr_len: u64) -> FleetMeta {
+        FleetMeta {
+            generation: 0,
+            finished_ms,
+            duration_ms: 5,
+            exit_code: 0,
+            jitter_ms: 7,
+            flags: 0,
+            stdout_len,
+            stderr_len,
+            details: b"\x00details\xff".to_vec(),
+        }
+    }
+
+    fn body(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[test]
+    fn a_published_value_reads_back_whole_across_chunks() {
+        let Some(server) = RedisServer::start(&[], "fleet::a_published_value") else {
+            return;
+        };
+        let mut fleet = fleet(&server);
+        let key = key("a");
+        assert_eq!(fleet.meta(&key).unwrap(), None);
+        let lease = fleet
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        assert_eq!(lease.key(), &key);
+        let value = body(2 * CHUNK_LEN + 123, 1);
+        let outcome = fleet
+            .publish(
+                &lease,
+                meta(1000, 2 * CHUNK_LEN as u64, 123),
+                &mut &value[..],
+            )
+            .unwrap();
+        assert_eq!(outcome, Published::Stored);
+        let stored = fleet.meta(&key).unwrap().unwrap();
+        assert_eq!((stored.finished_ms, stored.jitter_ms), (1000, 7));
+        assert_eq!(stored.details, b"\x00details\xff");
+        let mut read = Vec::new();
+        fleet.read_value(&key, &stored, &mut read).unwrap();
+        assert!(read == value, "byte-exact");
+        fleet.release(lease).unwrap();
+    }
+
+    #[test]
+    fn one_lease_at_a_time_and_a_dead_holders_lease_expires() {
+        let Some(server) = RedisServer::start(&[], "fleet::one_lease") else {
+            return;
+        };
+        let (mut a, mut b) = (fleet(&server), fleet(&server));
+        let key = key("lease");
+        let held = a
+            .try_lease(&key, Duration::from_millis(300))
+            .unwrap()
+            .unwrap();
+        assert!(
+            b.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_none()
+        );
+        assert!(a.renew(&held, Duration::from_millis(300)).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        // The holder "died" without releasing: the lease expired.
+        let taken = b.try_lease(&key, Duration::from_secs(10)).unwrap().unwrap();
+        assert!(!a.renew(&held, Duration::from_secs(10)).unwrap(), "lost");
+        a.release(held).unwrap(); // must not release b's lease
+        assert!(
+            a.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_none()
+        );
+        b.release(taken).unwrap();
+        assert!(
+            a.try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_writer_that_lost_its_lease_or_is_older_changes_nothing() {
+        let Some(server) = RedisServer::start(&[], "fleet::a_writer_that_lost") else {
+            return;
+        };
+        let (mut late, mut current) = (fleet(&server), fleet(&server));
+        let key = key("late");
+        let lost = late
+            .try_lease(&key, Duration::from_millis(200))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let lease = current
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let value = body(100, 2);
+        let stored = current.publish(&lease, meta(2000, 100, 0), &mut &value[..]);
+        assert_eq!(stored.unwrap(), Published::Stored);
+        // The late writer finishes after its lease expired: refused.
+        let late_value = body(100, 3);
+        let refused = late.publish(&lost, meta(3000, 100, 0), &mut &late_value[..]);
+        assert_eq!(refused.unwrap(), Published::LeaseLost);
+        // Under a lease, but older than what is stored: refused too.
+        let older = current.publish(&lease, meta(1500, 100, 0), &mut &late_value[..]);
+        assert_eq!(older.unwrap(), Published::Superseded);
+        let meta_now = current.meta(&key).unwrap().unwrap();
+        assert_eq!(meta_now.finished_ms, 2000);
+        let mut read = Vec::new();
+        current.read_value(&key, &meta_now, &mut read).unwrap();
+        assert_eq!(read, value);
+    }
+
+    #[test]
+    fn failures_count_fleet_wide_and_restart_after_a_success() {
+        let Some(server) = RedisServer::start(&[], "fleet::failures_count") else {
+            return;
+        };
+        let (mut host_a, mut host_b) = (fleet(&server), fleet(&server));
+        let key = key("failing");
+        for n in 1..=3u64 {
+            let host = if n == 2 { &mut host_b } else { &mut host_a };
+            let lease = host
+                .try_lease(&key, Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            let failures = host.record_failure(&lease, 1000 + n, 7, b"boom\n").unwrap();
+            assert_eq!(failures, Some(n as u32), "seen from either host");
+            host.release(lease).unwrap();
+        }
+        let failure = host_b.failure(&key).unwrap().unwrap();
+        assert_eq!((failure.failures, failure.exit_code), (3, 7));
+        assert_eq!(failure.stderr_tail, b"boom\n");
+        let lease = host_b
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let value = body(10, 4);
+        host_b
+            .publish(&lease, meta(2000, 10, 0), &mut &value[..])
+            .unwrap();
+        assert_eq!(
+            host_b.record_failure(&lease, 3000, 1, b"").unwrap(),
+            Some(1)
+        );
+        host_b.release(lease).unwrap();
+        let stranger = host_a
+            .try_lease(&key, Duration::from_millis(1))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            host_a.record_failure(&stranger, 4000, 1, b"").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn counters_marks_forgetting_and_listing_work_on_the_fleet_tier() {
+        let Some(server) = RedisServer::start(&[], "fleet::counters_marks") else {
+            return;
+        };
+        let mut fleet = fleet(&server);
+        let managed = key("managed");
+        fleet.count(&managed, "hits").unwrap();
+        fleet.count(&managed, "hits").unwrap();
+        fleet.count(&managed, "misses").unwrap();
+        let mut counts = fleet.counts(&managed).unwrap();
+        counts.sort();
+        assert_eq!(counts, [("hits".to_owned(), 2), ("misses".to_owned(), 1)]);
+
+        assert!(!fleet.mark_stale(&managed).unwrap(), "no value yet");
+        let lease = fleet
+            .try_lease(&managed, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        fleet
+            .publish(&lease, meta(1000, 3, 0), &mut &b"abc"[..])
+            .unwrap();
+        assert!(fleet.mark_stale(&managed).unwrap());
+        assert!(fleet.mark_stale(&managed).unwrap(), "idempotent");
+        assert_eq!(fleet.meta(&managed).unwrap().unwrap().flags, 1);
+
+        // Forgetting takes the lease too: the refresh in flight cannot publish.
+        assert!(fleet.forget(&managed).unwrap());
+        assert_eq!(fleet.meta(&managed).unwrap(), None);
+        let late = fleet.publish(&lease, meta(5000, 3, 0), &mut &b"new"[..]);
+        assert_eq!(late.unwrap(), Published::LeaseLost);
+        assert_eq!(fleet.meta(&managed).unwrap(), None);
+
+        // Listing pages through SCAN's cursor (more keys than one COUNT).
+        let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+        let mut raw =
+            Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
+        let keys: Vec<Key> = (0..2500).map(|n| key(&format!("k{n}"))).collect();
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| format!("cacheback:{{{}}}:meta", k.to_hex()))
+            .collect();
+        let commands: Vec<[&[u8]; 4]> = names
+            .iter()
+            .map(|name| [b"HSET".as_slice(), name.as_bytes(), b"gen", b"1"])
+            .collect();
+        let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
+        raw.pipeline(&commands).unwrap();
+        raw.command(&[b"SET", b"unrelated:{x}:meta", b"1"]).unwrap();
+        let mut expected = keys;
+        expected.sort();
+        assert_eq!(fleet.keys().unwrap(), expected);
+    }
+
+    /// Seeded random interleavings of three hosts taking leases, publishing
+    /// (some late, some older), failing, marking stale and forgetting, checked
+    /// against a model after every step: the header always reads back whole as
+    /// the newest accepted value, and a publish is accepted exactly when its
+    /// lease is still held and its value is newer. Replay a failure with
+    /// `CACHEBACK_FLEET_SEED=<seed>`.
+    #[test]
+    fn random_interleavings_keep_the_fleet_invariants() {
+        let Some(server) = RedisServer::start(&[], "fleet::random_interleavings") else {
+            return;
+        };
+        let seed: u64 = std::env::var("CACHEBACK_FLEET_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("fleet model seed: {seed} (CACHEBACK_FLEET_SEED={seed} replays it)");
+        let mut state = seed;
+        let mut next = move |limit: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % limit
+        };
+        let mut hosts: Vec<Fleet> = (0..3).map(|_| fleet(&server)).collect();
+        let key = key("model");
+        // The model: which host holds the lease (by token identity), and the
+        // newest accepted (finished_ms, body).
+        let mut leases: Vec<Option<cacheback::store::redis::FleetLease>> = vec![None, None, None];
+        let mut holder: Option<usize> = None;
+        let mut stored: Option<(u64, Vec<u8>)> = None;
+        let mut clock = 1000u64;
+        for step in 0..400 {
+            let host = next(3) as usize;
+            let context = format!("seed {seed}, step {step}, host {host}");
+            match next(6) {
+                0 => {
+                    let got = hosts[host]
+                        .try_lease(&key, Duration::from_secs(30))
+                        .unwrap();
+                    assert_eq!(got.is_some(), holder.is_none(), "{context}: lease");
+                    if let Some(lease) = got {
+                        holder = Some(host);
+                        leases[host] = Some(lease);
+                    }
+                }
+                1 | 2 => {
+                    let Some(lease) = &leases[host] else { continue };
+                    clock += 1;
+                    // Sometimes a value produced earlier than what is stored.
+                    let finished = if next(4) == 0 { clock - 500 } else { clock };
+                    let len = [0, 1, 5000, CHUNK_LEN + 7][next(4) as usize];
+                    let value = body(len, next(250) as u8);
+                    let outcome = hosts[host]
+                        .publish(lease, meta(finished, len as u64, 0), &mut &value[..])
+                        .unwrap();
+                    let newer = stored.as_ref().is_none_or(|(at, _)| finished > *at);
+                    let expected = if holder != Some(host) {
+                        Published::LeaseLost
+                    } else if !newer {
+                        Published::Superseded
+                    } else {
+                        Published::Stored
+                    };
+                    assert_eq!(outcome, expected, "{context}: publish");
+                    if outcome == Published::Stored {
+                        stored = Some((finished, value));
+                    }
+                }
+                3 => {
+                    if let Some(lease) = leases[host].take() {
+                        hosts[host].release(lease).unwrap();
+                        if holder == Some(host) {
+                            holder = None;
+                        }
+                    }
+                }
+                4 => {
+                    if next(3) == 0 {
+                        hosts[host].forget(&key).unwrap();
+                        stored = None;
+                        holder = None;
+                    } else {
+                        let marked = hosts[host].mark_stale(&key).unwrap();
+                        assert_eq!(marked, stored.is_some(), "{context}: mark");
+                    }
+                }
+                _ => {
+                    let Some(lease) = &leases[host] else { continue };
+                    let failed = hosts[host].record_failure(lease, clock, 1, b"x").unwrap();
+                    assert_eq!(failed.is_some(), holder == Some(host), "{context}: failure");
+                }
+            }
+            let reader = &mut hosts[next(3) as usize];
+            match (reader.meta(&key).unwrap(), &stored) {
+                (None, None) => {}
+                (Some(header), Some((finished, value))) => {
+                    assert_eq!(header.finished_ms, *finished, "{context}: header");
+                    let mut read = Vec::new();
+                    reader.read_value(&key, &header, &mut read).unwrap();
+                    assert!(read == *value, "{context}: the value reads back whole");
+                }
+                (found, expected) => panic!(
+                    "{context}: header {:?}, model {:?}",
+                    found.map(|h| h.finished_ms),
+                    expected.as_ref().map(|(at, _)| at)
+                ),
+            }
+        }
+    }
+}

@@ -199,6 +199,11 @@ impl Connection {
         }
     }
 
+    /// The server's address, without its password, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     fn ok(&mut self, args: &[&[u8]]) -> Result<(), StoreError> {
         self.command(args).map(drop)
     }
