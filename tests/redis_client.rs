@@ -185,6 +185,56 @@ fn a_stopped_server_costs_a_bounded_wait_and_a_dead_one_fails_at_once() {
 }
 
 #[test]
+fn a_store_found_down_is_skipped_for_a_while_by_every_caller_then_retried() {
+    use cacheback::store::redis::health;
+    let Some(server) = RedisServer::start(&[], "a_store_found_down") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
+    let limit = Duration::from_millis(200);
+    assert!(matches!(
+        health::connect(dir.path(), &url, limit),
+        Some(Ok(_))
+    ));
+    drop(server);
+    let first = health::connect(dir.path(), &url, limit);
+    assert!(
+        matches!(first, Some(Err(_))),
+        "the first caller hears of it"
+    );
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert!(
+            health::connect(dir.path(), &url, limit).is_none(),
+            "skipped"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "without waiting"
+    );
+    // Back up, and the marker is old: the next caller tries and clears it.
+    let Some(again) = RedisServer::start(&[], "a_store_found_down") else {
+        return;
+    };
+    let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", again.port), None).unwrap();
+    let marker = dir.path().join(health::DOWN_MARKER);
+    let old = std::time::SystemTime::now() - health::DOWN_FOR - Duration::from_secs(1);
+    std::fs::File::options()
+        .write(true)
+        .open(&marker)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(matches!(
+        health::connect(dir.path(), &url, limit),
+        Some(Ok(_))
+    ));
+    assert!(!marker.exists());
+}
+
+#[test]
 fn tls_addresses_say_they_are_not_supported_yet() {
     let err = connect("rediss://127.0.0.1:1").err().unwrap();
     assert!(err.to_string().contains("TLS"), "{err}");
@@ -544,5 +594,66 @@ mod fleet {
                 ),
             }
         }
+    }
+
+    /// Two hosts (two local cache dirs) and one fleet: a value produced on A
+    /// is published, filled into B's local cache, and served there by the
+    /// binary byte for byte with A's age, without running B's command.
+    #[test]
+    fn a_value_crosses_from_one_hosts_cache_to_anothers() {
+        use cacheback::store::FsStore;
+        use cacheback::store::tiers::{self, Shared};
+
+        let Some(server) = RedisServer::start(&[], "fleet::a_value_crosses") else {
+            return;
+        };
+        let (host_a, host_b) = (crate::harness::Cache::new(), crate::harness::Cache::new());
+        let script = "head -c 3000000 $W/value; echo err >&2; echo run >> $W/runs";
+        let args = ["--ttl", "1h", "--", "sh", "-c", script];
+        let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(host_a.work().join("value"), &value).unwrap();
+        std::fs::write(host_b.work().join("value"), b"B's own value").unwrap();
+        assert!(host_a.run(&args).status.success());
+        host_a.backdate(600);
+
+        let key = KeyInputs {
+            argv: ["sh", "-c", script]
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            ..KeyInputs::default()
+        }
+        .key();
+        let mut fleet = fleet(&server);
+        let lease = fleet
+            .try_lease(&key, Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        let store_a = FsStore::new(host_a.dir());
+        let too_large = tiers::publish_local(&store_a, &key, &mut fleet, &lease, 1000).unwrap();
+        assert_eq!(too_large, Shared::TooLarge { len: 3_000_004 });
+        let shared = tiers::publish_local(&store_a, &key, &mut fleet, &lease, u64::MAX).unwrap();
+        assert_eq!(shared, Shared::Fleet(Published::Stored));
+
+        let store_b = FsStore::new(host_b.dir());
+        store_b.prepare().unwrap();
+        let (lock, _) = store_b.lock(&key).unwrap();
+        let meta = fleet.meta(&key).unwrap().unwrap();
+        tiers::fill_local(&store_b, &lock, &key, &mut fleet, &meta).unwrap();
+        drop(lock);
+
+        let served = host_b.run(&args);
+        assert!(served.stdout == value, "B serves A's value byte for byte");
+        assert_eq!(served.stderr, b"err\n");
+        assert_eq!(host_b.count("runs"), 0, "B ran nothing");
+        let age = |cache: &crate::harness::Cache| {
+            let json = cache.cacheback(&["stats", "--json"]).stdout;
+            let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            json["entries"][0]["finished_at"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(age(&host_a), age(&host_b), "one production time everywhere");
     }
 }

@@ -15,6 +15,7 @@ pub mod block_writer;
 pub mod entry;
 pub mod events;
 pub mod redis;
+pub mod tiers;
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};

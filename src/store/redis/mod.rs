@@ -9,6 +9,7 @@
 
 pub mod conn;
 pub mod fleet;
+pub mod health;
 pub mod resp;
 pub mod url;
 

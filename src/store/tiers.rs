@@ -1,0 +1,134 @@
+//! Copying values between the two tiers: the local cache directory (near,
+//! per host) and the fleet store (shared).
+//!
+//! A copy keeps the time the value was produced, wherever that was, so every
+//! host judges its age alike; and it goes through each tier's own atomic
+//! write (the local temp file and rename, the fleet's publish script), so a
+//! reader of either tier sees the old value or the new one, never a mix.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::mem::MaybeUninit;
+
+use super::entry::{Details, FORMAT_VERSION, PREAMBLE_LEN};
+use super::redis::{Fleet, FleetLease, FleetMeta, Published, StoreError};
+use super::{Committed, FileKind, FsStore, RunRecord, StderrSource};
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::lock::EntryLock;
+
+/// Largest value copied to the fleet by default; larger ones stay local
+/// (the caller warns once). Above the 100 MiB outputs the fleet is tested
+/// with, below what would strain a server's memory.
+pub const DEFAULT_FLEET_MAX_VALUE: u64 = 256 << 20;
+
+/// Stores the fleet's value of `key` (described by `meta`) as the local
+/// entry, under the local lock; the fleet's chunks stream into the local
+/// temp file, one chunk in memory at a time.
+pub fn fill_local(
+    store: &FsStore,
+    lock: &EntryLock,
+    key: &Key,
+    fleet: &mut Fleet,
+    meta: &FleetMeta,
+) -> Result<Committed> {
+    let details = Details::decode(&meta.details, FORMAT_VERSION)
+        .map_err(|err| Error::io("reading the fleet's value", io::Error::other(err)))?;
+    let writer = store.writer(lock, &details)?;
+    let mut sink = writer
+        .stdout_sink()
+        .map_err(|err| Error::io("preparing the copy", err))?;
+    // Stdout and stderr arrive as one stream, already in the file's order.
+    fleet
+        .read_value(key, meta, &mut sink)
+        .map_err(|err| fleet_error(&err))?;
+    io::Write::flush(&mut sink).map_err(|err| Error::io("writing the copy", err))?;
+    drop(sink);
+    let record = RunRecord {
+        exit_code: meta.exit_code,
+        finished_ms: meta.finished_ms,
+        duration_ms: meta.duration_ms,
+        jitter_ms: meta.jitter_ms,
+        failures: 0,
+        stdout_len: meta.stdout_len,
+    };
+    writer.commit(
+        lock,
+        store,
+        key,
+        FileKind::Entry,
+        record,
+        &mut AlreadyWritten(meta.stderr_len),
+    )
+}
+
+/// What became of [`publish_local`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// The fleet answered (stored, or kept a newer value, or the lease was lost).
+    Fleet(Published),
+    /// Larger than the fleet's limit: it stays local.
+    TooLarge {
+        /// Its size.
+        len: u64,
+    },
+    /// There is no local entry to share.
+    Nothing,
+}
+
+/// Publishes the local entry of `key` to the fleet under `lease`, unless it
+/// is larger than `max_len`.
+pub fn publish_local(
+    store: &FsStore,
+    key: &Key,
+    fleet: &mut Fleet,
+    lease: &FleetLease,
+    max_len: u64,
+) -> Result<Shared> {
+    let mut head = [MaybeUninit::uninit(); PREAMBLE_LEN];
+    let Some(entry) = store
+        .open(key, FileKind::Entry, &mut head)
+        .map_err(|err| Error::io("reading the entry", io::Error::other(err.to_string())))?
+    else {
+        return Ok(Shared::Nothing);
+    };
+    let preamble = entry.preamble;
+    let len = preamble.stdout_len + preamble.stderr_len;
+    if len > max_len {
+        return Ok(Shared::TooLarge { len });
+    }
+    let details = entry
+        .details()
+        .map_err(|err| Error::io("reading the entry", io::Error::other(err.to_string())))?;
+    let meta = FleetMeta {
+        generation: 0,
+        finished_ms: preamble.finished_ms,
+        duration_ms: u64::from(preamble.duration_ms),
+        exit_code: preamble.exit_code,
+        jitter_ms: preamble.jitter_ms,
+        flags: preamble.flags & super::entry::FLAG_CACHE_FAILURES,
+        stdout_len: preamble.stdout_len,
+        stderr_len: preamble.stderr_len,
+        details: details.encode(),
+    };
+    let mut file = entry.file();
+    file.seek(SeekFrom::Start(preamble.stdout_start()))
+        .map_err(|err| Error::io("reading the entry", err))?;
+    let published = fleet
+        .publish(lease, meta, &mut Read::take(file, len))
+        .map_err(|err| fleet_error(&err))?;
+    Ok(Shared::Fleet(published))
+}
+
+/// Stderr that is already in the file: the fleet sends a value's stdout and
+/// stderr as one stream, which the stdout sink wrote in full.
+struct AlreadyWritten(u64);
+
+impl StderrSource for AlreadyWritten {
+    fn copy_to(&mut self, _out: &std::fs::File) -> io::Result<u64> {
+        Ok(self.0)
+    }
+}
+
+fn fleet_error(err: &StoreError) -> Error {
+    Error::io("the fleet store", io::Error::other(err.to_string()))
+}
