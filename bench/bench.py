@@ -313,9 +313,15 @@ class Bench:
         }
         if args.cacheback:
             self.tools["cacheback"] = os.path.abspath(args.cacheback)
+        # The same cacheback built two more ways, for the hit table only: the
+        # static musl binary, and the registry-style build (no
+        # .cargo/config.toml flags), so what each way costs is visible.
+        for name, path in variant_paths(args):
+            if path:
+                self.tools[name] = os.path.abspath(path)
         if args.bkt:
             self.tools["bkt"] = os.path.abspath(args.bkt)
-        self.install_contenders(["floor", "floor-std", "cacheback", "bkt"])
+        self.install_contenders(["floor", "floor-std", "cacheback", *VARIANT_NAMES, "bkt"])
         self.base_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
@@ -367,9 +373,9 @@ class Bench:
     def tool_cmd(self, tool, cache_dir, ttl, cmd, stale=None):
         """argv and env that run `cmd` through a caching tool."""
         env = dict(self.base_env)
-        if tool == "cacheback":
+        if tool == "cacheback" or tool in VARIANT_NAMES:
             env["CACHEBACK_DIR"] = cache_dir
-            return [self.tools["cacheback"], "run", "--ttl", ttl, "--", *cmd], env
+            return [self.tools[tool], "run", "--ttl", ttl, "--", *cmd], env
         if tool == "bkt":
             env["BKT_CACHE_DIR"] = cache_dir
             argv = [self.tools["bkt"], f"--ttl={ttl}"]
@@ -461,7 +467,7 @@ class Bench:
         return argv, env
 
     def case_hits(self, sizes, reps_for):
-        tools = [t for t in ("bkt", "cacheback") if self.has(t)]
+        tools = [t for t in ("bkt", "cacheback", *VARIANT_NAMES) if self.has(t)]
         out = {}
         for size in sizes:
             p = self.payload(size)
@@ -836,7 +842,7 @@ class Bench:
         cs = [("floor", [self.tools["floor"], p], self.base_env),
               ("floor-std", [self.tools["floor-std"], p], self.base_env),
               ("cat", [self.tools["cat"], p], self.base_env)]
-        for t in ("bkt", "cacheback"):
+        for t in ("bkt", "cacheback", *VARIANT_NAMES):
             if self.has(t):
                 d = self.fresh_dir(f"tools-{t}")
                 argv, env = self.warm_hit(t, d, p, data)
@@ -1025,6 +1031,12 @@ def write_report(res, args, path_md, path_svg, tools):
     L.append(f"- python: {sys.version.split()[0]} (harness)")
     L.append(f"- cacheback: {cmd_version([tools['cacheback'], '--version']) if 'cacheback' in tools else 'not built'}")
     L.append(f"- bkt: {cmd_version([tools['bkt'], '--version']) if 'bkt' in tools else 'not run'}")
+    L.append("- cacheback-musl: the same source built for `x86_64-unknown-linux-musl` (static, tuned flags); "
+             + ("timed in the hit cases only" if "cacheback-musl" in tools else "not run"))
+    L.append("- cacheback-untuned: the same source as a crates.io user builds it (`cargo package`, unpacked and "
+             "built outside the repository, so `.cargo/config.toml` is not read: dynamic, PIE, sha2 picks its "
+             "backend at run time; `bench/registry-style.sh`); "
+             + ("timed in the hit cases only" if "cacheback-untuned" in tools else "not run"))
     L.append(f"- cat: {cmd_version([tools['cat'], '--version'])}")
     L.append("- floor: `bench/floor` (static Rust binary: open the file, sendfile(2) it to stdout) — "
              "the cost of starting a process and printing cached bytes")
@@ -1224,7 +1236,7 @@ def fmt_tick(ns):
 
 def summary(L, cases):
     """Headline table: one row per measurement, one column per contender."""
-    names = ["floor", "floor-std", "cat", "bkt", "cacheback"]
+    names = ["floor", "floor-std", "cat", "bkt", "cacheback", *VARIANT_NAMES]
     rows = []
     for key, c in cases.get("hit", {}).items():
         r = c["results"]
@@ -1285,7 +1297,7 @@ def summary(L, cases):
                 cells.append("—")
                 continue
             cell = fmt(v)
-            if show_ratio and n in ("floor-std", "bkt", "cacheback", "cat"):
+            if show_ratio and n in ("floor-std", "bkt", "cacheback", "cat", *VARIANT_NAMES):
                 cell += f" ({fmt_ratio(ratio(v, vals.get('floor')))} / {fmt_ratio(ratio(v, vals.get('bkt')))})"
             cells.append(cell)
         L.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -1324,7 +1336,7 @@ def write_svg(res, path):
         return mt + ph - (math.log10(v) - math.log10(y_lo)) / (math.log10(y_hi) - math.log10(y_lo)) * ph
 
     colors = {"floor": "#6b7280", "floor-std": "#9ca3af", "cat": "#2563eb", "bkt": "#d97706",
-              "cacheback": "#059669"}
+              "cacheback": "#059669", "cacheback-musl": "#7c3aed", "cacheback-untuned": "#db2777"}
     dashes = {"floor": "4 3", "floor-std": "2 2", "cat": "1 3"}
     o = []
     o.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
@@ -1373,6 +1385,13 @@ def write_svg(res, path):
         f.write("\n".join(o) + "\n")
 
 
+VARIANT_NAMES = ("cacheback-musl", "cacheback-untuned")
+
+
+def variant_paths(args):
+    return [("cacheback-musl", args.cacheback_musl), ("cacheback-untuned", args.cacheback_untuned)]
+
+
 def main():
     if sys.version_info < (3, 9) or not hasattr(os, "pidfd_open"):
         sys.exit("bench: needs Python >= 3.9 on Linux >= 5.3 (os.pidfd_open, os.posix_spawn)")
@@ -1381,6 +1400,8 @@ def main():
     ap.add_argument("--floor", required=True)
     ap.add_argument("--floor-std", required=True)
     ap.add_argument("--cacheback")
+    ap.add_argument("--cacheback-musl", help="cacheback built for x86_64-unknown-linux-musl (hit cases)")
+    ap.add_argument("--cacheback-untuned", help="cacheback built registry-style (hit cases)")
     ap.add_argument("--bkt")
     ap.add_argument("--work", required=True, help="scratch dir (payloads, cache dirs)")
     ap.add_argument("--out-md", required=True)

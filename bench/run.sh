@@ -7,13 +7,15 @@
 #                          valgrind; exits non-zero if anything is wrong;
 #                          writes its report to a temp dir, not the repo
 #
-# Builds what it needs: cacheback (cargo build --release), bench/floor, and
-# bkt 0.8.2 (cargo install into bench/.work/bkt, kept between runs).  Installs
+# Builds what it needs: cacheback (cargo build --release, and for the hit
+# table also for x86_64-unknown-linux-musl and registry-style, see below),
+# bench/floor, and bkt 0.8.2 (cargo install into bench/.work/bkt, kept between runs).  Installs
 # valgrind/strace with apt-get when missing (full run only).
 #
 # Knobs (env): BENCH_REPS_1K BENCH_REPS_1M BENCH_REPS_100M BENCH_REPS_MISS
 #   BENCH_REPS_STALE BENCH_REPS_STALE_SHORT BENCH_STALE_GAP_MS BENCH_REPS_ENTRIES BENCH_WARMUP BENCH_ENTRIES="10 100000"
 #   BENCH_CONCURRENCY="50 200" BENCH_PREFILL_MAX_S BENCH_STALE_TTL_MS
+#   BENCH_UNTUNED=PATH (a registry-style cacheback; a smoke run times it only when given)
 #   BENCH_NO_BKT=1 (skip bkt)  BENCH_NO_CACHEBACK=1 (harness development only)
 #   BENCH_KEEP=1 (keep the scratch cache dirs under bench/.work)
 #   BENCH_NO_SETTLE=1 (do not wait 5 min after the last run's scratch removal)
@@ -102,6 +104,26 @@ if [ "${BENCH_NO_CACHEBACK:-0}" != 1 ]; then
   CACHEBACK="$(cd "$ROOT" && cargo_exe cacheback --bin cacheback)"
 fi
 
+# The hit table also times cacheback built for static musl and built
+# registry-style (bench/registry-style.sh). A full run builds both; a smoke
+# run builds the musl one and takes the registry-style one only when given
+# (BENCH_UNTUNED=path, as .ci/run does), as building it costs minutes.
+CACHEBACK_MUSL=""
+CACHEBACK_UNTUNED="${BENCH_UNTUNED:-}"
+if [ "${BENCH_NO_CACHEBACK:-0}" != 1 ]; then
+  if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    say "building cacheback for x86_64-unknown-linux-musl"
+    CACHEBACK_MUSL="$(cd "$ROOT" && cargo_exe cacheback --bin cacheback --target x86_64-unknown-linux-musl)"
+  else
+    say "x86_64-unknown-linux-musl is not installed (rustup target add x86_64-unknown-linux-musl)"
+    [ "$SMOKE" = 1 ] && exit 1
+  fi
+  if [ "$SMOKE" = 0 ] && [ -z "$CACHEBACK_UNTUNED" ]; then
+    say "building cacheback registry-style (bench/registry-style.sh)"
+    CACHEBACK_UNTUNED="$("$BENCH_DIR/registry-style.sh")"
+  fi
+fi
+
 BKT=""
 if [ "$SMOKE" = 0 ] && [ "${BENCH_NO_BKT:-0}" != 1 ]; then
   BKT="$WORK/bkt/bin/bkt"
@@ -113,6 +135,8 @@ fi
 
 args=(--floor "$FLOOR" --floor-std "$FLOOR_STD" --work "$WORK")
 [ -n "$CACHEBACK" ] && args+=(--cacheback "$CACHEBACK")
+[ -n "$CACHEBACK_MUSL" ] && args+=(--cacheback-musl "$CACHEBACK_MUSL")
+[ -n "$CACHEBACK_UNTUNED" ] && args+=(--cacheback-untuned "$CACHEBACK_UNTUNED")
 [ -n "$BKT" ] && args+=(--bkt "$BKT")
 if [ "$SMOKE" = 1 ]; then
   OUT="$(mktemp -d)"

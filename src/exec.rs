@@ -434,6 +434,11 @@ fn command_stdin() -> Result<Stdio> {
 }
 
 fn spawn_error(program: &OsString, err: io::Error) -> Error {
+    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        // Out of descriptors is cacheback's trouble, not the command's: a
+        // cached run then lets go of the cache's files and runs it uncached.
+        return Error::io("starting the command", err);
+    }
     let source = if err.kind() == io::ErrorKind::PermissionDenied && is_directory(program) {
         // The kernel says "Permission denied", which sends users to chmod.
         io::Error::other("it is a directory, not a program")

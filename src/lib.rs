@@ -6,6 +6,7 @@
 
 pub mod cache_dir;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod display;
 pub mod env_defaults;

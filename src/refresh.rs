@@ -228,8 +228,8 @@ fn fork_detached(keep: Option<RawFd>, body: impl FnOnce() -> u8) -> Result<()> {
     }
     drop(null);
     // Its write end closes when this process exits: the refresher's signal to start.
-    let (caller_gone, caller_alive) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|err| Error::io("starting a background refresh", err.into()))?;
+    let (caller_gone, caller_alive) =
+        close_on_exec_pipe().map_err(|err| Error::io("starting a background refresh", err))?;
     // SAFETY: the process is single-threaded here (see `spawn`), so the child
     // gets a consistent copy of all state; it leaves through `_exit` only.
     match unsafe { libc::fork() } {
@@ -292,36 +292,111 @@ fn detach(keep: Option<RawFd>) {
     close_descriptors_from(3, keep);
 }
 
+/// A pipe whose ends close on `exec`, so the command a refresher runs never
+/// holds them.
+fn close_on_exec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    // One system call on Linux; macOS has no pipe2.
+    #[cfg(all(target_os = "linux", not(cacheback_portable)))]
+    return nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from);
+    // pipe, then the flag on each end: no other thread could exec in between,
+    // as the process is single-threaded here (see `spawn`).
+    #[cfg(not(all(target_os = "linux", not(cacheback_portable))))]
+    {
+        let (read, write) = nix::unistd::pipe().map_err(io::Error::from)?;
+        for end in [&read, &write] {
+            // SAFETY: sets a descriptor flag on a descriptor we own.
+            if unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok((read, write))
+    }
+}
+
 fn close_descriptors_from(first: RawFd, keep: Option<RawFd>) {
     let ranges = match keep {
         Some(keep) if keep >= first => [(first, keep - 1), (keep + 1, RawFd::MAX)],
         _ => [(first, RawFd::MAX), (1, 0)],
     };
     for (low, high) in ranges {
-        if low > high {
-            continue;
-        }
-        // SAFETY: close_range closes descriptors only; nothing in this process
-        // uses the ones in range (we have not opened any yet).
-        let closed =
-            unsafe { libc::syscall(libc::SYS_close_range, low as u32, high as u32, 0) } == 0;
-        if !closed {
-            close_listed_descriptors(low, high);
+        if low <= high {
+            close_range(low, high);
         }
     }
 }
 
-/// Fallback for kernels without close_range: close what /proc lists.
-fn close_listed_descriptors(low: RawFd, high: RawFd) {
-    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
-        return;
+/// Closes descriptors `low..=high`: nothing in this process uses them (the
+/// child has opened none yet), but the caller's parent may have left some
+/// open without close-on-exec (a shell's redirections, a bar's pipes).
+#[cfg(all(target_os = "linux", not(cacheback_portable)))]
+fn close_range(low: RawFd, high: RawFd) {
+    // SAFETY: close_range closes descriptors only.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, low as u32, high as u32, 0) } == 0;
+    // Kernels before 5.9 have no close_range.
+    if !closed && !close_listed_descriptors("/proc/self/fd", low, high) {
+        close_each_descriptor(low, high);
+    }
+}
+
+/// FreeBSD has close_range(2) since 13.0, in libc.
+#[cfg(target_os = "freebsd")]
+fn close_range(low: RawFd, high: RawFd) {
+    // SAFETY: close_range closes descriptors only.
+    if unsafe { libc::close_range(low as u32, high as u32, 0) } != 0 {
+        close_each_descriptor(low, high);
+    }
+}
+
+/// The portable way (macOS, and Linux with `--cfg cacheback_portable`): close
+/// what /dev/fd lists (on macOS a devfs view of this process's descriptors,
+/// on Linux a link to /proc/self/fd), else every number up to the limit.
+#[cfg(not(any(
+    all(target_os = "linux", not(cacheback_portable)),
+    target_os = "freebsd"
+)))]
+fn close_range(low: RawFd, high: RawFd) {
+    if !close_listed_descriptors("/dev/fd", low, high) {
+        close_each_descriptor(low, high);
+    }
+}
+
+/// Closes the descriptors in `low..=high` that the directory `listing` names;
+/// false when it cannot be read. (FreeBSD's /dev/fd shows only 0, 1 and 2
+/// unless fdescfs is mounted, so it is not used there.)
+#[cfg(not(target_os = "freebsd"))]
+fn close_listed_descriptors(listing: &str, low: RawFd, high: RawFd) -> bool {
+    let Ok(listing) = std::fs::read_dir(listing) else {
+        return false;
     };
+    // Collected first: the listing's own descriptor is in range, and it is
+    // closed (dropped) before the loop runs.
     let fds: Vec<RawFd> = listing
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .filter(|fd| (low..=high).contains(fd))
         .collect();
     for fd in fds {
-        // SAFETY: see close_descriptors_from.
+        // SAFETY: see close_range.
+        unsafe { libc::close(fd) };
+    }
+    true
+}
+
+/// The last resort: `close` on every number from `low` up to the descriptor
+/// limit (at most 65,536 of them, so a huge limit cannot stall the refresher).
+fn close_each_descriptor(low: RawFd, high: RawFd) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the live `limit`.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let cap: RawFd = 1 << 16;
+    let end = match known {
+        true => RawFd::try_from(limit.rlim_cur).unwrap_or(cap).min(cap),
+        false => cap,
+    };
+    for fd in low..end.min(high.saturating_add(1)) {
+        // SAFETY: see close_range.
         unsafe { libc::close(fd) };
     }
 }

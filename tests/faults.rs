@@ -758,7 +758,18 @@ fn terminal_hangup_does_not_kill_a_detached_refresher() {
         quoted.join(" ")
     );
     fs::write(cache.work().join("session.sh"), session).unwrap();
-    let mut terminal = Command::new("script")
+    let mut terminal = Command::new("script");
+    // A hangup must be able to end the shell: under `nohup` (a CI runner,
+    // say) SIGHUP arrives ignored, and an ignored signal stays ignored
+    // across exec.
+    // SAFETY: signal is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut terminal, || {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut terminal = terminal
         .args(["-qfec", "sh session.sh", "/dev/null"])
         .env("CB", BIN)
         .env("CACHEBACK_DIR", cache.dir())

@@ -1,7 +1,9 @@
 //! The binary's code layout: the hit path's functions sit together in
 //! `.text.hit` (see src/hit_path.ld). The script's patterns name functions by
 //! path, so a rename can quietly stop one matching; this catches the loss of
-//! any large part of the hit path.
+//! any large part of the hit path. build.rs passes the script on Linux only
+//! (glibc and musl), so the test is Linux's.
+#![cfg(all(target_os = "linux", target_endian = "little"))]
 
 use crate::harness::BIN;
 
@@ -26,7 +28,6 @@ fn section_size(elf: &[u8], wanted: &str) -> Option<u64> {
 }
 
 #[test]
-#[cfg(all(target_os = "linux", target_env = "gnu", target_endian = "little"))]
 fn hit_path_code_is_grouped() {
     if std::env::var_os("CACHEBACK_DEFAULT_LAYOUT").is_some_and(|v| v != "0") {
         return; // built without the script, on purpose
@@ -38,4 +39,24 @@ fn hit_path_code_is_grouped() {
         size >= MIN_HIT_SECTION,
         ".text.hit holds {size} bytes, expected at least {MIN_HIT_SECTION}: patterns in src/hit_path.ld stopped matching"
     );
+}
+
+/// The tuned Linux build (build.rs sets `cacheback_tuned` when the flags of
+/// .cargo/config.toml reached the compiler) is static and not
+/// position-independent: no dynamic loader, no self-relocation at start-up.
+#[test]
+#[cfg(cacheback_tuned)]
+fn tuned_binary_is_static_and_not_position_independent() {
+    const ET_EXEC: u16 = 2;
+    const PT_INTERP: u32 = 3;
+    let elf = std::fs::read(BIN).unwrap();
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap());
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "not an ELF64 file");
+    assert_eq!(u16_at(0x10), ET_EXEC, "{BIN} is position-independent");
+    let (table, size, count) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+    let interp =
+        (0..usize::from(count)).any(|i| u32_at(table + i * usize::from(size)) == PT_INTERP);
+    assert!(!interp, "{BIN} names a dynamic loader: not static");
 }

@@ -11,7 +11,8 @@
 //! the cache is `$HOME/.cache/cacheback` as for a user who set nothing.
 //!
 //! Bounds are behavioural and generous ("within 20 s"), never timings. A
-//! client that is not installed makes its test print SKIPPED and pass; every
+//! client that is not installed makes its test print SKIPPED and pass (fail,
+//! under `.ci/run`'s `CACHEBACK_TESTS_NEED_ALL=1`); every
 //! process a test starts carries a marker variable, and all of them are
 //! killed when the test's world is dropped, whether it passed or not.
 
@@ -24,7 +25,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, alive, backdate_file, wait_until};
+use crate::harness::{BIN, alive, backdate_file, installed, wait_until};
 
 /// How long a recipe may take to show its value, on a busy 2-core machine.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -85,19 +86,6 @@ fn recipe(name: &str) -> String {
     );
     let body: Vec<&str> = lines.take_while(|line| line.trim() != "```").collect();
     body.join("\n") + "\n"
-}
-
-/// Whether `program` is on this test's PATH; if not, prints why the test is skipped.
-fn have(program: &str, test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        eprintln!("SKIPPED {test}: `{program}` is not installed (.ci/run installs it)");
-    }
-    found
 }
 
 /// One recipe's world: a home directory with cacheback installed in
@@ -396,7 +384,7 @@ fn readme_marks_exactly_the_tested_recipes() {
 /// `expand` in `dir`, until the git count appears; then ages the entry and
 /// expects the stale marker after the count.
 fn prompt_recipe(name: &str, shell: &str, expand: &str) {
-    if !have(shell, name) || !have("git", name) {
+    if !installed(shell, name) || !installed("git", name) {
         return;
     }
     let world = World::new();
@@ -466,7 +454,7 @@ fn value(snippet: &str, key: &str, sep: &str) -> String {
 
 #[test]
 fn starship_module() {
-    if !have("cargo", "starship") {
+    if !installed("cargo", "starship") {
         return;
     }
     let snippet = recipe("starship");
@@ -604,7 +592,7 @@ fn polybar_module() {
 
 #[test]
 fn tmux_status_line() {
-    if !have("tmux", "tmux") || !have("git", "tmux") {
+    if !installed("tmux", "tmux") || !installed("git", "tmux") {
         return;
     }
     let mut world = World::new();
@@ -682,7 +670,7 @@ fn tmux_status_line() {
 
 #[test]
 fn i3blocks_block() {
-    if !have("i3blocks", "i3blocks") || !have("pkill", "i3blocks") {
+    if !installed("i3blocks", "i3blocks") || !installed("pkill", "i3blocks") {
         return;
     }
     let world = World::new();
@@ -857,7 +845,7 @@ fn command_lines(snippet: &str) -> Vec<String> {
 
 #[test]
 fn scripts_on_stats_json() {
-    if !have("jq", "scripts-json") {
+    if !installed("jq", "scripts-json") {
         return;
     }
     let world = World::new();
@@ -977,7 +965,7 @@ fn scripts_with_environment_defaults() {
 
 #[test]
 fn man_pages_where_the_readme_puts_them() {
-    if !have("man", "man") {
+    if !installed("man", "man") {
         return;
     }
     let world = World::new();

@@ -442,6 +442,16 @@ impl StoredEntry<'_> {
 /// sendfile(2), whatever `out` is (a pipe, a file, a socket); std's `io::copy`
 /// does not do this for a pipe and would loop over 8 KiB reads and writes.
 /// Falls back to a plain copy where the kernel refuses (a terminal, say).
+/// Only Linux's sendfile writes to any descriptor (the BSDs' and macOS's
+/// write to sockets only): elsewhere, and with `--cfg cacheback_portable`,
+/// the plain copy does it all.
+#[cfg(not(all(target_os = "linux", not(cacheback_portable))))]
+fn copy_file_range_to(file: &File, from: u64, end: u64, out: &File) -> io::Result<()> {
+    copy_through_memory(file, from, end.saturating_sub(from), out)
+}
+
+/// See the portable version above.
+#[cfg(all(target_os = "linux", not(cacheback_portable)))]
 fn copy_file_range_to(file: &File, from: u64, end: u64, out: &File) -> io::Result<()> {
     let mut offset = libc::off_t::try_from(from).map_err(io::Error::other)?;
     let end = libc::off_t::try_from(end).map_err(io::Error::other)?;

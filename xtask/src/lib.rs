@@ -6,12 +6,14 @@
 //! clap_mangen never reach the `cacheback` binary, whose start-up cost every
 //! prompt and status bar pays. Run it as `cargo xtask generate`; the drift
 //! test (`tests/generated.rs` in the main package) and `cargo xtask check`
-//! compare without writing.
+//! compare without writing. `cargo xtask dist` and `cargo xtask deb` build
+//! the static tarball and the Debian package (see [`package`]).
 
 #![warn(missing_docs)]
 
 mod completions;
 mod man;
+pub mod package;
 
 use std::fs;
 use std::io;

@@ -1,5 +1,7 @@
 //! `cargo xtask generate` rewrites `completions/` and `man/` from the clap
 //! definition; `cargo xtask check` only reports whether they are current.
+//! `cargo xtask dist` packs the static musl tarball and `cargo xtask deb` the
+//! Debian package, both into target/dist/.
 
 use std::process::ExitCode;
 
@@ -29,10 +31,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(kind @ ("dist" | "deb")) => {
+            let built = match kind {
+                "dist" => xtask::package::dist(&root),
+                _ => xtask::package::deb(&root),
+            };
+            match built {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("xtask: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask generate   rewrite completions/ and man/ from the CLI\n       \
-                 cargo xtask check      fail if they differ from what generate would write"
+                 cargo xtask check      fail if they differ from what generate would write\n       \
+                 cargo xtask dist       static musl tarball in target/dist/\n       \
+                 cargo xtask deb        Debian package in target/dist/ (needs cargo-deb)"
             );
             ExitCode::from(2)
         }
