@@ -1031,11 +1031,6 @@ fn prose(markdown: &str) -> String {
     out
 }
 
-/// Files another branch is adding, which the docs already link to: a link to
-/// one is accepted while it does not exist, and checked like any other once
-/// it does.
-const PENDING: &[&str] = &["docs/platforms.md"];
-
 #[test]
 fn relative_links_resolve() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1064,9 +1059,7 @@ fn relative_links_resolve() {
             } else {
                 file.parent().unwrap().join(path)
             };
-            if !linked.exists() && PENDING.iter().any(|p| linked.ends_with(p)) {
-                eprintln!("note: {target} is not written yet (issue 13 adds it); not checked");
-            } else if !linked.exists() {
+            if !linked.exists() {
                 broken.push(format!("{}: {target} (no such file)", file.display()));
             } else if !anchor.is_empty() && linked.extension().is_some_and(|e| e == "md") {
                 let text = fs::read_to_string(&linked).unwrap();
