@@ -201,22 +201,7 @@ impl Cache {
     /// cacheback started through [`Cache::cmd`], every refresher it forked
     /// (a refresher exists before its caller exits) and every command they ran.
     pub fn processes(&self) -> Vec<u32> {
-        let marker = format!("W={}", self.work().display()).into_bytes();
-        let Ok(listing) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        listing
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
-            .filter(|&pid| alive(pid))
-            .filter(|pid| {
-                fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                    environ
-                        .split(|&b| b == 0)
-                        .any(|var| var == marker.as_slice())
-                })
-            })
-            .collect()
+        processes_with_env(format!("W={}", self.work().display()).as_bytes())
     }
 
     /// Waits until no process of this cache is left (see [`Cache::processes`]),
@@ -244,4 +229,22 @@ pub fn installed(program: &str, test: &str) -> bool {
         eprintln!("SKIPPED {test}: `{program}` is not installed (.ci/run installs it)");
     }
     found
+}
+
+/// Live processes whose environment holds the entry `var` (`NAME=value`),
+/// however deep below the test they run: how a test finds every caller,
+/// refresher and command it started.
+pub fn processes_with_env(var: &[u8]) -> Vec<u32> {
+    let Ok(listing) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    listing
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&pid| alive(pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environ| environ.split(|&b| b == 0).any(|entry| entry == var))
+        })
+        .collect()
 }

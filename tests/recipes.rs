@@ -25,7 +25,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, alive, backdate_file, installed, wait_until};
+use crate::harness::{BIN, backdate_file, installed, processes_with_env, wait_until};
 
 /// How long a recipe may take to show its value, on a busy 2-core machine.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -208,19 +208,7 @@ impl World {
 
     /// Live processes carrying this world's marker.
     fn processes(&self) -> Vec<u32> {
-        let wanted = format!("CACHEBACK_RECIPE_TEST={}", self.marker).into_bytes();
-        let Ok(listing) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        listing
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
-            .filter(|&pid| alive(pid))
-            .filter(|pid| {
-                fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|environ| environ.split(|&b| b == 0).any(|var| var == wanted))
-            })
-            .collect()
+        processes_with_env(format!("CACHEBACK_RECIPE_TEST={}", self.marker).as_bytes())
     }
 }
 
