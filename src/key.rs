@@ -225,9 +225,14 @@ impl KeyInputs {
 
     /// The command as a readable string, for tables and messages.
     pub fn command_line(&self) -> String {
-        let words: Vec<String> = self.argv.iter().map(|arg| shell_word(arg)).collect();
-        words.join(" ")
+        command_line(self.argv.iter().map(Vec::as_slice))
     }
+}
+
+/// An argv as one readable, shell-quoted line, for tables and messages.
+pub fn command_line<'a>(argv: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let words: Vec<String> = argv.into_iter().map(shell_word).collect();
+    words.join(" ")
 }
 
 fn modtime_input(path: &Path) -> ModtimeInput {
@@ -246,7 +251,7 @@ fn modtime_input(path: &Path) -> ModtimeInput {
 /// say what is wrong better than we could).
 fn content_input(path: &Path) -> ContentInput {
     let digest = std::fs::File::open(path)
-        .and_then(|mut file| crate::stdin_input::hash_of(&mut file))
+        .and_then(|mut file| sha256_copy(&mut file, &mut io::sink()))
         .ok();
     ContentInput {
         path: PathBuf::from(path).into_os_string().into_vec(),
@@ -281,6 +286,26 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; KEY_LEN] {
         hasher.update(part);
     }
     hasher.finalize().into()
+}
+
+/// SHA-256 of everything `input` yields, copied to `out` on the way (a
+/// `--stdin` capture) or to `io::sink()` (a `--hash` file, a cached stdout):
+/// read in blocks, so input of any size is hashed in constant memory.
+pub fn sha256_copy(input: &mut dyn io::Read, out: &mut dyn io::Write) -> io::Result<[u8; KEY_LEN]> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    out.flush()?;
+    Ok(hasher.finalize().into())
 }
 
 /// Quotes an argument the way a POSIX shell would need it, for display only.

@@ -7,11 +7,9 @@
 //! handed from process to process, and input of any size never sits in memory.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
-
-use sha2::{Digest, Sha256};
 
 use crate::key::KEY_LEN;
 
@@ -25,7 +23,7 @@ pub fn capture() -> io::Result<[u8; KEY_LEN]> {
         return Ok(*hash);
     }
     let mut copy = tempfile::tempfile()?;
-    let hash = copy_hashing(&mut io::stdin().lock(), &mut copy)?;
+    let hash = crate::key::sha256_copy(&mut io::stdin().lock(), &mut copy)?;
     // SAFETY: dup2 onto fd 0, whose old input has been read to its end.
     if unsafe { libc::dup2(copy.as_raw_fd(), 0) } < 0 {
         return Err(io::Error::last_os_error());
@@ -45,29 +43,6 @@ pub fn rewind() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The SHA-256 of everything `input` yields (a `--hash` file), read in
-/// blocks, so a file of any size is hashed in constant memory.
-pub fn hash_of(input: &mut dyn Read) -> io::Result<[u8; KEY_LEN]> {
-    copy_hashing(input, &mut io::sink())
-}
-
-fn copy_hashing(input: &mut dyn Read, out: &mut dyn Write) -> io::Result<[u8; KEY_LEN]> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-    }
-    out.flush()?;
-    Ok(hasher.finalize().into())
 }
 
 /// Warns when input was piped or redirected in without `--stdin`: the

@@ -195,15 +195,7 @@ fn report_timeout(termination: Termination, args: &RunArgs) {
     if let (Termination::TimedOut, Some(limit)) = (termination, args.timeout) {
         output::warn(format_args!(
             "{} was killed after the {} --timeout (exit status 124)",
-            KeyInputs {
-                argv: args
-                    .command
-                    .iter()
-                    .map(|arg| arg.as_bytes().to_vec())
-                    .collect(),
-                ..KeyInputs::default()
-            }
-            .command_line(),
+            crate::key::command_line(args.command.iter().map(|arg| arg.as_bytes())),
             crate::units::format_duration_brief(limit)
         ));
     }
