@@ -23,6 +23,7 @@ use fs2::FileExt as _;
 use crate::cli::GcArgs;
 use crate::error::{Error, Result};
 use crate::exit_codes;
+use crate::fleet_tier::{self, FleetSettings};
 use crate::inspect::{self, KeyFiles, system_ms};
 use crate::key::Key;
 use crate::lock;
@@ -63,7 +64,11 @@ pub struct Report {
 }
 
 /// Runs `cacheback gc`.
-pub fn run(store: &FsStore, args: &GcArgs) -> Result<u8> {
+///
+/// With a fleet store, fleet values produced longer than `--older-than` ago
+/// are forgotten too (the fleet does not know when hosts read them; its
+/// keys also expire on their own, see [`fleet_tier::MIN_EXPIRY`]).
+pub fn run(store: &FsStore, args: &GcArgs, fleet: &FleetSettings) -> Result<u8> {
     let report = collect(
         store,
         args.older_than,
@@ -125,10 +130,47 @@ pub fn run(store: &FsStore, args: &GcArgs) -> Result<u8> {
         plural(report.remaining.0, "entry", "entries"),
         format_size(report.remaining.1),
     ));
+    if let Some(mut connected) = fleet_tier::connect_for_management(fleet)? {
+        text.push_str(&collect_fleet(&mut connected, args, super::run::now_ms())?);
+    }
     (&*output::stdout())
         .write_all(text.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
     Ok(exit_codes::SUCCESS)
+}
+
+/// The fleet's part of `gc`: forgets values produced more than
+/// `--older-than` ago, and says what it did.
+fn collect_fleet(connected: &mut fleet_tier::Connected, args: &GcArgs, now: u64) -> Result<String> {
+    let fail = |err| fleet_tier::store_error(&err);
+    let limit = u64::try_from(args.older_than.as_millis()).unwrap_or(u64::MAX);
+    let (mut old, mut bytes, mut kept) = (0usize, 0u64, 0usize);
+    for key in connected.fleet.keys().map_err(fail)? {
+        let Some(meta) = connected.fleet.meta(&key).map_err(fail)? else {
+            continue;
+        };
+        if now.saturating_sub(meta.finished_ms) < limit {
+            kept += 1;
+            continue;
+        }
+        old += 1;
+        bytes += meta.stdout_len + meta.stderr_len;
+        if !args.dry_run {
+            connected.fleet.forget(&key).map_err(fail)?;
+        }
+    }
+    Ok(format!(
+        "fleet store {}: {} {old} {} produced over {} ago ({}); {kept} left\n",
+        connected.config.url,
+        if args.dry_run {
+            "would forget"
+        } else {
+            "forgot"
+        },
+        if old == 1 { "value" } else { "values" },
+        format_duration_brief(args.older_than),
+        format_size(bytes),
+    ))
 }
 
 /// One gc pass over the whole directory.

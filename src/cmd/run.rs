@@ -188,6 +188,9 @@ fn run_in_foreground(
                 exit_code,
                 stderr_tail,
             } => {
+                // Recorded here too: this host's callers waiting on the lock
+                // take it as theirs, as they would a local run's failure.
+                let _ = record_failure(store, key, inputs, args, &lock, exit_code, &stderr_tail);
                 let _ = output::write_all(&output::stderr(), &stderr_tail);
                 return Ok(exit_status(exit_code));
             }
@@ -283,12 +286,7 @@ pub fn execute(
     lock: &EntryLock,
     foreground: bool,
 ) -> Result<Ran> {
-    let details = Details {
-        inputs: inputs.clone(),
-        name: args.name.clone(),
-        ttl_ms: millis(args.ttl()),
-        max_age_ms: args.max_age.map(millis),
-    };
+    let details = details_of(inputs, args);
     let timeout = if foreground {
         args.timeout
     } else {
@@ -398,6 +396,39 @@ pub fn execute(
         stdout_error,
         committed,
     })
+}
+
+/// What an entry stored by this run records besides its output.
+fn details_of(inputs: &KeyInputs, args: &RunArgs) -> Details {
+    Details {
+        inputs: inputs.clone(),
+        name: args.name.clone(),
+        ttl_ms: millis(args.ttl()),
+        max_age_ms: args.max_age.map(millis),
+    }
+}
+
+/// Stores the failure of a run another host made (its status and the end of
+/// its stderr) as this host's failure record, stamped with this host's clock.
+fn record_failure(
+    store: &FsStore,
+    key: &Key,
+    inputs: &KeyInputs,
+    args: &RunArgs,
+    lock: &EntryLock,
+    exit_code: i32,
+    stderr: &[u8],
+) -> Result<Committed> {
+    let writer = store.writer(lock, &details_of(inputs, args))?;
+    let record = RunRecord {
+        exit_code,
+        finished_ms: now_ms(),
+        duration_ms: 0,
+        jitter_ms: 0,
+        failures: consecutive_failures(store, key) + 1,
+        stdout_len: 0,
+    };
+    writer.commit(lock, store, key, FileKind::Failure, record, &mut &*stderr)
 }
 
 /// A random delay up to `--jitter` for a value about to be stored. It needs
