@@ -1073,3 +1073,143 @@ fn fleet_manage_random_sequences_keep_the_invariants() {
     }
     eprintln!("{test}: {steps} steps");
 }
+
+/// A command that fails (exit 3, `boom` on stderr) while `$W/fail` exists,
+/// waits at a gate while `$W/hold` exists, and otherwise is [`PRODUCE`].
+fn flaky() -> String {
+    format!(
+        r#"if [ -e "$W/fail" ]; then echo boom >&2; exit 3; fi; if [ -e "$W/hold" ]; then {}; fi; {PRODUCE}"#,
+        gate("go")
+    )
+}
+
+/// Makes host's copy and the fleet value both `secs` older, the same
+/// amount, so the host's next refresh finds nothing newer to copy and runs.
+fn backdate_both(server: &RedisServer, host: &Host, key: &str, secs: u64) {
+    host.cache.backdate(secs);
+    backdate_fleet(server, "cacheback", key, secs);
+}
+
+#[test]
+fn fleet_manage_a_failed_refresh_shows_in_the_fleet_row() {
+    let test = "fleet_manage_a_failed_refresh";
+    let Some((server, url)) = start(test, &[]) else {
+        return;
+    };
+    let (a, b) = (Host::new(&url), Host::new(&url));
+    let script = flaky();
+    let run = [
+        "run", "--ttl", "1h", "--name", "flaky", "--", "sh", "-c", &script,
+    ];
+    let value = a.ok(&run);
+    a.settle();
+    let key = fleet_entry(&a.stats(&[]), "flaky")["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fs::write(a.cache.work().join("fail"), "").unwrap();
+    backdate_both(&server, &a, &key, 7200);
+    assert_eq!(a.ok(&run), value, "the stale value, served");
+    a.settle();
+
+    let stats = b.stats(&[]);
+    let entry = fleet_entry(&stats, "flaky");
+    assert_eq!(entry["state"], "failing", "{entry:#}");
+    assert_eq!(
+        (&entry["runs"], &entry["failures"]),
+        (&1.into(), &1.into()),
+        "{entry:#}"
+    );
+    let failure = &entry["last_failure"];
+    assert_eq!(failure["exit_code"], 3, "{entry:#}");
+    assert_eq!(failure["consecutive"], 1, "{entry:#}");
+    assert_eq!(failure["stderr_tail"], "boom\n", "{entry:#}");
+    let table = b.ok(&["stats"]);
+    let row = table
+        .lines()
+        .skip_while(|line| !line.starts_with("fleet store"))
+        .find(|line| line.starts_with("flaky"))
+        .unwrap_or_else(|| panic!("no fleet row in\n{table}"));
+    assert!(row.contains("failing"), "{table}");
+    assert!(row.contains("exit 3: boom"), "{table}");
+    let shown = b.ok(&["show", "--name", "flaky"]);
+    assert!(shown.contains("exit 3, 1 in a row"), "{shown}");
+    assert!(shown.contains("1 failures"), "{shown}");
+}
+
+#[test]
+fn fleet_manage_a_refresh_in_flight_shows_and_loses_to_an_invalidation() {
+    let test = "fleet_manage_a_refresh_in_flight";
+    let Some((server, url)) = start(test, &[]) else {
+        return;
+    };
+    let (a, b, c) = (Host::new(&url), Host::new(&url), Host::new(&url));
+    let script = flaky();
+    let run = [
+        "run", "--ttl", "1h", "--name", "slow", "--", "sh", "-c", &script,
+    ];
+    let old = a.ok(&run).trim_end().to_owned();
+    a.settle();
+    let key = fleet_entry(&a.stats(&[]), "slow")["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fs::write(a.cache.work().join("hold"), "").unwrap();
+    backdate_both(&server, &a, &key, 7200);
+    assert_eq!(
+        a.ok(&run).trim_end(),
+        old,
+        "stale, served; the refresh waits"
+    );
+    // The refresher holds the fleet lease while its command waits at the gate.
+    let lease = format!("cacheback:{{{key}}}:lease");
+    assert!(
+        wait_until(SETTLE, || redis_cli(&server, &["EXISTS", &lease]).trim()
+            == "1"),
+        "the refresher never took the lease"
+    );
+    assert_eq!(fleet_entry(&b.stats(&[]), "slow")["state"], "refreshing");
+    let table = b.ok(&["stats"]);
+    assert!(
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with("fleet store"))
+            .any(|line| line.starts_with("slow") && line.contains("refreshing")),
+        "{table}"
+    );
+
+    // B invalidates meanwhile: A's refresh, which may predate the change,
+    // must not reach the fleet.
+    let report = b.ok(&["invalidate", "--name", "slow"]);
+    assert!(report.contains("in the fleet store"), "{report}");
+    a.cache.open_gate("go");
+    a.settle();
+    assert_eq!(a.produced().len(), 2, "A's refresh ran to its end");
+    assert!(
+        scanned_meta_keys(&server, "cacheback").is_empty(),
+        "the refresh that lost its lease published nothing"
+    );
+    let fresh = c.ok(&run).trim_end().to_owned();
+    assert_eq!(c.produced(), [fresh], "C ran it: nothing was copied");
+}
+
+/// `gc` with the store down: whatever it removed locally, it says so (or it
+/// removes nothing), and it fails with the reason.
+#[test]
+fn fleet_manage_gc_with_the_store_down_reports_what_it_removed() {
+    let test = "fleet_manage_gc_with_the_store_down";
+    let Some((server, url)) = start(test, &[]) else {
+        return;
+    };
+    let host = Host::new(&url);
+    host.produce(Some("alpha"));
+    drop(server);
+    let output = host.cb(&["gc", "--older-than", "0"]);
+    assert_eq!(output.status.code(), Some(125), "{output:?}");
+    assert!(stderr(&output).contains("fleet store"), "{output:?}");
+    let removed = host.cache.files(".entry").is_empty();
+    assert!(
+        !removed || stdout(&output).contains("removed 1 entry"),
+        "gc removed the local entry and said nothing: {output:?}"
+    );
+}
