@@ -941,13 +941,15 @@ fn fleet_manage_a_prefix_with_glob_escapes_lists_its_own_entries() {
     );
 }
 
-/// Random sequences of `run`, `invalidate`, `invalidate --refresh`, `warm`,
-/// `gc` and stale local copies over three hosts and two commands, checked
-/// after every step: `stats --json` lists exactly the fleet's `*:meta` keys;
-/// every `run` prints a value some execution produced; after an `invalidate`,
-/// no host gets a value produced before it unless that host's own copy held
-/// it (it was not copied from the fleet). Replay a failure with
-/// `CACHEBACK_FLEET_MANAGE_SEED=<seed>`.
+/// Random sequences of `run`, `invalidate` (by command, by label, `--all`),
+/// `invalidate --refresh`, `warm`, `gc`, and local copies or fleet values
+/// growing old, over three hosts and two commands, checked after every step:
+/// `stats --json` lists exactly the fleet's `*:meta` keys (as `redis-cli
+/// --scan` sees them), each with at least one run counted; every `run` prints
+/// a value some execution produced; after an `invalidate`, the fleet has no
+/// value for the entry, and no host gets a value produced before it unless
+/// that host's own copy held it (it was not copied from the fleet). Replay a
+/// failure with `CACHEBACK_FLEET_MANAGE_SEED=<seed>`.
 #[test]
 fn fleet_manage_random_sequences_keep_the_invariants() {
     let test = "fleet_manage_random_sequences";
@@ -974,10 +976,7 @@ fn fleet_manage_random_sequences_keep_the_invariants() {
     };
     let hosts: Vec<Host> = (0..3).map(|_| Host::new(&url)).collect();
     let names = ["one", "two"];
-    let argv = |name: &str| -> Vec<String> {
-        // The label is part of the script, so the two commands have two keys.
-        vec!["sh".into(), "-c".into(), script(Some(name))]
-    };
+    let scripts = names.map(|name| script(Some(name)));
     // Values produced before the last plain invalidation of each command.
     let mut invalidated: [BTreeSet<String>; 2] = Default::default();
     let produced_all = |hosts: &[Host]| -> BTreeSet<String> {
@@ -985,28 +984,41 @@ fn fleet_manage_random_sequences_keep_the_invariants() {
     };
     let started = std::time::Instant::now();
     let mut steps = 0;
-    while steps < 40 && started.elapsed() < Duration::from_secs(40) {
+    let mut history = Vec::new();
+    while steps < 120 && started.elapsed() < Duration::from_secs(40) {
         steps += 1;
         let h = next(3) as usize;
         let c = next(2) as usize;
         let host = &hosts[h];
         let name = names[c];
-        let command = argv(name);
-        let command: Vec<&str> = command.iter().map(String::as_str).collect();
-        let context = format!("seed {seed}, step {steps}, host {h}, {name}");
-        let op = next(10);
+        let command = ["sh", "-c", scripts[c].as_str()];
+        let with = |args: &[&'static str]| -> Vec<&str> { [args, &command[..]].concat() };
+        let op = next(16);
         let what = match op {
-            0..=3 => {
+            0..=5 => "run",
+            6 => "invalidate",
+            7 => "invalidate --name",
+            8 if next(3) == 0 => "invalidate --all",
+            8 | 9 => "invalidate --refresh",
+            10 => "warm",
+            11 => "gc --older-than 1h",
+            12 => "gc --older-than 1s",
+            13 => "the fleet's values grow old",
+            _ => "this host's copies grow old",
+        };
+        history.push(format!("{steps}: host {h} {name}: {what}"));
+        let context = format!("seed {seed}, step {steps} ({what}, host {h}, {name})");
+        match what {
+            "run" => {
                 // What this host's own copy holds before the run.
-                let own = host.cb(&[&["show", "--stdout", "--"][..], &command].concat());
+                let own = host.cb(&with(&["show", "--stdout", "--"]));
                 let own = own
                     .status
                     .success()
                     .then(|| stdout(&own).trim_end().to_owned());
-                let out = host
-                    .ok(&[&["run", "--ttl", "1h", "--name", name, "--"][..], &command].concat());
-                host.settle();
+                let out = host.ok(&with(&["run", "--ttl", "1h", "--name", name, "--"]));
                 let out = out.trim_end().to_owned();
+                host.settle();
                 assert!(
                     produced_all(&hosts).contains(&out),
                     "{context}: run printed {out:?}, which no execution produced"
@@ -1015,45 +1027,69 @@ fn fleet_manage_random_sequences_keep_the_invariants() {
                     assert_eq!(
                         own.as_deref(),
                         Some(out.as_str()),
-                        "{context}: an invalidated value came from the fleet"
+                        "{context}: a value from before the invalidation came from the fleet"
                     );
                 }
-                "run"
             }
-            4 => {
-                let output = host.cb(&[&["invalidate", "--"][..], &command].concat());
+            "invalidate" | "invalidate --name" | "invalidate --all" => {
+                let output = match what {
+                    "invalidate" => host.cb(&with(&["invalidate", "--"])),
+                    "invalidate --name" => host.cb(&["invalidate", "--name", name]),
+                    _ => host.cb(&["invalidate", "--all"]),
+                };
                 assert!(
                     matches!(output.status.code(), Some(0 | 1)),
-                    "{context}: invalidate: {output:?}"
+                    "{context}: {output:?}"
                 );
-                invalidated[c] = produced_all(&hosts);
-                "invalidate"
+                let everything = produced_all(&hosts);
+                let gone: &[usize] = if what == "invalidate --all" {
+                    &[0, 1]
+                } else {
+                    &[c]
+                };
+                for &gone in gone {
+                    invalidated[gone] = everything.clone();
+                    let stats = host.stats(&[]);
+                    assert!(
+                        stats["fleet"]["entries"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .all(|entry| entry["name"] != names[gone]),
+                        "{context}: the fleet still has {}: {stats:#}",
+                        names[gone]
+                    );
+                    let own = host.cb(&[
+                        &["show", "--stdout", "--", "sh", "-c"][..],
+                        &[&scripts[gone]],
+                    ]
+                    .concat());
+                    assert_eq!(own.status.code(), Some(1), "{context}: {own:?}");
+                }
             }
-            5 => {
-                let output = host.cb(&[&["invalidate", "--refresh", "--"][..], &command].concat());
+            "invalidate --refresh" => {
+                let output = host.cb(&with(&["invalidate", "--refresh", "--"]));
                 assert!(
                     matches!(output.status.code(), Some(0 | 1)),
-                    "{context}: invalidate --refresh: {output:?}"
+                    "{context}: {output:?}"
                 );
-                host.settle();
-                "invalidate --refresh"
             }
-            6 => {
-                host.ok(&[&["warm", "--ttl", "1h", "--name", name, "--"][..], &command].concat());
-                host.settle();
-                "warm"
+            "warm" => {
+                host.ok(&with(&["warm", "--ttl", "1h", "--name", name, "--"]));
             }
-            7 => {
-                let older = ["1s", "1h"][next(2) as usize];
-                host.ok(&["gc", "--older-than", older]);
-                "gc"
+            "gc --older-than 1h" => {
+                host.ok(&["gc", "--older-than", "1h"]);
             }
-            _ => {
-                // This host's copies go stale.
-                host.cache.backdate(7200);
-                "backdate"
+            "gc --older-than 1s" => {
+                host.ok(&["gc", "--older-than", "1s"]);
             }
-        };
+            "the fleet's values grow old" => {
+                for key in scanned_meta_keys(&server, "cacheback") {
+                    backdate_fleet(&server, "cacheback", &key, 7200);
+                }
+            }
+            _ => host.cache.backdate(7200),
+        }
         for host in &hosts {
             host.settle();
         }
@@ -1061,7 +1097,8 @@ fn fleet_manage_random_sequences_keep_the_invariants() {
         assert_eq!(
             fleet_keys_in_json(&stats),
             scanned_meta_keys(&server, "cacheback"),
-            "{context}: after {what}, stats --json and the store differ"
+            "{context}: stats --json and the store differ; steps:\n{}",
+            history.join("\n")
         );
         for entry in stats["fleet"]["entries"].as_array().unwrap() {
             assert!(
@@ -1069,9 +1106,14 @@ fn fleet_manage_random_sequences_keep_the_invariants() {
                     .contains(&entry["state"].as_str().unwrap()),
                 "{context}: {entry:#}"
             );
+            assert!(
+                entry["runs"].as_u64().unwrap() >= 1,
+                "{context}: a value no run produced: {entry:#}\nsteps:\n{}",
+                history.join("\n")
+            );
         }
     }
-    eprintln!("{test}: {steps} steps");
+    eprintln!("{test}: {steps} steps in {:?}", started.elapsed());
 }
 
 /// A command that fails (exit 3, `boom` on stderr) while `$W/fail` exists,
