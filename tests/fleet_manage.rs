@@ -1255,3 +1255,44 @@ fn fleet_manage_gc_with_the_store_down_reports_what_it_removed() {
         "gc removed the local entry and said nothing: {output:?}"
     );
 }
+
+/// `stats FILTER` matches a local row by label or command; a fleet row
+/// should match the same way, so one filter shows both tiers of an entry.
+#[test]
+fn fleet_manage_the_filter_matches_a_fleet_row_by_command_as_a_local_row() {
+    let test = "fleet_manage_the_filter_matches";
+    let Some((_server, url)) = start(test, &[]) else {
+        return;
+    };
+    let host = Host::new(&url);
+    host.produce(Some("alpha"));
+    // `produced` is in the command (`$W/produced`), not in the label.
+    let stats = host.stats(&["produced"]);
+    assert_eq!(stats["entries"].as_array().unwrap().len(), 1, "{stats:#}");
+    assert_eq!(
+        stats["fleet"]["entries"].as_array().unwrap().len(),
+        1,
+        "the local row matches, the fleet row does not: {stats:#}"
+    );
+}
+
+#[test]
+fn fleet_manage_a_unix_socket_store_and_its_database_are_named_in_the_header() {
+    let test = "fleet_manage_a_unix_socket_store";
+    let Some((server, url)) = start(test, &[]) else {
+        return;
+    };
+    let socket = format!("unix://{}?db=2", server.socket.display());
+    let host = Host::new(&socket);
+    host.produce(Some("alpha"));
+    let table = host.ok(&["stats"]);
+    let header = format!("fleet store {socket} (keys cacheback:*): 1 entry");
+    assert!(table.contains(&header), "no {header:?} in\n{table}");
+    assert_eq!(host.stats(&[])["fleet"]["store"], socket);
+    // Database 0 of the same server is another cache.
+    let other = Host::new(&url);
+    let table = other.ok(&["stats"]);
+    assert!(table.contains("(keys cacheback:*): no entries"), "{table}");
+    assert_ne!(other.produce(Some("alpha")), "", "ran");
+    assert_eq!(other.produced().len(), 1, "nothing to copy in db 0");
+}
