@@ -857,6 +857,26 @@ fn fleet_manage_a_user_confined_to_another_prefix_gets_noperm() {
             .is_some_and(|e| e.contains("NOPERM")),
         "{json:#}"
     );
+    // The other commands say so too, and go no further.
+    for args in [
+        &["show", "--name", "alpha"][..],
+        &["invalidate", "--name", "alpha"],
+        &["invalidate", "--all"],
+        &["gc", "--dry-run"],
+    ] {
+        let output = host.cb(args);
+        assert_eq!(output.status.code(), Some(125), "{args:?}: {output:?}");
+        assert!(stderr(&output).contains("NOPERM"), "{args:?}: {output:?}");
+        assert!(
+            !stderr(&output).contains("panicked"),
+            "{args:?}: {output:?}"
+        );
+    }
+    assert_eq!(
+        scanned_meta_keys(&server, "cacheback").len(),
+        1,
+        "the default user's entry is untouched"
+    );
     // Under its own prefix it works.
     let stats = host.with("CACHEBACK_STORE_PREFIX", "elsewhere").stats(&[]);
     assert_eq!(stats["fleet"]["prefix"], "elsewhere");
@@ -1295,4 +1315,53 @@ fn fleet_manage_a_unix_socket_store_and_its_database_are_named_in_the_header() {
     assert!(table.contains("(keys cacheback:*): no entries"), "{table}");
     assert_ne!(other.produce(Some("alpha")), "", "ran");
     assert_eq!(other.produced().len(), 1, "nothing to copy in db 0");
+}
+
+/// Labels, commands and stderr that reach a terminal through the fleet rows
+/// are escaped as the local ones are: a cached value cannot retitle it.
+#[test]
+fn fleet_manage_control_characters_in_fleet_rows_are_escaped() {
+    let test = "fleet_manage_control_characters";
+    let Some((server, url)) = start(test, &[]) else {
+        return;
+    };
+    let (a, b) = (Host::new(&url), Host::new(&url));
+    let label = "red\x1b[31m\x07";
+    let script = format!(
+        "if [ -e \"$W/fail\" ]; then printf 'bad\\033]0;pwned\\007\\n' >&2; exit 4; fi; {PRODUCE} # \x1b[2J"
+    );
+    let run = [
+        "run", "--ttl", "1h", "--name", label, "--", "sh", "-c", &script,
+    ];
+    a.ok(&run);
+    a.settle();
+    let key = a.stats(&[])["fleet"]["entries"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fs::write(a.cache.work().join("fail"), "").unwrap();
+    backdate_both(&server, &a, &key, 7200);
+    a.ok(&run);
+    a.settle();
+    let by_label = b.cb(&["show", "--name", label]);
+    let by_command = b.cb(&[&["show", "--"][..], &run[6..]].concat());
+    for (what, output) in [
+        ("stats", b.cb(&["stats"])),
+        ("show --name", by_label),
+        ("show -- COMMAND", by_command),
+    ] {
+        assert!(output.status.success(), "{what}: {output:?}");
+        let text = stdout(&output);
+        assert!(
+            !text.contains('\x1b') && !text.contains('\x07'),
+            "{what} prints raw control characters: {text:?}"
+        );
+    }
+    let table = stdout(&b.cb(&["stats"]));
+    let row = table
+        .lines()
+        .skip_while(|line| !line.starts_with("fleet store"))
+        .nth(2)
+        .unwrap_or_else(|| panic!("no fleet row in\n{table}"));
+    assert!(row.contains("exit 4: bad"), "{table}");
 }
