@@ -29,10 +29,10 @@ use std::time::Duration;
 use crate::cli::{RunArgs, StoreArgs};
 use crate::clock::now_ms;
 use crate::key::Key;
-use crate::lock::EntryLock;
 use crate::output;
-use crate::refresh::backoff;
+use crate::rules::{self, FailureMark};
 use crate::store::entry::{self, PREAMBLE_LEN, Preamble};
+use crate::store::lock::EntryLock;
 use crate::store::redis::{
     Connection, Fleet, FleetLease, FleetMeta, LeaseRenewer, Published, StoreError, StoreUrl, health,
 };
@@ -295,7 +295,7 @@ pub fn on_miss(
         let now = now_ms();
         if let Some(meta) = &meta
             && preamble_of(meta).is_usable(now, args.max_age.map(millis))
-            && tiers::fill_local(store, lock, key, &mut fleet, meta).is_ok()
+            && tiers::fill_local(store, lock, &mut fleet, meta).is_ok()
         {
             let _ = fleet.count(key, "fills");
             let stale = store
@@ -404,7 +404,7 @@ pub fn before_refresh(
                 .is_none_or(|local| shared.finished_ms > local.finished_ms);
             if newer
                 && shared.is_usable(now, args.max_age.map(millis))
-                && tiers::fill_local(store, lock, key, &mut fleet, meta).is_ok()
+                && tiers::fill_local(store, lock, &mut fleet, meta).is_ok()
             {
                 stored = true;
                 let _ = fleet.count(key, "fills");
@@ -418,15 +418,12 @@ pub fn before_refresh(
             Ok(failure) => failure,
             Err(_) => return RefreshPlan::Local,
         };
-        if let Some(failure) = &failure
-            && !args.force
-            && meta
-                .as_ref()
-                .is_none_or(|meta| failure.finished_ms > meta.finished_ms)
-            && now
-                .checked_sub(failure.finished_ms)
-                .is_some_and(|waited| waited < millis(backoff(failure.failures, args.ttl())))
-        {
+        let mark = failure.as_ref().map(|failure| FailureMark {
+            finished_ms: failure.finished_ms,
+            failures: failure.failures,
+        });
+        let value_finished = meta.as_ref().map(|meta| meta.finished_ms);
+        if !args.force && rules::backing_off(mark, value_finished, args.ttl(), now) {
             return RefreshPlan::Done { stored }; // a host failed lately: every host backs off
         }
         let generation = meta.as_ref().map(|meta| meta.generation);
@@ -547,13 +544,7 @@ impl Leased {
         let mut published = None;
         if fresh_entry {
             let _ = self.fleet.count(key, "runs");
-            match tiers::publish_local(
-                store,
-                key,
-                &mut self.fleet,
-                &self.lease,
-                self.config.max_value,
-            ) {
+            match tiers::publish_local(store, &mut self.fleet, &self.lease, self.config.max_value) {
                 Ok(Shared::Fleet(outcome)) => published = Some(outcome),
                 Ok(Shared::TooLarge { len }) if warn => output::warn(format_args!(
                     "the output ({}) is larger than --store-max-value ({}): it stays in this \

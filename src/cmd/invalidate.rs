@@ -20,10 +20,10 @@ use crate::exit_codes;
 use crate::fleet_tier::{self, FleetSettings};
 use crate::inspect::{self, EntryInfo};
 use crate::key::KeyInputs;
-use crate::lock;
 use crate::output;
 use crate::refresh;
 use crate::store::entry::{Details, FLAG_FORCED_STALE, FLAGS_OFFSET, MAGIC};
+use crate::store::lock;
 use crate::store::{FileKind, FsStore, remove_if_present};
 
 /// Runs `cacheback invalidate`.
@@ -38,7 +38,7 @@ use crate::store::{FileKind, FsStore, remove_if_present};
 /// are not reached: each serves its copy until it goes stale, and its
 /// refresh then finds the fleet value gone (or marked stale) and runs.
 pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Result<u8> {
-    let now = super::run::now_ms();
+    let now = crate::clock::now_ms();
     let mut connected = fleet_tier::connect_for_management(fleet)?;
     let selected = if args.all {
         inspect::list(store, now).map(|(infos, _)| infos)

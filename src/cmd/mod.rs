@@ -2,7 +2,6 @@
 
 pub mod gc;
 pub mod invalidate;
-pub mod refresh;
 pub mod run;
 pub mod show;
 pub mod stats;

@@ -25,7 +25,7 @@ use crate::units::{format_duration, format_duration_brief, format_size, format_u
 /// Runs `cacheback show`. With a fleet store, the fleet's value of the
 /// entry is described too, and an entry only the fleet has is shown alone.
 pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8> {
-    let now = super::run::now_ms();
+    let now = crate::clock::now_ms();
     let wants_fleet = !(args.stdout || args.stderr);
     let mut connected = match wants_fleet {
         true => fleet_tier::connect_for_management(fleet)?,

@@ -33,7 +33,7 @@ pub fn run(
     dir_origin: &str,
     fleet: &FleetSettings,
 ) -> Result<u8> {
-    let now = super::run::now_ms();
+    let now = crate::clock::now_ms();
     let dir = {
         use std::os::unix::ffi::OsStrExt;
         display::escape_bytes(store.dir().as_os_str().as_bytes()).into_owned()
