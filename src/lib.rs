@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod exit_codes;
 pub mod fast_args;
+pub mod fleet_tier;
 pub mod inspect;
 pub mod key;
 pub mod lock;

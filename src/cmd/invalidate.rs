@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::cli::{InvalidateArgs, KeyArgs, RunArgs};
 use crate::error::{Error, Result};
 use crate::exit_codes;
+use crate::fleet_tier::FleetSettings;
 use crate::inspect::{self, EntryInfo};
 use crate::key::KeyInputs;
 use crate::lock;
@@ -31,7 +32,7 @@ use crate::store::{FileKind, FsStore, remove_if_present};
 /// keep their values), then one background process refreshes them, at most
 /// `--jobs` at a time. An entry that cannot be handled gets a line saying
 /// why and the others go on; the status is then [`FAILURE`](exit_codes::FAILURE).
-pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
+pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Result<u8> {
     let now = super::run::now_ms();
     let infos = if args.all {
         let (infos, _) = inspect::list(store, now)?;
@@ -90,7 +91,7 @@ pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
     }
     if !plans.is_empty() {
         let count = plans.len();
-        match refresh::spawn_batch(store, plans, args.jobs) {
+        match refresh::spawn_batch(store, plans, args.jobs, fleet) {
             Ok(()) if count > 1 => report.push_str(&format!(
                 "refreshing {count} entries in the background, {} at a time\n",
                 usize::from(args.jobs).min(count)
@@ -247,7 +248,8 @@ fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
         on_refresh: None,
         no_wait: false,
         placeholder: None,
-        force: false,
+        // The user asked: no back-off, and a fleet value does not count as fresh.
+        force: true,
         cache_failures: info.entry.is_some_and(|entry| entry.cache_failures()),
         name: details.name.clone(),
         key: KeyArgs {

@@ -13,6 +13,7 @@ use crate::cli::RunArgs;
 pub use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
+use crate::fleet_tier::{self, FleetSettings, MissOutcome};
 use crate::key::{Key, KeyInputs};
 use crate::lock::EntryLock;
 use crate::output;
@@ -35,7 +36,7 @@ fn head_buffer() -> Box<[MaybeUninit<u8>]> {
 }
 
 /// Runs `cacheback run` and returns the exit status to report.
-pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
+pub fn run(store: &FsStore, args: &RunArgs, fleet: &FleetSettings) -> Result<u8> {
     let inputs = match KeyInputs::gather(args, store) {
         Ok(inputs) => inputs,
         // `--cwd` in a deleted directory, say: the command may still work there.
@@ -63,7 +64,7 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
                     return Ok(code);
                 }
                 let seen = Some(&entry.preamble);
-                match refresh::start(store, &key, args, seen, now, Event::StaleHit) {
+                match refresh::start(store, &key, args, seen, now, Event::StaleHit, fleet) {
                     Ok(Counted::Yes) => exit_after_fork(code),
                     Ok(Counted::No) => events::record(store, &key, Event::StaleHit),
                     Err(err) => {
@@ -90,9 +91,9 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
         ));
     }
     if args.no_wait {
-        return start_in_background(store, &key, args, now);
+        return start_in_background(store, &key, args, now, fleet);
     }
-    run_in_foreground(store, &key, &inputs, args, damaged)
+    run_in_foreground(store, &key, &inputs, args, damaged, fleet)
 }
 
 /// Ends the process once [`refresh::start`] has (most likely) forked the
@@ -108,7 +109,13 @@ fn exit_after_fork(code: u8) -> ! {
 /// `--no-wait` on a miss: the placeholder now, the command in the background.
 /// Without a usable cache a background run could store nothing for anyone:
 /// the command runs now, uncached, like any run whose cache cannot work.
-fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> Result<u8> {
+fn start_in_background(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    now: u64,
+    fleet: &FleetSettings,
+) -> Result<u8> {
     if let Err(err) = store.prepare() {
         return uncached_after(&err, args);
     }
@@ -121,7 +128,7 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
             code = stdout_failed(&err);
         }
     }
-    match refresh::start(store, key, args, None, now, Event::Miss) {
+    match refresh::start(store, key, args, None, now, Event::Miss, fleet) {
         Ok(Counted::Yes) => exit_after_fork(code),
         Ok(Counted::No) => events::record(store, key, Event::Miss),
         Err(err) => return uncached_after(&err, args),
@@ -144,6 +151,7 @@ fn run_in_foreground(
     inputs: &KeyInputs,
     args: &RunArgs,
     damaged: Option<OpenError>,
+    fleet: &FleetSettings,
 ) -> Result<u8> {
     let wait_started = now_ms();
     let locked = store.prepare().and_then(|()| store.lock(key));
@@ -167,6 +175,24 @@ fn run_in_foreground(
             return Ok(replay(&failure));
         }
     }
+    let leased = if args.force {
+        fleet_tier::lease_if_free(fleet, store, key, args.ttl())
+    } else {
+        match fleet_tier::on_miss(fleet, store, &lock, key, args) {
+            MissOutcome::Local => None,
+            MissOutcome::Run(leased) => Some(*leased),
+            MissOutcome::Filled { stale } => {
+                return Ok(serve_filled(store, key, args, lock, stale, fleet));
+            }
+            MissOutcome::FailedElsewhere {
+                exit_code,
+                stderr_tail,
+            } => {
+                let _ = output::write_all(&output::stderr(), &stderr_tail);
+                return Ok(exit_status(exit_code));
+            }
+        }
+    };
     if let Some(err) = damaged {
         output::warn(format_args!("replacing unreadable cache entry: {err}"));
     }
@@ -182,11 +208,42 @@ fn run_in_foreground(
             return uncached_after(&err, args);
         }
     };
+    if let Some(leased) = leased {
+        leased.share(store, key, true);
+    }
     report_timeout(ran.termination, args);
     match &ran.stdout_error {
         Some(err) => Ok(stdout_failed(err)),
         None => Ok(exit_status(ran.termination.exit_code())),
     }
+}
+
+/// A miss the fleet tier answered: the copy it made is replayed, and a
+/// stale one refreshed in the background, as a stale hit would be.
+fn serve_filled(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    lock: EntryLock,
+    stale: bool,
+    fleet: &FleetSettings,
+) -> u8 {
+    let mut head = head_buffer();
+    let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head) else {
+        return crate::exit_codes::FAILURE;
+    };
+    let code = replay(&entry);
+    if stale {
+        // The refresher takes the lock itself.
+        drop(lock);
+        let seen = Some(&entry.preamble);
+        if let Ok(Counted::Yes) =
+            refresh::start(store, key, args, seen, now_ms(), Event::StaleHit, fleet)
+        {
+            exit_after_fork(code);
+        }
+    }
+    code
 }
 
 /// Says why a foreground run ended with status 124, which the command's own

@@ -584,6 +584,12 @@ impl EntryWriter {
         })
     }
 
+    /// Stores the value marked stale (a copy of a fleet value that
+    /// `invalidate --refresh` marked stale for every host).
+    pub fn mark_stale(&mut self) {
+        self.flags |= entry::FLAG_FORCED_STALE;
+    }
+
     /// A writer for the captured stdout, from where stdout belongs in the
     /// file; it must be flushed before [`EntryWriter::commit`].
     pub fn stdout_sink(&self) -> io::Result<BlockWriter> {

@@ -33,7 +33,10 @@ pub fn fill_local(
 ) -> Result<Committed> {
     let details = Details::decode(&meta.details, FORMAT_VERSION)
         .map_err(|err| Error::io("reading the fleet's value", io::Error::other(err)))?;
-    let writer = store.writer(lock, &details)?;
+    let mut writer = store.writer(lock, &details)?;
+    if meta.flags & super::entry::FLAG_FORCED_STALE != 0 {
+        writer.mark_stale();
+    }
     let mut sink = writer
         .stdout_sink()
         .map_err(|err| Error::io("preparing the copy", err))?;
@@ -105,6 +108,7 @@ pub fn publish_local(
         duration_ms: u64::from(preamble.duration_ms),
         exit_code: preamble.exit_code,
         jitter_ms: preamble.jitter_ms,
+        // Not the forced-stale mark: what is published is the newest value.
         flags: preamble.flags & super::entry::FLAG_CACHE_FAILURES,
         stdout_len: preamble.stdout_len,
         stderr_len: preamble.stderr_len,

@@ -14,6 +14,6 @@ pub mod resp;
 pub mod url;
 
 pub use conn::{Connection, DEFAULT_CONNECT_TIMEOUT, StoreError};
-pub use fleet::{Fleet, FleetFailure, FleetLease, FleetMeta, Published};
+pub use fleet::{Fleet, FleetFailure, FleetLease, FleetMeta, LeaseRenewer, Published};
 pub use resp::Value;
 pub use url::{StoreUrl, Transport};
