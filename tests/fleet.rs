@@ -786,11 +786,11 @@ fn a_dead_store_costs_one_warning_and_is_then_skipped() {
     assert!(fleet.settled(), "processes linger");
     let runs = fleet.runs();
     assert_eq!(runs.len(), 4, "{runs:?}");
+    // (A's other entries were aged too: a hit on them would refresh them.)
     assert_prints(&a.run(&standard()), &runs[3], "A's refreshed value");
-    assert_prints(&a.run(&other(2)), &runs[2], "nothing local is lost");
     // B has no marker yet: its first caller warns, once.
     let b_miss = b.run(&standard());
-    assert_eq!(fleet.runs().len(), 5, "B ran it itself");
+    assert_eq!(fleet.runs().len(), 5, "B ran it itself: {:?}", fleet.runs());
     assert_eq!(text(&b_miss.stdout), format!("{}\n", fleet.runs()[4]));
     assert_one_warning(&b_miss, "B's miss, store dead");
     assert_prints(&b.run(&standard()), &fleet.runs()[4], "B's hit");
