@@ -668,6 +668,40 @@ fn a_refresher_killed_with_kill_9_leaves_its_lease_to_expire() {
     assert_eq!(fleet.runs().len(), 3, "A copied it without running");
 }
 
+#[test]
+fn a_refresh_longer_than_the_lease_keeps_it_renewed() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_refresh_longer_than_the_lease") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    let lease = fleet.key("lease");
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    fleet.read_pid("refresher-a");
+    // Two and a half lease lengths: only renewals keep it.
+    std::thread::sleep(Duration::from_millis(5000));
+    assert_eq!(
+        fleet.redis.cli_text(&["EXISTS", &lease]).trim(),
+        "1",
+        "A's lease lapsed while its refresh ran"
+    );
+    assert_prints(&b.run(&standard()), &first, "B's stale hit");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        fleet.runs().len(),
+        2,
+        "B ran it beside A: {:?}",
+        fleet.runs()
+    );
+    fleet.touch("go-a");
+    let second = fleet.runs()[1].clone();
+    assert!(serves(&b, &second), "B waited for A's result and copied it");
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs().len(), 2, "{:?}", fleet.runs());
+}
+
 // ---------------------------------------------------------------------------
 // 6. A refresher that lost its lease publishes nothing.
 // ---------------------------------------------------------------------------
@@ -871,6 +905,39 @@ fn a_store_restarted_during_a_refresh_loses_nothing_local() {
     let latest = fleet.runs().last().unwrap().clone();
     assert!(serves(&b, &latest));
     assert!(serves(&a, &second), "A kept its value");
+}
+
+#[test]
+fn a_store_stopped_during_a_refresh_delays_nothing_and_loses_nothing_local() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_store_stopped_during_a_refresh") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    fleet.read_pid("refresher-a");
+    fleet.redis.pause();
+    fleet.touch("go-a");
+    // A stale hit on B, with the store stopped: at once, from B's copy.
+    let started = Instant::now();
+    let b_hit = b.run(&standard());
+    let took = started.elapsed();
+    assert_eq!(text(&b_hit.stdout), format!("{first}\n"), "B's stale hit");
+    assert!(
+        took < Duration::from_millis(1500),
+        "B's stale hit took {took:?}"
+    );
+    // A's refresh ends while the store is stopped: stored locally all the same.
+    let second = fleet.runs()[1].clone();
+    let stored = serves(&a, &second);
+    fleet.redis.resume();
+    assert!(
+        stored,
+        "A's refresh was not stored locally while the store was stopped"
+    );
+    assert!(fleet.settled(), "processes linger");
 }
 
 // ---------------------------------------------------------------------------
