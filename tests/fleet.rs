@@ -457,6 +457,10 @@ fn a_stale_hit_takes_a_newer_fleet_value_without_running_the_command() {
     assert!(serves(&b, &second), "B takes A's refresh from the fleet");
     assert!(fleet.settled(), "processes linger");
     assert_eq!(fleet.runs(), [first, second], "B ran nothing");
+    assert!(
+        fleet.keys("cacheback:*:lease").is_empty(),
+        "a finished refresh released its lease"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -578,9 +582,9 @@ fn a_failed_refresh_on_one_host_backs_off_every_host() {
     let Some(fleet) = Fleet::start(&[], "fleet::a_failed_refresh_backs_off") else {
         return;
     };
-    let (a, b) = (fleet.host("a"), fleet.host("b"));
-    let first = prime(&fleet, &a, &[&b]);
-    fleet.age_all(&[&a, &b], 7200);
+    let (a, b, c) = (fleet.host("a"), fleet.host("b"), fleet.host("c"));
+    let first = prime(&fleet, &a, &[&b, &c]);
+    fleet.age_all(&[&a, &b, &c], 7200);
     fleet.touch("fail");
     assert_prints(&a.run(&standard()), &first, "A's stale hit");
     assert!(
@@ -603,16 +607,40 @@ fn a_failed_refresh_on_one_host_backs_off_every_host() {
             host.name
         );
     }
-    // Once the back-off is over (the first failure 11 s ago), B refreshes.
-    fleet.remove("fail");
+    // Once the back-off is over (the first failure 11 s ago), B tries again,
+    // and fails again: the next back-off is 20 s.
     fleet.age_in_store("fail", 11);
     assert_prints(&b.run(&standard()), &first, "B after the back-off");
     assert!(
         wait_until(SETTLE, || fleet.runs().len() == 3),
-        "B refreshed after the back-off"
+        "B refreshed after the first back-off"
     );
-    let third = fleet.runs()[2].clone();
-    assert!(serves(&b, &third));
+    assert!(fleet.settled(), "processes linger");
+    fleet.age_in_store("fail", 11);
+    for host in [&a, &b] {
+        assert_prints(&host.run(&standard()), &first, "a stale hit, 11 s into 20");
+        assert!(fleet.settled(), "processes linger");
+        assert_eq!(
+            fleet.runs().len(),
+            3,
+            "host {} ran it 11 s into a 20 s back-off",
+            host.name
+        );
+    }
+    // 21 s after the second failure, with the command mended, C refreshes.
+    // (Not A or B: their own failures are recorded locally too, and only
+    // the fleet's record was aged here, so their local back-off still runs.)
+    fleet.age_in_store("fail", 10);
+    fleet.remove("fail");
+    assert_prints(&c.run(&standard()), &first, "C after the second back-off");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 4),
+        "C refreshed after the second back-off"
+    );
+    let fourth = fleet.runs()[3].clone();
+    assert!(serves(&c, &fourth));
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs().len(), 4, "{:?}", fleet.runs());
 }
 
 // ---------------------------------------------------------------------------
@@ -1479,4 +1507,9 @@ fn random_fleet_operations_keep_every_caller_whole_and_one_run_per_stale_period(
         }
     }
     check_period(&fleet, period_start, clean, &log, "the end");
+    eprintln!(
+        "fleet CLI model seed {seed}: {steps} steps, {} executions; {}",
+        fleet.runs().len(),
+        log.join("; ")
+    );
 }
