@@ -29,10 +29,10 @@ use std::time::Duration;
 use crate::cli::{RunArgs, StoreArgs};
 use crate::clock::now_ms;
 use crate::key::Key;
-use crate::lock::EntryLock;
 use crate::output;
 use crate::refresh::backoff;
 use crate::store::entry::{self, PREAMBLE_LEN, Preamble};
+use crate::store::lock::EntryLock;
 use crate::store::redis::{
     Connection, Fleet, FleetLease, FleetMeta, LeaseRenewer, Published, StoreError, StoreUrl, health,
 };
@@ -295,7 +295,7 @@ pub fn on_miss(
         let now = now_ms();
         if let Some(meta) = &meta
             && preamble_of(meta).is_usable(now, args.max_age.map(millis))
-            && tiers::fill_local(store, lock, key, &mut fleet, meta).is_ok()
+            && tiers::fill_local(store, lock, &mut fleet, meta).is_ok()
         {
             let _ = fleet.count(key, "fills");
             let stale = store
@@ -404,7 +404,7 @@ pub fn before_refresh(
                 .is_none_or(|local| shared.finished_ms > local.finished_ms);
             if newer
                 && shared.is_usable(now, args.max_age.map(millis))
-                && tiers::fill_local(store, lock, key, &mut fleet, meta).is_ok()
+                && tiers::fill_local(store, lock, &mut fleet, meta).is_ok()
             {
                 stored = true;
                 let _ = fleet.count(key, "fills");
@@ -547,13 +547,7 @@ impl Leased {
         let mut published = None;
         if fresh_entry {
             let _ = self.fleet.count(key, "runs");
-            match tiers::publish_local(
-                store,
-                key,
-                &mut self.fleet,
-                &self.lease,
-                self.config.max_value,
-            ) {
+            match tiers::publish_local(store, &mut self.fleet, &self.lease, self.config.max_value) {
                 Ok(Shared::Fleet(outcome)) => published = Some(outcome),
                 Ok(Shared::TooLarge { len }) if warn => output::warn(format_args!(
                     "the output ({}) is larger than --store-max-value ({}): it stays in this \
@@ -647,4 +641,139 @@ impl Drop for Keeper {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// One entry of the fleet tier, as the management commands show it.
+#[derive(Debug, Clone)]
+pub struct FleetEntry {
+    /// Its key.
+    pub key: Key,
+    /// Its header.
+    pub meta: FleetMeta,
+    /// Its details (label, command line, TTL), when they decode.
+    pub details: Option<entry::Details>,
+    /// Its last failed run, if one is recorded.
+    pub failure: Option<crate::store::redis::FleetFailure>,
+    /// Its fleet-wide counters (`runs`, `fills`, `failures`).
+    pub counts: Vec<(String, u64)>,
+    /// Some host holds its refresh lease now.
+    pub refreshing: bool,
+}
+
+impl FleetEntry {
+    /// The label, else the command line, escaped for a terminal.
+    pub fn title(&self) -> String {
+        match &self.details {
+            Some(details) => match &details.name {
+                Some(name) => crate::display::escape(name).into_owned(),
+                None => details.inputs.command_line(),
+            },
+            None => format!("(key {})", &self.key.to_hex()[..12]),
+        }
+    }
+
+    /// A counter's value (0 when never counted).
+    pub fn count(&self, name: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(counter, _)| counter == name)
+            .map_or(0, |(_, value)| *value)
+    }
+
+    /// Its state at `now_ms`, in the words `stats` uses for local entries.
+    pub fn state(&self, now_ms: u64) -> &'static str {
+        let preamble = preamble_of(&self.meta);
+        let ttl_ms = self.details.as_ref().map_or(0, |details| details.ttl_ms);
+        if self
+            .failure
+            .as_ref()
+            .is_some_and(|failure| failure.finished_ms > self.meta.finished_ms)
+        {
+            "failing"
+        } else if self.refreshing {
+            "refreshing"
+        } else if preamble.is_stale(now_ms, ttl_ms) {
+            "stale"
+        } else {
+            "fresh"
+        }
+    }
+}
+
+/// Connects for a management command: `Ok(None)` without a store; a store
+/// that does not answer is an error (the command was asked about it).
+pub fn connect_for_management(settings: &FleetSettings) -> crate::error::Result<Option<Connected>> {
+    let config = match settings.resolve() {
+        Ok(config) => config,
+        Err(message) => return Err(crate::error::Error::Usage(message)),
+    };
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let timeout = MIN_REPLY_TIMEOUT.max(config.connect_timeout * 10);
+    let conn = Connection::open(&config.url, config.connect_timeout, timeout)
+        .map_err(|err| store_error(&err))?;
+    Ok(Some(Connected {
+        fleet: Fleet::new(conn, &config.prefix, MIN_EXPIRY),
+        config,
+    }))
+}
+
+/// A fleet store error as cacheback's error (status 125).
+pub fn store_error(err: &StoreError) -> crate::error::Error {
+    crate::error::Error::io("the fleet store", std::io::Error::other(err.to_string()))
+}
+
+/// One entry of the fleet tier, if it has a value.
+pub fn entry(fleet: &mut Fleet, key: &Key) -> Result<Option<FleetEntry>, StoreError> {
+    let Some(meta) = fleet.meta(key)? else {
+        return Ok(None);
+    };
+    let details = entry::Details::decode(&meta.details, entry::FORMAT_VERSION).ok();
+    Ok(Some(FleetEntry {
+        key: *key,
+        details,
+        failure: fleet.failure(key)?,
+        counts: fleet.counts(key)?,
+        refreshing: fleet.lease_held(key)?,
+        meta,
+    }))
+}
+
+/// Every entry of the fleet tier (listed with SCAN).
+pub fn entries(fleet: &mut Fleet) -> Result<Vec<FleetEntry>, StoreError> {
+    let mut found = Vec::new();
+    for key in fleet.keys()? {
+        // A value forgotten between the listing and this read is skipped.
+        found.extend(entry(fleet, &key)?);
+    }
+    Ok(found)
+}
+
+/// The fleet entries an entry selector names: by label, every fleet entry
+/// with it; by command, the key `run` would use here (with or without
+/// `--cache-failures`).
+pub fn select(
+    fleet: &mut Fleet,
+    store: &FsStore,
+    selector: &crate::cli::EntrySelector,
+) -> crate::error::Result<Vec<FleetEntry>> {
+    let fail = |err: StoreError| store_error(&err);
+    if let Some(name) = &selector.name {
+        let mut found = entries(fleet).map_err(fail)?;
+        found.retain(|entry| {
+            entry
+                .details
+                .as_ref()
+                .is_some_and(|details| details.name.as_deref() == Some(name.as_str()))
+        });
+        return Ok(found);
+    }
+    let mut inputs = crate::inspect::inputs_of(store, &selector.command, &selector.key)?;
+    let mut found = Vec::new();
+    for cache_failures in [false, true] {
+        inputs.cache_failures = cache_failures;
+        found.extend(entry(fleet, &inputs.key()).map_err(fail)?);
+    }
+    Ok(found)
 }

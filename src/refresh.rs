@@ -22,29 +22,13 @@ use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::fleet_tier::FleetSettings;
 use crate::key::Key;
-use crate::lock::EntryLock;
 use crate::store::entry::Preamble;
 use crate::store::events::{self, Event};
+use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore};
 
-/// Environment variable overriding the time limit of background runs without `--timeout`.
-pub const ENV_REFRESH_TIMEOUT: &str = "CACHEBACK_REFRESH_TIMEOUT";
-/// Time limit of a background run without `--timeout`, so a hung command
-/// cannot hold the lock forever.
-pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(600);
 /// First back-off step after a failed run; it doubles per consecutive failure, up to the TTL.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
-
-/// The time limit for a background run.
-pub fn background_timeout(args: &RunArgs) -> Duration {
-    if let Some(limit) = args.timeout {
-        return limit;
-    }
-    std::env::var(ENV_REFRESH_TIMEOUT)
-        .ok()
-        .and_then(|text| crate::units::parse_duration(&text).ok())
-        .unwrap_or(DEFAULT_REFRESH_TIMEOUT)
-}
 
 /// How long to wait after `failures` consecutive failed runs before trying again.
 pub fn backoff(failures: u32, ttl: Duration) -> Duration {
@@ -136,7 +120,7 @@ pub fn spawn(
     fleet: &FleetSettings,
 ) -> Result<()> {
     fork_detached(Some(lock.file().as_raw_fd()), || {
-        crate::cmd::refresh::run(store, key, args, lock, fleet)
+        crate::refresher::run(store, key, args, lock, fleet)
     })
 }
 
@@ -181,9 +165,7 @@ pub fn spawn_batch(
             match unsafe { libc::fork() } {
                 0 => {
                     let status = match std::env::set_current_dir(&plan.cwd) {
-                        Ok(()) => {
-                            crate::cmd::refresh::run(store, &plan.key, &plan.args, &lock, fleet)
-                        }
+                        Ok(()) => crate::refresher::run(store, &plan.key, &plan.args, &lock, fleet),
                         Err(_) => crate::exit_codes::FAILURE,
                     };
                     // SAFETY: as in `fork_detached`.
@@ -192,7 +174,7 @@ pub fn spawn_batch(
                 -1 => {
                     // No process to spare: run it here, in turn.
                     let _ = std::env::set_current_dir(&plan.cwd);
-                    crate::cmd::refresh::run(store, &plan.key, &plan.args, &lock, fleet);
+                    crate::refresher::run(store, &plan.key, &plan.args, &lock, fleet);
                 }
                 _ => running += 1,
             }

@@ -2,7 +2,6 @@
 
 pub mod gc;
 pub mod invalidate;
-pub mod refresh;
 pub mod run;
 pub mod show;
 pub mod stats;
@@ -45,10 +44,10 @@ fn manage(
     match command {
         // Handled by `dispatch`; here only so the match needs no panic.
         Command::Run(args) => run::run(store, &args, fleet),
-        Command::Stats(args) => stats::run(store, &args, cache_dir::origin(dir_flag_given)),
-        Command::Show(args) => show::run(store, &args),
+        Command::Stats(args) => stats::run(store, &args, cache_dir::origin(dir_flag_given), fleet),
+        Command::Show(args) => show::run(store, &args, fleet),
         Command::Invalidate(args) => invalidate::run(store, &args, fleet),
         Command::Warm(args) => warm::run(store, &args.run, fleet),
-        Command::Gc(args) => gc::run(store, &args),
+        Command::Gc(args) => gc::run(store, &args, fleet),
     }
 }

@@ -13,24 +13,23 @@ use super::entry::{Details, FORMAT_VERSION, PREAMBLE_LEN};
 use super::redis::{Fleet, FleetLease, FleetMeta, Published, StoreError};
 use super::{Committed, FileKind, FsStore, RunRecord, StderrSource};
 use crate::error::{Error, Result};
-use crate::key::Key;
-use crate::lock::EntryLock;
+use crate::store::lock::EntryLock;
 
 /// Largest value copied to the fleet by default; larger ones stay local
 /// (the caller warns once). Above the 100 MiB outputs the fleet is tested
 /// with, below what would strain a server's memory.
 pub const DEFAULT_FLEET_MAX_VALUE: u64 = 256 << 20;
 
-/// Stores the fleet's value of `key` (described by `meta`) as the local
-/// entry, under the local lock; the fleet's chunks stream into the local
-/// temp file, one chunk in memory at a time.
+/// Stores the fleet's value of the lock's key (described by `meta`) as the
+/// local entry; the fleet's chunks stream into the local temp file, one
+/// chunk in memory at a time.
 pub fn fill_local(
     store: &FsStore,
     lock: &EntryLock,
-    key: &Key,
     fleet: &mut Fleet,
     meta: &FleetMeta,
 ) -> Result<Committed> {
+    let key = lock.key();
     let details = Details::decode(&meta.details, FORMAT_VERSION)
         .map_err(|err| Error::io("reading the fleet's value", io::Error::other(err)))?;
     let mut writer = store.writer(lock, &details)?;
@@ -55,9 +54,7 @@ pub fn fill_local(
         stdout_len: meta.stdout_len,
     };
     writer.commit(
-        lock,
         store,
-        key,
         FileKind::Entry,
         record,
         &mut AlreadyWritten(meta.stderr_len),
@@ -78,15 +75,15 @@ pub enum Shared {
     Nothing,
 }
 
-/// Publishes the local entry of `key` to the fleet under `lease`, unless it
+/// Publishes the local entry of the lease's key to the fleet under `lease`, unless it
 /// is larger than `max_len`.
 pub fn publish_local(
     store: &FsStore,
-    key: &Key,
     fleet: &mut Fleet,
     lease: &FleetLease,
     max_len: u64,
 ) -> Result<Shared> {
+    let key = lease.key();
     let mut head = [MaybeUninit::uninit(); PREAMBLE_LEN];
     let Some(entry) = store
         .open(key, FileKind::Entry, &mut head)

@@ -8,8 +8,8 @@ use crate::cli::RunArgs;
 use crate::exit_codes;
 use crate::fleet_tier::{self, FleetSettings, RefreshPlan};
 use crate::key::{Key, KeyInputs};
-use crate::lock::EntryLock;
 use crate::store::events;
+use crate::store::lock::EntryLock;
 use crate::store::{Committed, FsStore};
 
 /// Runs of one refresh at most: the first, and reruns after `invalidate
@@ -51,7 +51,7 @@ pub fn run(
         }
     };
     for _ in 0..runs {
-        match super::run::execute(store, key, &inputs, args, lock, false) {
+        match crate::produce::execute(store, key, &inputs, args, lock, false) {
             // Marked stale while it ran: the result may predate what the user
             // reacted to, so run again while we hold the lock.
             Ok(ran) if ran.committed == Some(Committed::StoredStale) => {
@@ -77,7 +77,7 @@ pub fn run(
     let _ = events::fold(store, key, lock);
     // This entry's lock stays held until we exit, so gc passes over it: fine,
     // it was just refreshed.
-    super::gc::maybe_daily(store, super::run::now_ms());
+    crate::store::fs::gc::maybe_daily(store, crate::clock::now_ms());
     status
 }
 
