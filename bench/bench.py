@@ -1017,10 +1017,11 @@ class Bench:
                     f"{r['wrong_output']} wrong outputs, {r['failed_callers']} failed, "
                     f"median latency {fmt_ns(r['latency']['median'])}")
                 if name == "cacheback+store" and (r["executions_settled"] != 1 or r["wrong_output"]
-                                                  or r["failed_callers"]):
+                                                  or r["failed_callers"] or r["warned"]):
                     self.problem(f"fleet: 2 hosts x {n} callers on a {state} entry: "
                                  f"{r['executions_settled']} executions (want 1), {r['wrong_output']} wrong "
-                                 f"outputs, {r['failed_callers']} failed callers")
+                                 f"outputs, {r['failed_callers']} failed callers, {r['warned']} callers "
+                                 "wrote to stderr (see the log)")
                 out.append(r)
         return out
 
@@ -1064,7 +1065,10 @@ class Bench:
                     os.close(gate_w)
                     fd = os.open(outp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                     os.dup2(fd, 1)
-                    os.dup2(_ERRFD, 2)
+                    # each caller's stderr apart: a caller that warned (the
+                    # store did not answer) explains an extra execution
+                    fd = os.open(outp + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.dup2(fd, 2)
                     nul = os.open("/dev/null", os.O_RDONLY)
                     os.read(gate_r, 1)  # blocks until the parent closes gate_w
                     os.dup2(nul, 0)
@@ -1089,14 +1093,22 @@ class Bench:
         # background refreshers (and, with a store, the other host's copy)
         time.sleep(sleep_s + 2.0)
         settled = count_lines(counter) - primed
-        wrong = 0
+        wrong, warned, said = 0, 0, {}
         for i in range(n * hosts):
             with open(os.path.join(outdir, str(i)), "rb") as f:
                 if f.read() != b"value\n":
                     wrong += 1
+            with open(os.path.join(outdir, f"{i}.err"), "rb") as f:
+                err = f.read().decode("utf-8", "replace").strip()
+            if err:
+                warned += 1
+                said[err] = said.get(err, 0) + 1
+        for err, k in said.items():
+            log(f"fleet concurrency {name} {state}: {k} caller(s) said: {err[:300]}")
         return {"tool": name, "hosts": hosts, "callers": n, "state": state, "primed": primed,
                 "executions_when_callers_done": at_return, "executions_settled": settled,
-                "failed_callers": bad, "wrong_output": wrong, "latency": summarize(lat)}
+                "failed_callers": bad, "wrong_output": wrong, "warned": warned,
+                "latency": summarize(lat)}
 
     # ---- driver ---------------------------------------------------------
 
@@ -1498,12 +1510,13 @@ def write_report(res, args, path_md, path_svg, tools):
                  "Executions counted when all callers have returned and again 2.5 s later. Ideal: 1 for the "
                  "fleet; without one, 1 per host at best (bkt has no fleet mode).")
         L.append("")
-        L.append("| state | callers | contender | executions (at return / settled) | wrong output | failed | caller latency median | max |")
-        L.append("|---|---:|---|---:|---:|---:|---:|---:|")
+        L.append("| state | callers | contender | executions (at return / settled) | wrong output | failed | warned | caller latency median | max |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
         for r in fl["concurrency"]:
             L.append(f"| {r['state']} | {r['hosts']} × {r['callers']} | {r['tool']} | "
                      f"**{r['executions_when_callers_done']} / {r['executions_settled']}** | {r['wrong_output']} | "
-                     f"{r['failed_callers']} | {fmt_ns(r['latency']['median'])} | {fmt_ns(r['latency']['max'])} |")
+                     f"{r['failed_callers']} | {r['warned']} | {fmt_ns(r['latency']['median'])} | "
+                     f"{fmt_ns(r['latency']['max'])} |")
         L.append("")
 
     cg = cases.get("callgrind")
