@@ -5,6 +5,7 @@ mod display;
 mod edges;
 mod faults;
 mod fleet;
+mod fleet_manage;
 mod gc_events;
 mod generated;
 mod harness;
