@@ -1,86 +1,12 @@
 //! The fleet tier's protocol client against a real `redis-server` (Debian's
 //! package; `.ci/run` installs it), started on loopback by each test and
-//! stopped by PID.
+//! stopped by PID (`tests/redis_harness.rs`).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cacheback::store::redis::{Connection, StoreError, StoreUrl, Value};
 
-/// A private `redis-server` on a loopback port and a Unix socket.
-pub struct RedisServer {
-    child: Child,
-    /// Its TCP port on 127.0.0.1.
-    pub port: u16,
-    /// Its Unix socket.
-    pub socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    /// Starts a server with these extra configuration lines and waits until
-    /// it answers; `None` (the test skips) where redis-server is not installed.
-    pub fn start(config: &[&str], test: &str) -> Option<RedisServer> {
-        if !crate::harness::installed("redis-server", test) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("redis.conf");
-        std::fs::write(&conf, config.join("\n")).unwrap();
-        let socket = dir.path().join("redis.sock");
-        // A free port: the kernel picks one, we let go of it, redis takes it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server");
-        let server = RedisServer {
-            child,
-            port,
-            socket,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&server.socket).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
-    }
-
-    /// The server's process id, for SIGSTOP and kills.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // SAFETY: signals our own child; a stopped one must be woken to die.
-        unsafe {
-            libc::kill(self.pid(), libc::SIGKILL);
-            libc::kill(self.pid(), libc::SIGCONT);
-        }
-        let _ = self.child.wait();
-    }
-}
+pub(crate) use crate::redis_harness::RedisServer;
 
 fn connect(url: &str) -> Result<Connection, StoreError> {
     let url = StoreUrl::parse(url, None).unwrap();
