@@ -66,8 +66,8 @@ fn apply_to_key(key: &mut KeyArgs) -> Result<(), String> {
 /// The `--stale-marker` text: the flag's, else `CACHEBACK_STALE_MARKER`'s.
 /// Looked up only for a stale value, the one time it is printed, so a fresh
 /// hit does not pay for the lookup.
-pub fn stale_marker(run: &RunArgs) -> Option<OsString> {
-    run.stale_marker.clone().or_else(|| var(ENV_STALE_MARKER))
+pub fn stale_marker(flag: Option<&OsString>) -> Option<OsString> {
+    flag.cloned().or_else(|| var(ENV_STALE_MARKER))
 }
 
 /// The variable's value, `None` when unset or empty.

@@ -26,9 +26,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::cli::{RunArgs, StoreArgs};
+use crate::cli::StoreArgs;
 use crate::clock::now_ms;
 use crate::key::Key;
+use crate::options::{EntryName, RunOptions};
 use crate::output;
 use crate::rules::{self, FailureMark};
 use crate::store::entry::{self, PREAMBLE_LEN, Preamble};
@@ -273,7 +274,7 @@ pub fn on_miss(
     store: &FsStore,
     lock: &EntryLock,
     key: &Key,
-    args: &RunArgs,
+    args: &RunOptions,
 ) -> MissOutcome {
     let Some(Connected { mut fleet, config }) = connect(settings, store, args.ttl()) else {
         return MissOutcome::Local;
@@ -376,7 +377,7 @@ pub fn before_refresh(
     store: &FsStore,
     lock: &EntryLock,
     key: &Key,
-    args: &RunArgs,
+    args: &RunOptions,
 ) -> RefreshPlan {
     let Some(Connected { mut fleet, config }) = connect(settings, store, args.ttl()) else {
         return RefreshPlan::Local;
@@ -790,7 +791,7 @@ pub fn entries(fleet: &mut Fleet) -> Result<Vec<FleetEntry>, StoreError> {
 pub fn select(
     fleet: &mut Fleet,
     store: &FsStore,
-    selector: &crate::cli::EntrySelector,
+    selector: &EntryName,
 ) -> crate::error::Result<Vec<FleetEntry>> {
     let fail = |err: StoreError| store_error(&err);
     if let Some(name) = &selector.name {

@@ -12,10 +12,10 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cli::{EntrySelector, KeyArgs};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyInputs};
+use crate::options::{EntryName, KeyOptions};
 use crate::store::entry::{Details, PREAMBLE_LEN, Preamble};
 use crate::store::events::{self, Counts};
 use crate::store::lock;
@@ -395,7 +395,7 @@ pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> Entr
 
 /// The keys a `show` or `invalidate` selector names, newest result first.
 /// An unknown label or command is an error naming it.
-pub fn select(store: &FsStore, selector: &EntrySelector, now_ms: u64) -> Result<Vec<EntryInfo>> {
+pub fn select(store: &FsStore, selector: &EntryName, now_ms: u64) -> Result<Vec<EntryInfo>> {
     if let Some(name) = &selector.name {
         let (mut infos, _) = list(store, now_ms)?;
         infos.retain(|info| info.name() == Some(name.as_str()));
@@ -441,7 +441,7 @@ pub fn select(store: &FsStore, selector: &EntrySelector, now_ms: u64) -> Result<
 
 /// The key inputs `run` would use for this command and key options, here
 /// and now (without `--cache-failures`).
-pub fn inputs_of(store: &FsStore, command: &[OsString], key: &KeyArgs) -> Result<KeyInputs> {
+pub fn inputs_of(store: &FsStore, command: &[OsString], key: &KeyOptions) -> Result<KeyInputs> {
     KeyInputs::gather_for(command, key, store).map_err(|err| Error::io("reading key inputs", err))
 }
 

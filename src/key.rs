@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cli::{KeyArgs, RunArgs};
 use crate::digest::{sha256, sha256_copy};
+use crate::options::{KeyOptions, RunOptions};
 
 /// Length of a key in bytes.
 pub const KEY_LEN: usize = crate::digest::DIGEST_LEN;
@@ -118,7 +118,7 @@ pub struct KeyInputs {
 
 impl KeyInputs {
     /// Gathers the inputs a `run` asks for from the current process's state.
-    pub fn gather(run: &RunArgs, secret: &dyn EnvSecret) -> io::Result<KeyInputs> {
+    pub fn gather(run: &RunOptions, secret: &dyn EnvSecret) -> io::Result<KeyInputs> {
         let mut inputs = Self::gather_for(&run.command, &run.key, secret)?;
         inputs.cache_failures = run.cache_failures;
         Ok(inputs)
@@ -129,7 +129,7 @@ impl KeyInputs {
     /// `--stdin` it reads all of stdin (see [`crate::stdin_input`]).
     pub fn gather_for(
         command: &[OsString],
-        key: &KeyArgs,
+        key: &KeyOptions,
         secret: &dyn EnvSecret,
     ) -> io::Result<KeyInputs> {
         let cwd = if key.cwd {

@@ -18,6 +18,7 @@ pub mod fast_args;
 pub mod fleet_tier;
 pub mod inspect;
 pub mod key;
+pub mod options;
 pub mod output;
 pub mod produce;
 pub mod refresh;

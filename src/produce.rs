@@ -5,11 +5,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::RunArgs;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
 use crate::key::{Key, KeyInputs};
+use crate::options::RunOptions;
 use crate::output;
 use crate::store::entry::Details;
 use crate::store::events::{self, Event};
@@ -23,7 +23,7 @@ pub const ENV_REFRESH_TIMEOUT: &str = "CACHEBACK_REFRESH_TIMEOUT";
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The time limit for a background run.
-pub fn background_timeout(args: &RunArgs) -> Duration {
+pub fn background_timeout(args: &RunOptions) -> Duration {
     if let Some(limit) = args.timeout {
         return limit;
     }
@@ -54,7 +54,7 @@ pub fn execute(
     store: &FsStore,
     key: &Key,
     inputs: &KeyInputs,
-    args: &RunArgs,
+    args: &RunOptions,
     lock: &EntryLock,
     foreground: bool,
 ) -> Result<Ran> {
@@ -171,7 +171,7 @@ pub fn execute(
 }
 
 /// What an entry stored by this run records besides its output.
-fn details_of(inputs: &KeyInputs, args: &RunArgs) -> Details {
+fn details_of(inputs: &KeyInputs, args: &RunOptions) -> Details {
     Details {
         inputs: inputs.clone(),
         name: args.name.clone(),
@@ -186,7 +186,7 @@ pub fn record_failure(
     store: &FsStore,
     key: &Key,
     inputs: &KeyInputs,
-    args: &RunArgs,
+    args: &RunOptions,
     lock: &EntryLock,
     exit_code: i32,
     stderr: &[u8],
@@ -207,7 +207,7 @@ pub fn record_failure(
 /// to differ between entries stored in the same instant and between hosts,
 /// not to be unpredictable: the key, the clock's nanoseconds and the process
 /// id, hashed, are enough.
-fn draw_jitter(args: &RunArgs, key: &Key) -> u32 {
+fn draw_jitter(args: &RunOptions, key: &Key) -> u32 {
     let Some(jitter) = args.jitter else {
         return 0;
     };

@@ -17,10 +17,10 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::fleet_tier::FleetSettings;
 use crate::key::Key;
+use crate::options::RunOptions;
 use crate::rules::{self, Start};
 use crate::store::FsStore;
 use crate::store::entry::Preamble;
@@ -46,7 +46,7 @@ pub enum Counted {
 pub fn start(
     store: &FsStore,
     key: &Key,
-    args: &RunArgs,
+    args: &RunOptions,
     seen: Option<&Preamble>,
     now_ms: u64,
     event: Event,
@@ -81,7 +81,7 @@ pub fn start(
 pub fn spawn(
     store: &FsStore,
     key: &Key,
-    args: &RunArgs,
+    args: &RunOptions,
     lock: &EntryLock,
     fleet: &FleetSettings,
 ) -> Result<()> {
@@ -96,7 +96,7 @@ pub struct Planned {
     /// The entry.
     pub key: Key,
     /// The options that stored it.
-    pub args: RunArgs,
+    pub args: RunOptions,
     /// Where to run it (where it was keyed, for `--cwd` entries).
     pub cwd: PathBuf,
 }

@@ -4,10 +4,10 @@ use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use crate::cli::RunArgs;
 use crate::exit_codes;
 use crate::fleet_tier::{self, FleetSettings, RefreshPlan};
 use crate::key::{Key, KeyInputs};
+use crate::options::RunOptions;
 use crate::store::events;
 use crate::store::lock::EntryLock;
 use crate::store::{Committed, FsStore};
@@ -24,7 +24,7 @@ const MAX_RUNS: usize = 3;
 pub fn run(
     store: &FsStore,
     key: &Key,
-    args: &RunArgs,
+    args: &RunOptions,
     lock: &EntryLock,
     fleet: &FleetSettings,
 ) -> u8 {
@@ -85,7 +85,7 @@ pub fn run(
 /// group, no stdio) and not waited for: a slow hook must not hold the lock,
 /// and a status bar's `pkill -RTMIN+8 i3blocks` needs nothing back. The label
 /// and key tell a hook shared by several entries which one changed.
-fn notify(hook: &OsStr, args: &RunArgs, key: &Key) {
+fn notify(hook: &OsStr, args: &RunOptions, key: &Key) {
     let mut command = Command::new("sh");
     crate::exec::hide_store_credentials(&mut command);
     let _ = command

@@ -14,12 +14,13 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{InvalidateArgs, KeyArgs, RunArgs};
+use crate::cli::InvalidateArgs;
 use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::fleet_tier::{self, FleetSettings};
 use crate::inspect::{self, EntryInfo};
 use crate::key::KeyInputs;
+use crate::options::{EntryName, KeyOptions, RunOptions};
 use crate::output;
 use crate::refresh;
 use crate::store::entry::{Details, FLAG_FORCED_STALE, FLAGS_OFFSET, MAGIC};
@@ -39,11 +40,12 @@ use crate::store::{FileKind, FsStore, remove_if_present};
 /// refresh then finds the fleet value gone (or marked stale) and runs.
 pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Result<u8> {
     let now = crate::clock::now_ms();
+    let entry = EntryName::from(args.entry.clone());
     let (mut connected, unreachable) = fleet_tier::connect_beside_local(fleet)?;
     let selected = if args.all {
         inspect::list(store, now).map(|(infos, _)| infos)
     } else {
-        inspect::select(store, &args.entry, now)
+        inspect::select(store, &entry, now)
     };
     let infos = match selected {
         // Only the fleet may have it.
@@ -61,12 +63,12 @@ pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Res
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|err| fleet_tier::store_error(&err))?
         }
-        Some(connected) => fleet_tier::select(&mut connected.fleet, store, &args.entry)?,
+        Some(connected) => fleet_tier::select(&mut connected.fleet, store, &entry)?,
         None => Vec::new(),
     };
     if infos.is_empty() && shared.is_empty() && !args.all {
         // Neither tier has it: the local tier's message says why.
-        inspect::select(store, &args.entry, now)?;
+        inspect::select(store, &entry, now)?;
     }
     // `refresh::spawn_batch` points our stdout at /dev/null, so the report
     // goes to a copy of it taken now.
@@ -306,11 +308,11 @@ fn mark_stale(path: &Path) -> Result<()> {
 /// The `run` options that stored this entry, as far as the entry records them.
 /// `--timeout` is not recorded (the background default applies);
 /// `--cache-failures` is a flag in the preamble, as it is part of the key.
-fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
+fn run_args(details: &Details, info: &EntryInfo) -> RunOptions {
     let inputs = &details.inputs;
     let os = |bytes: &Vec<u8>| OsString::from_vec(bytes.clone());
-    RunArgs {
-        ttl: Some(Duration::from_millis(details.ttl_ms)),
+    RunOptions {
+        ttl: Duration::from_millis(details.ttl_ms),
         max_age: details.max_age_ms.map(Duration::from_millis),
         timeout: None,
         // Not recorded: the original jitter stays in the entry until this
@@ -324,7 +326,7 @@ fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
         force: true,
         cache_failures: info.entry.is_some_and(|entry| entry.cache_failures()),
         name: details.name.clone(),
-        key: KeyArgs {
+        key: KeyOptions {
             cwd: inputs.cwd.is_some(),
             env: inputs.env.iter().map(|env| os(&env.name)).collect(),
             modtime: inputs

@@ -11,22 +11,24 @@ use crate::cache_dir;
 use crate::cli::{Cli, Command};
 use crate::error::Result;
 use crate::fleet_tier::FleetSettings;
+use crate::options::RunOptions;
 use crate::store::FsStore;
 
 /// Runs the parsed command line and returns the exit status.
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let flag_given = cli.cache_dir.is_some();
     let dir = cache_dir::resolve(cli.cache_dir);
-    if let (Command::Run(args), Err(err)) = (&cli.command, &dir) {
-        // Without a cache the command must still do its job.
-        crate::output::warn(format_args!("cache unavailable, running uncached: {err}"));
-        return run::run_uncached(args);
-    }
-    let store = FsStore::new(dir?);
     let fleet = FleetSettings::from(cli.store);
-    match cli.command {
-        Command::Run(args) => run::run(&store, &args, &fleet),
-        other => manage(&store, &fleet, other, flag_given),
+    match (cli.command, dir) {
+        (Command::Run(args), Ok(dir)) => {
+            run::run(&FsStore::new(dir), &RunOptions::from(args), &fleet)
+        }
+        (Command::Run(args), Err(err)) => {
+            // Without a cache the command must still do its job.
+            crate::output::warn(format_args!("cache unavailable, running uncached: {err}"));
+            run::run_uncached(&RunOptions::from(args))
+        }
+        (other, dir) => manage(&FsStore::new(dir?), &fleet, other, flag_given),
     }
 }
 
@@ -43,11 +45,11 @@ fn manage(
 ) -> Result<u8> {
     match command {
         // Handled by `dispatch`; here only so the match needs no panic.
-        Command::Run(args) => run::run(store, &args, fleet),
+        Command::Run(args) => run::run(store, &RunOptions::from(args), fleet),
         Command::Stats(args) => stats::run(store, &args, cache_dir::origin(dir_flag_given), fleet),
         Command::Show(args) => show::run(store, &args, fleet),
         Command::Invalidate(args) => invalidate::run(store, &args, fleet),
-        Command::Warm(args) => warm::run(store, &args.run, fleet),
+        Command::Warm(args) => warm::run(store, &RunOptions::from(args.run), fleet),
         Command::Gc(args) => gc::run(store, &args, fleet),
     }
 }

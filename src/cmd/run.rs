@@ -8,12 +8,12 @@ use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt as _;
 use std::time::Duration;
 
-use crate::cli::RunArgs;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
 use crate::fleet_tier::{self, FleetSettings, MissOutcome};
 use crate::key::{Key, KeyInputs};
+use crate::options::RunOptions;
 use crate::output;
 use crate::produce::{execute, record_failure};
 use crate::refresh::{self, Counted};
@@ -35,7 +35,7 @@ fn head_buffer() -> Box<[MaybeUninit<u8>]> {
 }
 
 /// Runs `cacheback run` and returns the exit status to report.
-pub fn run(store: &FsStore, args: &RunArgs, fleet: &FleetSettings) -> Result<u8> {
+pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<u8> {
     let inputs = match KeyInputs::gather(args, store) {
         Ok(inputs) => inputs,
         // `--cwd` in a deleted directory, say: the command may still work there.
@@ -50,7 +50,7 @@ pub fn run(store: &FsStore, args: &RunArgs, fleet: &FleetSettings) -> Result<u8>
             Ok(Some(entry)) if entry.preamble.is_usable(now, args.max_age.map(millis)) => {
                 let stale = entry.preamble.is_stale(now, millis(args.ttl()));
                 let marker = if stale || entry.preamble.failed_since_stored() {
-                    crate::env_defaults::stale_marker(args)
+                    crate::env_defaults::stale_marker(args.stale_marker.as_ref())
                 } else {
                     None
                 };
@@ -111,7 +111,7 @@ fn exit_after_fork(code: u8) -> ! {
 fn start_in_background(
     store: &FsStore,
     key: &Key,
-    args: &RunArgs,
+    args: &RunOptions,
     now: u64,
     fleet: &FleetSettings,
 ) -> Result<u8> {
@@ -138,7 +138,7 @@ fn start_in_background(
 /// Warns once that the cache cannot work, then runs the command without it.
 #[cold]
 #[inline(never)]
-fn uncached_after(why: &dyn std::fmt::Display, args: &RunArgs) -> Result<u8> {
+fn uncached_after(why: &dyn std::fmt::Display, args: &RunOptions) -> Result<u8> {
     output::warn(format_args!("cache unavailable, running uncached: {why}"));
     run_uncached(args)
 }
@@ -148,7 +148,7 @@ fn run_in_foreground(
     store: &FsStore,
     key: &Key,
     inputs: &KeyInputs,
-    args: &RunArgs,
+    args: &RunOptions,
     damaged: Option<OpenError>,
     fleet: &FleetSettings,
 ) -> Result<u8> {
@@ -225,7 +225,7 @@ fn run_in_foreground(
 fn serve_filled(
     store: &FsStore,
     key: &Key,
-    args: &RunArgs,
+    args: &RunOptions,
     lock: EntryLock,
     stale: bool,
     fleet: &FleetSettings,
@@ -250,7 +250,7 @@ fn serve_filled(
 
 /// Says why a foreground run ended with status 124, which the command's own
 /// output does not: it was killed at its `--timeout`.
-fn report_timeout(termination: Termination, args: &RunArgs) {
+fn report_timeout(termination: Termination, args: &RunOptions) {
     if let (Termination::TimedOut, Some(limit)) = (termination, args.timeout) {
         output::warn(format_args!(
             "{} was killed after the {} --timeout (exit status 124)",
@@ -261,13 +261,13 @@ fn report_timeout(termination: Termination, args: &RunArgs) {
 }
 
 /// Runs the command without any cache, passing its output and status through.
-pub fn run_uncached(args: &RunArgs) -> Result<u8> {
+pub fn run_uncached(args: &RunOptions) -> Result<u8> {
     let outcome = exec::run(uncached(args))?;
     report_timeout(outcome.termination, args);
     Ok(exit_status(outcome.termination.exit_code()))
 }
 
-fn uncached(args: &RunArgs) -> Invocation<'_> {
+fn uncached(args: &RunOptions) -> Invocation<'_> {
     Invocation {
         argv: &args.command,
         timeout: args.timeout,

@@ -26,18 +26,19 @@ use crate::units::{format_duration, format_duration_brief, format_size, format_u
 /// entry is described too, and an entry only the fleet has is shown alone.
 pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8> {
     let now = crate::clock::now_ms();
+    let entry = crate::options::EntryName::from(args.entry.clone());
     let wants_fleet = !(args.stdout || args.stderr);
     let (mut connected, unreachable) = match wants_fleet {
         true => fleet_tier::connect_beside_local(fleet)?,
         false => (None, None),
     };
-    let infos = match inspect::select(store, &args.entry, now) {
+    let infos = match inspect::select(store, &entry, now) {
         Ok(infos) => infos,
         Err(err @ Error::NotFound(_)) => {
             let Some(connected) = &mut connected else {
                 return Err(err);
             };
-            let found = fleet_tier::select(&mut connected.fleet, store, &args.entry)?;
+            let found = fleet_tier::select(&mut connected.fleet, store, &entry)?;
             let Some(shared) = found.first() else {
                 return Err(err);
             };
@@ -46,7 +47,7 @@ pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8
                 describe_fleet(shared, now, true)
             );
             let others = found.len() - 1;
-            if let (Some(name), 1..) = (&args.entry.name, others) {
+            if let (Some(name), 1..) = (&entry.name, others) {
                 let name = display::escape(name);
                 let _ = writeln!(
                     text,

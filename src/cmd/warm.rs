@@ -1,19 +1,19 @@
 //! `cacheback warm`: start a background run now and return at once, so cron
 //! jobs and login scripts can fill the cache before anyone asks.
 
-use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::fleet_tier::FleetSettings;
 use crate::key::KeyInputs;
+use crate::options::RunOptions;
 use crate::output;
 use crate::refresh;
 use crate::store::FsStore;
 
 /// Runs `cacheback warm`. Back-off after failures does not apply, nor a
 /// fresh fleet value: the user asked for a run (marked by `force`).
-pub fn run(store: &FsStore, args: &RunArgs, fleet: &FleetSettings) -> Result<u8> {
-    let args = &RunArgs {
+pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<u8> {
+    let args = &RunOptions {
         force: true,
         ..args.clone()
     };
