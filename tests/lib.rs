@@ -13,4 +13,5 @@ mod model;
 mod prompts;
 mod recipes;
 mod redis_client;
+mod redis_tls;
 mod run;

@@ -3,7 +3,7 @@
 //! stopped by PID.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,21 @@ pub struct RedisServer {
     child: Child,
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
+    /// Its TLS port on 127.0.0.1, when started with [`RedisServer::start_tls`].
+    pub tls_port: Option<u16>,
     /// Its Unix socket.
     pub socket: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// A port the kernel says is free: it picks one, we let go of it, redis
+/// takes it.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl RedisServer {
@@ -26,24 +38,48 @@ impl RedisServer {
         if !crate::harness::installed("redis-server", test) {
             return None;
         }
+        Some(RedisServer::spawn(config, None))
+    }
+
+    /// [`RedisServer::start`] with a TLS port besides the plain one, serving
+    /// `cert` and `key` (PEM files) without asking clients for a certificate.
+    pub fn start_tls(config: &[&str], cert: &Path, key: &Path, test: &str) -> Option<RedisServer> {
+        if !crate::harness::installed("redis-server", test) {
+            return None;
+        }
+        Some(RedisServer::spawn(config, Some((cert, key))))
+    }
+
+    fn spawn(config: &[&str], tls: Option<(&Path, &Path)>) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("redis.conf");
         std::fs::write(&conf, config.join("\n")).unwrap();
         let socket = dir.path().join("redis.sock");
-        // A free port: the kernel picks one, we let go of it, redis takes it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
+        let port = free_port();
+        let mut command = Command::new("redis-server");
+        command
             .arg(&conf)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "700", "--dir"])
-            .arg(dir.path())
+            .arg(dir.path());
+        let tls_port = tls.map(|(cert, key)| {
+            let tls_port = free_port();
+            command
+                .args(["--tls-port", &tls_port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                // Redis wants a CA even when it asks clients for nothing.
+                .arg("--tls-ca-cert-file")
+                .arg(cert)
+                .args(["--tls-auth-clients", "no"]);
+            tls_port
+        });
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -51,6 +87,7 @@ impl RedisServer {
         let server = RedisServer {
             child,
             port,
+            tls_port,
             socket,
             _dir: dir,
         };
@@ -62,7 +99,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
+        server
     }
 
     /// The server's process id, for SIGSTOP and kills.
@@ -234,13 +271,7 @@ fn a_store_found_down_is_skipped_for_a_while_by_every_caller_then_retried() {
     assert!(!marker.exists());
 }
 
-#[test]
-fn tls_addresses_say_they_are_not_supported_yet() {
-    let err = connect("rediss://127.0.0.1:1").err().unwrap();
-    assert!(err.to_string().contains("TLS"), "{err}");
-}
-
-mod fleet {
+pub mod fleet {
     use std::time::Duration;
 
     use cacheback::key::{Key, KeyInputs};
@@ -249,13 +280,13 @@ mod fleet {
 
     use super::RedisServer;
 
-    fn fleet(server: &RedisServer) -> Fleet {
+    pub fn fleet(server: &RedisServer) -> Fleet {
         let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
         let conn = Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
         Fleet::new(conn, "cacheback", Duration::from_secs(3600))
     }
 
-    fn key(name: &str) -> Key {
+    pub fn key(name: &str) -> Key {
         KeyInputs {
             argv: vec![name.as_bytes().to_vec()],
             ..KeyInputs::default()
@@ -263,7 +294,7 @@ mod fleet {
         .key()
     }
 
-    fn meta(finished_ms: u64, stdout_len: u64, stderr_len: u64) -> FleetMeta {
+    pub fn meta(finished_ms: u64, stdout_len: u64, stderr_len: u64) -> FleetMeta {
         FleetMeta {
             generation: 0,
             finished_ms,
@@ -277,7 +308,7 @@ mod fleet {
         }
     }
 
-    fn body(len: usize, seed: u8) -> Vec<u8> {
+    pub fn body(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ seed)
             .collect()
