@@ -42,7 +42,8 @@ impl RedisServer {
     }
 
     /// [`RedisServer::start`] with a TLS port besides the plain one, serving
-    /// `cert` and `key` (PEM files) without asking clients for a certificate.
+    /// `cert` and `key` (PEM files) without asking clients for a certificate
+    /// unless `config` has a `tls-auth-clients` line.
     pub fn start_tls(config: &[&str], cert: &Path, key: &Path, test: &str) -> Option<RedisServer> {
         if !crate::harness::installed("redis-server", test) {
             return None;
@@ -75,8 +76,13 @@ impl RedisServer {
                 .arg(key)
                 // Redis wants a CA even when it asks clients for nothing.
                 .arg("--tls-ca-cert-file")
-                .arg(cert)
-                .args(["--tls-auth-clients", "no"]);
+                .arg(cert);
+            if !config
+                .iter()
+                .any(|line| line.starts_with("tls-auth-clients"))
+            {
+                command.args(["--tls-auth-clients", "no"]);
+            }
             tls_port
         });
         let child = command

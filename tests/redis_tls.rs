@@ -32,24 +32,32 @@ impl Pki {
             dir: tempfile::tempdir().unwrap(),
         };
         pki.new_ca("ca");
-        // An EC server key under an RSA CA: both kinds of signature get checked.
-        pki.openssl(
+        pki.sign("server", "IP:127.0.0.1, DNS:localhost");
+        Some(pki)
+    }
+
+    /// `NAME.pem` and `NAME.key`: a certificate for these subject
+    /// alternative names, signed by the CA. An EC key under an RSA CA, so
+    /// both kinds of signature get checked.
+    fn sign(&self, name: &str, names: &str) {
+        self.openssl(&format!(
             "req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-             -keyout server.key -out server.csr -subj /CN=localhost",
-        );
+             -keyout {name}.key -out {name}.csr -subj /CN={name}"
+        ));
         fs::write(
-            pki.path("server.ext"),
-            "subjectAltName = IP:127.0.0.1, DNS:localhost\n\
-             basicConstraints = CA:FALSE\n\
-             keyUsage = digitalSignature\n\
-             extendedKeyUsage = serverAuth\n",
+            self.path(&format!("{name}.ext")),
+            format!(
+                "subjectAltName = {names}\n\
+                 basicConstraints = CA:FALSE\n\
+                 keyUsage = digitalSignature\n\
+                 extendedKeyUsage = serverAuth\n"
+            ),
         )
         .unwrap();
-        pki.openssl(
-            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 \
-             -extfile server.ext -out server.pem",
-        );
-        Some(pki)
+        self.openssl(&format!(
+            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 \
+             -extfile {name}.ext -out {name}.pem"
+        ));
     }
 
     /// Another self-signed CA, `NAME.pem`, that signed nothing of ours.
@@ -84,12 +92,17 @@ impl Pki {
         self.path("ca.pem")
     }
 
-    /// A redis-server with a TLS port serving this server certificate.
+    /// A redis-server with a TLS port serving the server certificate.
     fn server(&self, config: &[&str], test: &str) -> Option<RedisServer> {
+        self.server_with("server", config, test)
+    }
+
+    /// A redis-server with a TLS port serving certificate `NAME` (see [`Pki::sign`]).
+    fn server_with(&self, name: &str, config: &[&str], test: &str) -> Option<RedisServer> {
         RedisServer::start_tls(
             config,
-            &self.path("server.pem"),
-            &self.path("server.key"),
+            &self.path(&format!("{name}.pem")),
+            &self.path(&format!("{name}.key")),
             test,
         )
     }
@@ -223,6 +236,43 @@ fn a_certificate_from_another_ca_is_not_trusted_and_the_message_names_the_ca_fil
             || shown.contains("no system CA bundle found"),
         "{shown}"
     );
+}
+
+#[test]
+fn a_certificate_for_another_name_is_not_trusted() {
+    let test = "a_certificate_for_another_name_is_not_trusted";
+    let Some(pki) = Pki::new(test) else { return };
+    pki.sign("elsewhere", "DNS:elsewhere.test");
+    let Some(server) = pki.server_with("elsewhere", &[], test) else {
+        return;
+    };
+    let address = format!("rediss://127.0.0.1:{}", tls_port(&server));
+    let err = open(&url(&address, Some(&pki.ca())))
+        .err()
+        .expect("not trusted");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("certificate not trusted: not valid for 127.0.0.1"),
+        "{shown}"
+    );
+    assert!(shown.contains("elsewhere.test"), "{shown}");
+}
+
+#[test]
+fn a_server_that_wants_a_client_certificate_says_so() {
+    let test = "a_server_that_wants_a_client_certificate_says_so";
+    let Some(pki) = Pki::new(test) else { return };
+    let Some(server) = pki.server(&["tls-auth-clients yes"], test) else {
+        return;
+    };
+    // With TLS 1.3 the server checks last: the handshake passes, the
+    // first reply (SELECT's) fails.
+    let address = format!("rediss://127.0.0.1:{}/1", tls_port(&server));
+    let err = open(&url(&address, Some(&pki.ca())))
+        .err()
+        .expect("no client certificate");
+    let shown = err.to_string();
+    assert!(shown.contains("wants a client certificate"), "{shown}");
 }
 
 #[test]

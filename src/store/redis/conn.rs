@@ -107,7 +107,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(stream) => stream.read(buf),
             Stream::Unix(stream) => stream.read(buf),
-            Stream::Tls(stream) => stream.read(buf),
+            Stream::Tls(stream) => stream.read(buf).map_err(super::tls::explain),
         }
     }
 }

@@ -123,10 +123,14 @@ impl Trust {
                 let why = match cert {
                     CertificateError::UnknownIssuer => "not issued by a trusted authority".into(),
                     CertificateError::NotValidForName => format!("not valid for {host}"),
+                    CertificateError::NotValidForNameContext { presented, .. } => {
+                        format!("not valid for {host} (it is for {})", presented.join(", "))
+                    }
                     cert => cert.to_string(),
                 };
                 format!("certificate not trusted: {why} (trusting {})", self.source)
             }
+            err if wants_certificate(&err) => WANTS_CERTIFICATE.into(),
             err => format!("TLS handshake failed: {err}"),
         };
         io::Error::new(io::ErrorKind::InvalidData, why)
@@ -152,6 +156,28 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
             "holds no usable certificate ({n} could not be parsed)"
         ))),
     }
+}
+
+/// Explains a TLS error met after the handshake: a server that wants a
+/// client certificate says so only then (TLS 1.3 checks it last).
+pub fn explain(err: io::Error) -> io::Error {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(inner) if wants_certificate(inner) => io::Error::new(err.kind(), WANTS_CERTIFICATE),
+        _ => err,
+    }
+}
+
+const WANTS_CERTIFICATE: &str = "the server wants a client certificate, which cacheback does \
+                                 not send (Redis: tls-auth-clients no)";
+
+fn wants_certificate(err: &rustls::Error) -> bool {
+    matches!(
+        err,
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)
+    )
 }
 
 fn timed_out() -> io::Error {
