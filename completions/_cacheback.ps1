@@ -22,6 +22,11 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
     $completions = @(switch ($command) {
         'cacheback' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD')
+            [CompletionResult]::new('--store-timeout', '--store-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]')
+            [CompletionResult]::new('--store-ca-file', '--store-ca-file', [CompletionResultType]::ParameterName, 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]')
+            [CompletionResult]::new('--store-max-value', '--store-max-value', [CompletionResultType]::ParameterName, 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]')
+            [CompletionResult]::new('--store-prefix', '--store-prefix', [CompletionResultType]::ParameterName, 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -37,6 +42,11 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;run' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD')
+            [CompletionResult]::new('--store-timeout', '--store-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]')
+            [CompletionResult]::new('--store-ca-file', '--store-ca-file', [CompletionResultType]::ParameterName, 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]')
+            [CompletionResult]::new('--store-max-value', '--store-max-value', [CompletionResultType]::ParameterName, 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]')
+            [CompletionResult]::new('--store-prefix', '--store-prefix', [CompletionResultType]::ParameterName, 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the last value at once')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Treat an entry older than this as missing: never serve it, run the command [default: never]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]')
@@ -62,6 +72,11 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;stats' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD')
+            [CompletionResult]::new('--store-timeout', '--store-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]')
+            [CompletionResult]::new('--store-ca-file', '--store-ca-file', [CompletionResultType]::ParameterName, 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]')
+            [CompletionResult]::new('--store-max-value', '--store-max-value', [CompletionResultType]::ParameterName, 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]')
+            [CompletionResult]::new('--store-prefix', '--store-prefix', [CompletionResultType]::ParameterName, 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]')
             [CompletionResult]::new('--sort', '--sort', [CompletionResultType]::ParameterName, 'Order of the rows')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document {"entries": [...], "totals": {...}} (schema in README.md)')
             [CompletionResult]::new('--reverse', '--reverse', [CompletionResultType]::ParameterName, 'Reverse the order')
@@ -73,6 +88,11 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;show' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD')
+            [CompletionResult]::new('--store-timeout', '--store-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]')
+            [CompletionResult]::new('--store-ca-file', '--store-ca-file', [CompletionResultType]::ParameterName, 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]')
+            [CompletionResult]::new('--store-max-value', '--store-max-value', [CompletionResultType]::ParameterName, 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]')
+            [CompletionResult]::new('--store-prefix', '--store-prefix', [CompletionResultType]::ParameterName, 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The entries labelled LABEL with `run --name`')
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Key on the value of environment variable NAME (repeatable; stored only as a hash)')
             [CompletionResult]::new('--modtime', '--modtime', [CompletionResultType]::ParameterName, 'Key on the modification time of FILE (repeatable), so editing it starts a new entry')
@@ -90,6 +110,11 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;invalidate' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD')
+            [CompletionResult]::new('--store-timeout', '--store-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]')
+            [CompletionResult]::new('--store-ca-file', '--store-ca-file', [CompletionResultType]::ParameterName, 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]')
+            [CompletionResult]::new('--store-max-value', '--store-max-value', [CompletionResultType]::ParameterName, 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]')
+            [CompletionResult]::new('--store-prefix', '--store-prefix', [CompletionResultType]::ParameterName, 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The entries labelled LABEL with `run --name`')
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Key on the value of environment variable NAME (repeatable; stored only as a hash)')
             [CompletionResult]::new('--modtime', '--modtime', [CompletionResultType]::ParameterName, 'Key on the modification time of FILE (repeatable), so editing it starts a new entry')
@@ -109,6 +134,11 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;warm' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD')
+            [CompletionResult]::new('--store-timeout', '--store-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]')
+            [CompletionResult]::new('--store-ca-file', '--store-ca-file', [CompletionResultType]::ParameterName, 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]')
+            [CompletionResult]::new('--store-max-value', '--store-max-value', [CompletionResultType]::ParameterName, 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]')
+            [CompletionResult]::new('--store-prefix', '--store-prefix', [CompletionResultType]::ParameterName, 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the last value at once')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'Treat an entry older than this as missing: never serve it, run the command [default: never]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]')
@@ -134,6 +164,11 @@ Register-ArgumentCompleter -Native -CommandName 'cacheback' -ScriptBlock {
         }
         'cacheback;gc' {
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD')
+            [CompletionResult]::new('--store-timeout', '--store-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]')
+            [CompletionResult]::new('--store-ca-file', '--store-ca-file', [CompletionResultType]::ParameterName, 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]')
+            [CompletionResult]::new('--store-max-value', '--store-max-value', [CompletionResultType]::ParameterName, 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]')
+            [CompletionResult]::new('--store-prefix', '--store-prefix', [CompletionResultType]::ParameterName, 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]')
             [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Remove entries not read for this long')
             [CompletionResult]::new('--max-size', '--max-size', [CompletionResultType]::ParameterName, 'Then remove the least recently read entries until the cache fits this size (e.g. 100M)')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Report what would be removed, remove nothing')

@@ -65,7 +65,7 @@ _cacheback() {
 
     case "${cmd}" in
         cacheback)
-            opts="-h -V --cache-dir --help --version run stats show invalidate warm gc help"
+            opts="-h -V --cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --help --version run stats show invalidate warm gc help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -78,6 +78,37 @@ _cacheback() {
                     fi
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --store-max-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -86,7 +117,7 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__gc)
-            opts="-h -V --cache-dir --older-than --max-size --dry-run --help --version"
+            opts="-h -V --cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --older-than --max-size --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -97,6 +128,37 @@ _cacheback() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --store-max-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --older-than)
@@ -227,8 +289,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__invalidate)
-            _cacheback_wrapped invalidate "--cache-dir --name --env --modtime --hash --scope --jobs -j" && return 0
-            opts="-j -h -V --cache-dir --name --cwd --env --modtime --hash --stdin --scope --all --refresh --jobs --help --version"
+            _cacheback_wrapped invalidate "--cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --name --env --modtime --hash --scope --jobs -j" && return 0
+            opts="-j -h -V --cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --name --cwd --env --modtime --hash --stdin --scope --all --refresh --jobs --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +301,37 @@ _cacheback() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --store-max-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --name)
@@ -299,8 +392,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__run)
-            _cacheback_wrapped run "--cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --placeholder --name --env --modtime --hash --scope" && return 0
-            opts="-h -V --cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --no-wait --placeholder --force --cache-failures --name --cwd --env --modtime --hash --stdin --scope --help --version"
+            _cacheback_wrapped run "--cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --ttl --max-age --timeout --jitter --stale-marker --on-refresh --placeholder --name --env --modtime --hash --scope" && return 0
+            opts="-h -V --cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --ttl --max-age --timeout --jitter --stale-marker --on-refresh --no-wait --placeholder --force --cache-failures --name --cwd --env --modtime --hash --stdin --scope --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -311,6 +404,37 @@ _cacheback() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --store-max-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --ttl)
@@ -391,8 +515,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__show)
-            _cacheback_wrapped show "--cache-dir --name --env --modtime --hash --scope" && return 0
-            opts="-h -V --cache-dir --name --cwd --env --modtime --hash --stdin --scope --stdout --stderr --help --version"
+            _cacheback_wrapped show "--cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --name --env --modtime --hash --scope" && return 0
+            opts="-h -V --cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --name --cwd --env --modtime --hash --stdin --scope --stdout --stderr --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -403,6 +527,37 @@ _cacheback() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --store-max-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --name)
@@ -455,7 +610,7 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__stats)
-            opts="-h -V --cache-dir --json --sort --reverse --help --version"
+            opts="-h -V --cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --json --sort --reverse --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +621,37 @@ _cacheback() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --store-max-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --sort)
@@ -480,8 +666,8 @@ _cacheback() {
             return 0
             ;;
         cacheback__subcmd__warm)
-            _cacheback_wrapped warm "--cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --name --env --modtime --hash --scope --placeholder" && return 0
-            opts="-h -V --cache-dir --ttl --max-age --timeout --jitter --stale-marker --on-refresh --cache-failures --name --cwd --env --modtime --hash --stdin --scope --no-wait --placeholder --force --help --version"
+            _cacheback_wrapped warm "--cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --ttl --max-age --timeout --jitter --stale-marker --on-refresh --name --env --modtime --hash --scope --placeholder" && return 0
+            opts="-h -V --cache-dir --store --store-timeout --store-ca-file --store-max-value --store-prefix --ttl --max-age --timeout --jitter --stale-marker --on-refresh --cache-failures --name --cwd --env --modtime --hash --stdin --scope --no-wait --placeholder --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -492,6 +678,37 @@ _cacheback() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --store-max-value)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --ttl)

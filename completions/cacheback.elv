@@ -63,6 +63,11 @@ set edit:completion:arg-completer[cacheback] = {|@words|
     var completions = [
         &'cacheback'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --store 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD'
+            cand --store-timeout 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]'
+            cand --store-ca-file 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]'
+            cand --store-max-value 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]'
+            cand --store-prefix 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -77,6 +82,11 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;run'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --store 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD'
+            cand --store-timeout 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]'
+            cand --store-ca-file 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]'
+            cand --store-max-value 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]'
+            cand --store-prefix 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]'
             cand --ttl 'Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the last value at once'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
@@ -101,6 +111,11 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;stats'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --store 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD'
+            cand --store-timeout 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]'
+            cand --store-ca-file 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]'
+            cand --store-max-value 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]'
+            cand --store-prefix 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]'
             cand --sort 'Order of the rows'
             cand --json 'Print one JSON document {"entries": [...], "totals": {...}} (schema in README.md)'
             cand --reverse 'Reverse the order'
@@ -111,6 +126,11 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;show'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --store 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD'
+            cand --store-timeout 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]'
+            cand --store-ca-file 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]'
+            cand --store-max-value 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]'
+            cand --store-prefix 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]'
             cand --name 'The entries labelled LABEL with `run --name`'
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
@@ -127,6 +147,11 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;invalidate'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --store 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD'
+            cand --store-timeout 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]'
+            cand --store-ca-file 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]'
+            cand --store-max-value 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]'
+            cand --store-prefix 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]'
             cand --name 'The entries labelled LABEL with `run --name`'
             cand --env 'Key on the value of environment variable NAME (repeatable; stored only as a hash)'
             cand --modtime 'Key on the modification time of FILE (repeatable), so editing it starts a new entry'
@@ -145,6 +170,11 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;warm'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --store 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD'
+            cand --store-timeout 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]'
+            cand --store-ca-file 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]'
+            cand --store-max-value 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]'
+            cand --store-prefix 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]'
             cand --ttl 'Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the last value at once'
             cand --max-age 'Treat an entry older than this as missing: never serve it, run the command [default: never]'
             cand --timeout 'Kill the command (its whole process group) after this long; counts as a failure, exit 124 [default: none when run in the foreground, 10m for background refreshes]'
@@ -169,6 +199,11 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         }
         &'cacheback;gc'= {
             cand --cache-dir 'Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]'
+            cand --store 'Share values between hosts through this Redis server [env: CACHEBACK_STORE]: redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD'
+            cand --store-timeout 'How long to wait for the store to accept a connection before going on without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]'
+            cand --store-ca-file 'Trust only the certificate authorities in this PEM file for rediss:// [env: CACHEBACK_STORE_CA_FILE] [default: the system''s]'
+            cand --store-max-value 'Values larger than this stay in the local cache only, with a warning [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]'
+            cand --store-prefix 'Prefix of the store''s keys, so teams can share a server (and an ACL can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX] [default: cacheback]'
             cand --older-than 'Remove entries not read for this long'
             cand --max-size 'Then remove the least recently read entries until the cache fits this size (e.g. 100M)'
             cand --dry-run 'Report what would be removed, remove nothing'
@@ -201,7 +236,7 @@ set edit:completion:arg-completer[cacheback] = {|@words|
         &'cacheback;help;help'= {
         }
     ]
-    var start = (command-start $words ['--cache-dir'] [&'run'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--jitter' '--stale-marker' '--on-refresh' '--placeholder' '--name' '--env' '--modtime' '--hash' '--scope'] &'show'=['--cache-dir' '--name' '--env' '--modtime' '--hash' '--scope'] &'invalidate'=['--cache-dir' '--name' '--env' '--modtime' '--hash' '--scope' '--jobs' '-j'] &'warm'=['--cache-dir' '--ttl' '--max-age' '--timeout' '--jitter' '--stale-marker' '--on-refresh' '--name' '--env' '--modtime' '--hash' '--scope' '--placeholder']])
+    var start = (command-start $words ['--cache-dir' '--store' '--store-timeout' '--store-ca-file' '--store-max-value' '--store-prefix'] [&'run'=['--cache-dir' '--store' '--store-timeout' '--store-ca-file' '--store-max-value' '--store-prefix' '--ttl' '--max-age' '--timeout' '--jitter' '--stale-marker' '--on-refresh' '--placeholder' '--name' '--env' '--modtime' '--hash' '--scope'] &'show'=['--cache-dir' '--store' '--store-timeout' '--store-ca-file' '--store-max-value' '--store-prefix' '--name' '--env' '--modtime' '--hash' '--scope'] &'invalidate'=['--cache-dir' '--store' '--store-timeout' '--store-ca-file' '--store-max-value' '--store-prefix' '--name' '--env' '--modtime' '--hash' '--scope' '--jobs' '-j'] &'warm'=['--cache-dir' '--store' '--store-timeout' '--store-ca-file' '--store-max-value' '--store-prefix' '--ttl' '--max-age' '--timeout' '--jitter' '--stale-marker' '--on-refresh' '--name' '--env' '--modtime' '--hash' '--scope' '--placeholder']])
     if (>= $start 0) {
         edit:complete-sudo cacheback (all $words[$start..])
     } else {

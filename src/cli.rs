@@ -43,9 +43,48 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub cache_dir: Option<PathBuf>,
 
+    /// The fleet store shared by several hosts (see [`StoreArgs`]).
+    #[command(flatten)]
+    pub store: StoreArgs,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The fleet tier: a Redis server (or one speaking its protocol) that
+/// several hosts share, each keeping its cache directory as the near tier.
+/// Every option has an environment twin, read only when the store is needed
+/// (a fresh local hit never reads it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Fleet store")]
+pub struct StoreArgs {
+    /// Share values between hosts through this Redis server [env: CACHEBACK_STORE]:
+    /// redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or
+    /// unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// How long to wait for the store to accept a connection before going on
+    /// without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    pub store_timeout: Option<Duration>,
+
+    /// Trust only the certificate authorities in this PEM file for rediss://
+    /// [env: CACHEBACK_STORE_CA_FILE] [default: the system's]
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub store_ca_file: Option<PathBuf>,
+
+    /// Values larger than this stay in the local cache only, with a warning
+    /// [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub store_max_value: Option<u64>,
+
+    /// Prefix of the store's keys, so teams can share a server (and an ACL
+    /// can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX]
+    /// [default: cacheback]
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub store_prefix: Option<String>,
 }
 
 /// The subcommands.

@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, KeyArgs, RunArgs};
+use crate::cli::{Cli, Command, KeyArgs, RunArgs, StoreArgs};
 use crate::units::{Jitter, parse_duration, parse_jitter, parse_timeout};
 
 /// Parses `args` (program name first) when it is a well-formed `run` command
@@ -22,10 +22,12 @@ use crate::units::{Jitter, parse_duration, parse_jitter, parse_timeout};
 pub fn parse(args: &[OsString]) -> Option<Cli> {
     let mut rest = args.get(1..)?.iter();
     let mut cache_dir = None;
+    let mut store = None;
     loop {
         match rest.next()?.as_bytes() {
             b"run" => break,
             b"--cache-dir" => set_once(&mut cache_dir, PathBuf::from(plain(rest.next()?)?))?,
+            b"--store" => set_once(&mut store, plain(rest.next()?)?.to_str()?.to_owned())?,
             _ => return None,
         }
     }
@@ -59,6 +61,7 @@ pub fn parse(args: &[OsString]) -> Option<Cli> {
             b"--name" => set_once(&mut run.name, value()?.to_str()?.to_owned())?,
             b"--scope" => set_once(&mut run.key.scope, value()?.to_str()?.to_owned())?,
             b"--cache-dir" => set_once(&mut cache_dir, PathBuf::from(value()?))?,
+            b"--store" => set_once(&mut store, value()?.to_str()?.to_owned())?,
             b"--env" => run.key.env.push(env_name(value()?)?),
             b"--modtime" => run.key.modtime.push(PathBuf::from(value()?)),
             b"--cwd" if inline.is_none() => switch(&mut run.key.cwd)?,
@@ -70,6 +73,10 @@ pub fn parse(args: &[OsString]) -> Option<Cli> {
     }
     Some(Cli {
         cache_dir,
+        store: StoreArgs {
+            store,
+            ..StoreArgs::default()
+        },
         command: Command::Run(run.finish()?),
     })
 }
@@ -202,6 +209,9 @@ mod tests {
         &["--modtime", "a file"],
         &["--scope", "s"],
         &["--cache-dir", "/d"],
+        &["--store", "redis://h"],
+        &["--store=unix:///s"],
+        &["--store", "-x"],
         &["--bogus"],
         &["-h"],
         &["--help"],
@@ -218,14 +228,21 @@ mod tests {
         &["--"],
     ];
 
-    const PREFIXES: &[&[&str]] = &[&["run"], &["--cache-dir", "/g", "run"], &["stats"], &[]];
+    const PREFIXES: &[&[&str]] = &[
+        &["run"],
+        &["--cache-dir", "/g", "run"],
+        &["--store", "redis://g", "run"],
+        &["stats"],
+        &[],
+    ];
 
-    fn clap_run(args: &[OsString]) -> Option<(Option<PathBuf>, RunArgs)> {
+    fn clap_run(args: &[OsString]) -> Option<(Option<PathBuf>, StoreArgs, RunArgs)> {
         match Cli::try_parse_from(args) {
             Ok(Cli {
                 cache_dir,
+                store,
                 command: Command::Run(run),
-            }) => Some((cache_dir, run)),
+            }) => Some((cache_dir, store, run)),
             _ => None,
         }
     }
@@ -239,7 +256,9 @@ mod tests {
                 .filter(|a| a.as_bytes().starts_with(flag.as_bytes()))
                 .count()
         };
-        has("--cache-dir") > 1 || (has("--placeholder") > 0 && has("--force") > 0)
+        has("--cache-dir") > 1
+            || has("--store") > 1
+            || (has("--placeholder") > 0 && has("--force") > 0)
     }
 
     #[test]
@@ -268,7 +287,11 @@ mod tests {
                         let Command::Run(fast_run) = fast.command else {
                             panic!("fast path produced another subcommand")
                         };
-                        assert_eq!(Some((fast.cache_dir, fast_run)), clap, "{args:?}");
+                        assert_eq!(
+                            Some((fast.cache_dir, fast.store, fast_run)),
+                            clap,
+                            "{args:?}"
+                        );
                     }
                 }
             }

@@ -16,9 +16,9 @@ use crate::cli::{EntrySelector, KeyArgs};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyInputs};
-use crate::lock;
 use crate::store::entry::{Details, PREAMBLE_LEN, Preamble};
 use crate::store::events::{self, Counts};
+use crate::store::lock;
 use crate::store::{FileKind, FsStore, TEMP_PREFIX};
 use crate::units::format_utc;
 

@@ -20,30 +20,15 @@ use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
+use crate::fleet_tier::FleetSettings;
 use crate::key::Key;
-use crate::lock::EntryLock;
 use crate::store::entry::Preamble;
 use crate::store::events::{self, Event};
+use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore};
 
-/// Environment variable overriding the time limit of background runs without `--timeout`.
-pub const ENV_REFRESH_TIMEOUT: &str = "CACHEBACK_REFRESH_TIMEOUT";
-/// Time limit of a background run without `--timeout`, so a hung command
-/// cannot hold the lock forever.
-pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(600);
 /// First back-off step after a failed run; it doubles per consecutive failure, up to the TTL.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
-
-/// The time limit for a background run.
-pub fn background_timeout(args: &RunArgs) -> Duration {
-    if let Some(limit) = args.timeout {
-        return limit;
-    }
-    std::env::var(ENV_REFRESH_TIMEOUT)
-        .ok()
-        .and_then(|text| crate::units::parse_duration(&text).ok())
-        .unwrap_or(DEFAULT_REFRESH_TIMEOUT)
-}
 
 /// How long to wait after `failures` consecutive failed runs before trying again.
 pub fn backoff(failures: u32, ttl: Duration) -> Duration {
@@ -74,6 +59,7 @@ pub fn start(
     seen: Option<&Preamble>,
     now_ms: u64,
     event: Event,
+    fleet: &FleetSettings,
 ) -> Result<Counted> {
     // A stale hit reaches here without a miss's directory check; a refresher
     // must not write into a directory someone else can plant files in.
@@ -90,7 +76,7 @@ pub fn start(
         return Ok(Counted::Yes); // a refresh landed between our read and our lock
     }
     if !in_backoff(store, key, args.ttl(), current.as_ref(), now_ms) {
-        spawn(store, key, args, &lock)?;
+        spawn(store, key, args, &lock, fleet)?;
     }
     Ok(Counted::Yes)
 }
@@ -126,9 +112,15 @@ fn in_backoff(
 /// The refresher starts work only when this process has exited (every caller
 /// exits right after this), so the caller, whose exit the user is waiting
 /// for, does not share a CPU with it.
-pub fn spawn(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> Result<()> {
+pub fn spawn(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    lock: &EntryLock,
+    fleet: &FleetSettings,
+) -> Result<()> {
     fork_detached(Some(lock.file().as_raw_fd()), || {
-        crate::cmd::refresh::run(store, key, args, lock)
+        crate::refresher::run(store, key, args, lock, fleet)
     })
 }
 
@@ -153,7 +145,12 @@ pub const DEFAULT_JOBS: u16 = 4;
 /// lock per running refresh and no descriptor per waiting one, whatever the
 /// number of entries. An entry whose lock is taken by then needs nothing:
 /// its run sees the stale mark and runs again, or a caller started a refresh.
-pub fn spawn_batch(store: &FsStore, plans: Vec<Planned>, jobs: u16) -> Result<()> {
+pub fn spawn_batch(
+    store: &FsStore,
+    plans: Vec<Planned>,
+    jobs: u16,
+    fleet: &FleetSettings,
+) -> Result<()> {
     fork_detached(None, || {
         let jobs = usize::from(jobs.max(1));
         let mut running = 0;
@@ -168,7 +165,7 @@ pub fn spawn_batch(store: &FsStore, plans: Vec<Planned>, jobs: u16) -> Result<()
             match unsafe { libc::fork() } {
                 0 => {
                     let status = match std::env::set_current_dir(&plan.cwd) {
-                        Ok(()) => crate::cmd::refresh::run(store, &plan.key, &plan.args, &lock),
+                        Ok(()) => crate::refresher::run(store, &plan.key, &plan.args, &lock, fleet),
                         Err(_) => crate::exit_codes::FAILURE,
                     };
                     // SAFETY: as in `fork_detached`.
@@ -177,7 +174,7 @@ pub fn spawn_batch(store: &FsStore, plans: Vec<Planned>, jobs: u16) -> Result<()
                 -1 => {
                     // No process to spare: run it here, in turn.
                     let _ = std::env::set_current_dir(&plan.cwd);
-                    crate::cmd::refresh::run(store, &plan.key, &plan.args, &lock);
+                    crate::refresher::run(store, &plan.key, &plan.args, &lock, fleet);
                 }
                 _ => running += 1,
             }

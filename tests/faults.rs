@@ -98,7 +98,7 @@ fn lock_held(cache: &Cache) -> bool {
     cache
         .files(".lock")
         .iter()
-        .any(|path| cacheback::lock::is_held(path))
+        .any(|path| cacheback::store::lock::is_held(path))
 }
 
 fn warnings(text: &str) -> usize {

@@ -667,16 +667,16 @@ pub mod fleet {
             .unwrap()
             .unwrap();
         let store_a = FsStore::new(host_a.dir());
-        let too_large = tiers::publish_local(&store_a, &key, &mut fleet, &lease, 1000).unwrap();
+        let too_large = tiers::publish_local(&store_a, &mut fleet, &lease, 1000).unwrap();
         assert_eq!(too_large, Shared::TooLarge { len: 3_000_004 });
-        let shared = tiers::publish_local(&store_a, &key, &mut fleet, &lease, u64::MAX).unwrap();
+        let shared = tiers::publish_local(&store_a, &mut fleet, &lease, u64::MAX).unwrap();
         assert_eq!(shared, Shared::Fleet(Published::Stored));
 
         let store_b = FsStore::new(host_b.dir());
         store_b.prepare().unwrap();
         let (lock, _) = store_b.lock(&key).unwrap();
         let meta = fleet.meta(&key).unwrap().unwrap();
-        tiers::fill_local(&store_b, &lock, &key, &mut fleet, &meta).unwrap();
+        tiers::fill_local(&store_b, &lock, &mut fleet, &meta).unwrap();
         drop(lock);
 
         let served = host_b.run(&args);

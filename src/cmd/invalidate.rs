@@ -17,12 +17,13 @@ use std::time::Duration;
 use crate::cli::{InvalidateArgs, KeyArgs, RunArgs};
 use crate::error::{Error, Result};
 use crate::exit_codes;
+use crate::fleet_tier::{self, FleetSettings};
 use crate::inspect::{self, EntryInfo};
 use crate::key::KeyInputs;
-use crate::lock;
 use crate::output;
 use crate::refresh;
 use crate::store::entry::{Details, FLAG_FORCED_STALE, FLAGS_OFFSET, MAGIC};
+use crate::store::lock;
 use crate::store::{FileKind, FsStore, remove_if_present};
 
 /// Runs `cacheback invalidate`.
@@ -31,14 +32,42 @@ use crate::store::{FileKind, FsStore, remove_if_present};
 /// keep their values), then one background process refreshes them, at most
 /// `--jobs` at a time. An entry that cannot be handled gets a line saying
 /// why and the others go on; the status is then [`FAILURE`](exit_codes::FAILURE).
-pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
-    let now = super::run::now_ms();
-    let infos = if args.all {
-        let (infos, _) = inspect::list(store, now)?;
-        infos
+///
+/// With a fleet store, the fleet's values are forgotten too (or marked stale
+/// with `--refresh`), before any refresh starts. Other hosts' local copies
+/// are not reached: each serves its copy until it goes stale, and its
+/// refresh then finds the fleet value gone (or marked stale) and runs.
+pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Result<u8> {
+    let now = crate::clock::now_ms();
+    let mut connected = fleet_tier::connect_for_management(fleet)?;
+    let selected = if args.all {
+        inspect::list(store, now).map(|(infos, _)| infos)
     } else {
-        inspect::select(store, &args.entry, now)?
+        inspect::select(store, &args.entry, now)
     };
+    let infos = match selected {
+        // Only the fleet may have it.
+        Err(Error::NotFound(_)) if connected.is_some() => Vec::new(),
+        other => other?,
+    };
+    let shared = match &mut connected {
+        Some(connected) if args.all => {
+            let keys = connected
+                .fleet
+                .keys()
+                .map_err(|err| fleet_tier::store_error(&err))?;
+            keys.iter()
+                .filter_map(|key| fleet_tier::entry(&mut connected.fleet, key).transpose())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|err| fleet_tier::store_error(&err))?
+        }
+        Some(connected) => fleet_tier::select(&mut connected.fleet, store, &args.entry)?,
+        None => Vec::new(),
+    };
+    if infos.is_empty() && shared.is_empty() && !args.all {
+        // Neither tier has it: the local tier's message says why.
+        inspect::select(store, &args.entry, now)?;
+    }
     // `refresh::spawn_batch` points our stdout at /dev/null, so the report
     // goes to a copy of it taken now.
     let report_to = output::stdout()
@@ -85,12 +114,36 @@ pub fn run(store: &FsStore, args: &InvalidateArgs) -> Result<u8> {
             remove_events(store, &key)?;
         }
     }
-    if infos.is_empty() {
+    if let Some(connected) = &mut connected {
+        for entry in &shared {
+            let done = if args.refresh {
+                connected.fleet.mark_stale(&entry.key)
+            } else {
+                connected.fleet.forget(&entry.key)
+            };
+            let line = match done {
+                Ok(_) if args.refresh => {
+                    format!("marked {} stale in the fleet store", entry.title())
+                }
+                Ok(_) => format!("invalidated {} in the fleet store", entry.title()),
+                Err(err) => {
+                    failed = true;
+                    format!(
+                        "could not invalidate {} in the fleet store: {err}",
+                        entry.title()
+                    )
+                }
+            };
+            report.push_str(&line);
+            report.push('\n');
+        }
+    }
+    if infos.is_empty() && shared.is_empty() {
         report.push_str("nothing to invalidate\n");
     }
     if !plans.is_empty() {
         let count = plans.len();
-        match refresh::spawn_batch(store, plans, args.jobs) {
+        match refresh::spawn_batch(store, plans, args.jobs, fleet) {
             Ok(()) if count > 1 => report.push_str(&format!(
                 "refreshing {count} entries in the background, {} at a time\n",
                 usize::from(args.jobs).min(count)
@@ -247,7 +300,8 @@ fn run_args(details: &Details, info: &EntryInfo) -> RunArgs {
         on_refresh: None,
         no_wait: false,
         placeholder: None,
-        force: false,
+        // The user asked: no back-off, and a fleet value does not count as fresh.
+        force: true,
         cache_failures: info.entry.is_some_and(|entry| entry.cache_failures()),
         name: details.name.clone(),
         key: KeyArgs {

@@ -2,7 +2,6 @@
 
 pub mod gc;
 pub mod invalidate;
-pub mod refresh;
 pub mod run;
 pub mod show;
 pub mod stats;
@@ -11,6 +10,7 @@ pub mod warm;
 use crate::cache_dir;
 use crate::cli::{Cli, Command};
 use crate::error::Result;
+use crate::fleet_tier::FleetSettings;
 use crate::store::FsStore;
 
 /// Runs the parsed command line and returns the exit status.
@@ -23,9 +23,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         return run::run_uncached(args);
     }
     let store = FsStore::new(dir?);
+    let fleet = FleetSettings::from(cli.store);
     match cli.command {
-        Command::Run(args) => run::run(&store, &args),
-        other => manage(&store, other, flag_given),
+        Command::Run(args) => run::run(&store, &args, &fleet),
+        other => manage(&store, &fleet, other, flag_given),
     }
 }
 
@@ -34,14 +35,19 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 #[inline(never)]
 /// `dir_flag_given`: the directory came from `--cache-dir`, which `stats`
 /// says when the directory cannot serve.
-fn manage(store: &FsStore, command: Command, dir_flag_given: bool) -> Result<u8> {
+fn manage(
+    store: &FsStore,
+    fleet: &FleetSettings,
+    command: Command,
+    dir_flag_given: bool,
+) -> Result<u8> {
     match command {
         // Handled by `dispatch`; here only so the match needs no panic.
-        Command::Run(args) => run::run(store, &args),
-        Command::Stats(args) => stats::run(store, &args, cache_dir::origin(dir_flag_given)),
-        Command::Show(args) => show::run(store, &args),
-        Command::Invalidate(args) => invalidate::run(store, &args),
-        Command::Warm(args) => warm::run(store, &args.run),
-        Command::Gc(args) => gc::run(store, &args),
+        Command::Run(args) => run::run(store, &args, fleet),
+        Command::Stats(args) => stats::run(store, &args, cache_dir::origin(dir_flag_given), fleet),
+        Command::Show(args) => show::run(store, &args, fleet),
+        Command::Invalidate(args) => invalidate::run(store, &args, fleet),
+        Command::Warm(args) => warm::run(store, &args.run, fleet),
+        Command::Gc(args) => gc::run(store, &args, fleet),
     }
 }

@@ -6,20 +6,20 @@
 
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::cli::RunArgs;
-/// The clock moved to [`crate::clock`]; the other subcommands still read it here.
-pub use crate::clock::now_ms;
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
+use crate::fleet_tier::{self, FleetSettings, MissOutcome};
 use crate::key::{Key, KeyInputs};
-use crate::lock::EntryLock;
 use crate::output;
+use crate::produce::{execute, record_failure};
 use crate::refresh::{self, Counted};
-use crate::store::entry::Details;
 use crate::store::events::{self, Event};
-use crate::store::{Committed, FileKind, FsStore, OpenError, RunRecord, StoredEntry};
+use crate::store::lock::EntryLock;
+use crate::store::{FileKind, FsStore, OpenError, StoredEntry};
 
 /// Bytes read with the preamble in one go: an entry this small comes along
 /// whole and is written straight from memory (most cached outputs are a line
@@ -35,7 +35,7 @@ fn head_buffer() -> Box<[MaybeUninit<u8>]> {
 }
 
 /// Runs `cacheback run` and returns the exit status to report.
-pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
+pub fn run(store: &FsStore, args: &RunArgs, fleet: &FleetSettings) -> Result<u8> {
     let inputs = match KeyInputs::gather(args, store) {
         Ok(inputs) => inputs,
         // `--cwd` in a deleted directory, say: the command may still work there.
@@ -63,7 +63,7 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
                     return Ok(code);
                 }
                 let seen = Some(&entry.preamble);
-                match refresh::start(store, &key, args, seen, now, Event::StaleHit) {
+                match refresh::start(store, &key, args, seen, now, Event::StaleHit, fleet) {
                     Ok(Counted::Yes) => exit_after_fork(code),
                     Ok(Counted::No) => events::record(store, &key, Event::StaleHit),
                     Err(err) => {
@@ -90,9 +90,9 @@ pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
         ));
     }
     if args.no_wait {
-        return start_in_background(store, &key, args, now);
+        return start_in_background(store, &key, args, now, fleet);
     }
-    run_in_foreground(store, &key, &inputs, args, damaged)
+    run_in_foreground(store, &key, &inputs, args, damaged, fleet)
 }
 
 /// Ends the process once [`refresh::start`] has (most likely) forked the
@@ -108,7 +108,13 @@ fn exit_after_fork(code: u8) -> ! {
 /// `--no-wait` on a miss: the placeholder now, the command in the background.
 /// Without a usable cache a background run could store nothing for anyone:
 /// the command runs now, uncached, like any run whose cache cannot work.
-fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> Result<u8> {
+fn start_in_background(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    now: u64,
+    fleet: &FleetSettings,
+) -> Result<u8> {
     if let Err(err) = store.prepare() {
         return uncached_after(&err, args);
     }
@@ -121,7 +127,7 @@ fn start_in_background(store: &FsStore, key: &Key, args: &RunArgs, now: u64) -> 
             code = stdout_failed(&err);
         }
     }
-    match refresh::start(store, key, args, None, now, Event::Miss) {
+    match refresh::start(store, key, args, None, now, Event::Miss, fleet) {
         Ok(Counted::Yes) => exit_after_fork(code),
         Ok(Counted::No) => events::record(store, key, Event::Miss),
         Err(err) => return uncached_after(&err, args),
@@ -144,6 +150,7 @@ fn run_in_foreground(
     inputs: &KeyInputs,
     args: &RunArgs,
     damaged: Option<OpenError>,
+    fleet: &FleetSettings,
 ) -> Result<u8> {
     let wait_started = now_ms();
     let locked = store.prepare().and_then(|()| store.lock(key));
@@ -167,6 +174,27 @@ fn run_in_foreground(
             return Ok(replay(&failure));
         }
     }
+    let leased = if args.force {
+        fleet_tier::lease_if_free(fleet, store, key, args.ttl())
+    } else {
+        match fleet_tier::on_miss(fleet, store, &lock, key, args) {
+            MissOutcome::Local => None,
+            MissOutcome::Run(leased) => Some(*leased),
+            MissOutcome::Filled { stale } => {
+                return Ok(serve_filled(store, key, args, lock, stale, fleet));
+            }
+            MissOutcome::FailedElsewhere {
+                exit_code,
+                stderr_tail,
+            } => {
+                // Recorded here too: this host's callers waiting on the lock
+                // take it as theirs, as they would a local run's failure.
+                let _ = record_failure(store, key, inputs, args, &lock, exit_code, &stderr_tail);
+                let _ = output::write_all(&output::stderr(), &stderr_tail);
+                return Ok(exit_status(exit_code));
+            }
+        }
+    };
     if let Some(err) = damaged {
         output::warn(format_args!("replacing unreadable cache entry: {err}"));
     }
@@ -182,11 +210,42 @@ fn run_in_foreground(
             return uncached_after(&err, args);
         }
     };
+    if let Some(leased) = leased {
+        leased.share(store, key, true);
+    }
     report_timeout(ran.termination, args);
     match &ran.stdout_error {
         Some(err) => Ok(stdout_failed(err)),
         None => Ok(exit_status(ran.termination.exit_code())),
     }
+}
+
+/// A miss the fleet tier answered: the copy it made is replayed, and a
+/// stale one refreshed in the background, as a stale hit would be.
+fn serve_filled(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    lock: EntryLock,
+    stale: bool,
+    fleet: &FleetSettings,
+) -> u8 {
+    let mut head = head_buffer();
+    let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head) else {
+        return crate::exit_codes::FAILURE;
+    };
+    let code = replay(&entry);
+    if stale {
+        // The refresher takes the lock itself.
+        drop(lock);
+        let seen = Some(&entry.preamble);
+        if let Ok(Counted::Yes) =
+            refresh::start(store, key, args, seen, now_ms(), Event::StaleHit, fleet)
+        {
+            exit_after_fork(code);
+        }
+    }
+    code
 }
 
 /// Says why a foreground run ended with status 124, which the command's own
@@ -198,192 +257,6 @@ fn report_timeout(termination: Termination, args: &RunArgs) {
             crate::key::command_line(args.command.iter().map(|arg| arg.as_bytes())),
             crate::units::format_duration_brief(limit)
         ));
-    }
-}
-
-/// How a run under the lock went.
-#[derive(Debug)]
-pub struct Ran {
-    /// How the command ended.
-    pub termination: Termination,
-    /// Why forwarding its stdout to the caller failed, if it did (the result
-    /// is stored all the same).
-    pub stdout_error: Option<std::io::Error>,
-    /// What became of the result; `None` when nothing was stored.
-    pub committed: Option<Committed>,
-}
-
-/// Runs the command with the lock held and stores the result: a success (or
-/// any result with `--cache-failures`) replaces the entry; a failure only
-/// updates the failure record, so callers keep the last good value. A
-/// command that cannot start, or is killed at its time limit, is a failure
-/// like any other: recorded (127, 126, 124), shown by `stats`, backed off.
-pub fn execute(
-    store: &FsStore,
-    key: &Key,
-    inputs: &KeyInputs,
-    args: &RunArgs,
-    lock: &EntryLock,
-    foreground: bool,
-) -> Result<Ran> {
-    let details = Details {
-        inputs: inputs.clone(),
-        name: args.name.clone(),
-        ttl_ms: millis(args.ttl()),
-        max_age_ms: args.max_age.map(millis),
-    };
-    let timeout = if foreground {
-        args.timeout
-    } else {
-        Some(refresh::background_timeout(args))
-    };
-    let writer = store.writer(lock, &details)?;
-    let mut capture = writer
-        .stdout_sink()
-        .map_err(|err| Error::io("preparing the capture", err))?;
-    let run = exec::run(Invocation {
-        argv: &args.command,
-        timeout,
-        forward: foreground,
-        stdout_capture: Some(&mut capture),
-        stderr_spill_dir: Some(store.dir().to_owned()),
-    });
-    drop(capture);
-    let mut outcome = match run {
-        Ok(outcome) => outcome,
-        Err(err @ (Error::CommandNotFound { .. } | Error::CannotExecute { .. })) => {
-            let (kind, failures) = destination(store, key, args.cache_failures);
-            let record = RunRecord {
-                exit_code: i32::from(err.exit_code()),
-                finished_ms: now_ms(),
-                duration_ms: 0,
-                jitter_ms: 0,
-                failures,
-                stdout_len: 0,
-            };
-            let message = format!("cacheback: {err}\n");
-            // Counted whether or not it could be stored, as any failed run.
-            events::record_held(lock, Event::Failure);
-            let committed = writer.commit(lock, store, key, kind, record, &mut message.as_bytes());
-            if kind == FileKind::Failure && matches!(committed, Ok(Committed::Stored)) {
-                store.flag_entry_failed(key);
-            }
-            return Err(err);
-        }
-        Err(err) => return Err(err),
-    };
-    let termination = outcome.termination;
-    let stdout_error = outcome.stdout_error.take();
-    let success = termination.succeeded();
-    let incomplete = outcome.capture_error.as_ref().filter(|_| success);
-    if let Termination::Interrupted(_) = termination {
-        // The user stopped it: nothing it produced is trusted.
-        return Ok(Ran {
-            termination,
-            stdout_error,
-            committed: None,
-        });
-    }
-    if let Some(err) = incomplete {
-        // Output that did not all reach the file must not be served. (A
-        // failure is recorded all the same: its output is only a report.)
-        // Counted as a failed run: it stored nothing.
-        events::record_held(lock, Event::Failure);
-        if foreground {
-            output::warn(format_args!("could not cache the result: {err}"));
-        }
-        return Ok(Ran {
-            termination,
-            stdout_error,
-            committed: None,
-        });
-    }
-    let as_entry = success || (args.cache_failures && outcome.capture_error.is_none());
-    let (kind, failures) = destination(store, key, as_entry);
-    let record = RunRecord {
-        exit_code: termination.exit_code(),
-        finished_ms: outcome
-            .finished
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, millis),
-        duration_ms: millis(outcome.duration),
-        jitter_ms: if as_entry { draw_jitter(args, key) } else { 0 },
-        failures,
-        stdout_len: outcome.stdout_len,
-    };
-    let committed = writer.commit(lock, store, key, kind, record, &mut outcome.stderr);
-    let committed = match committed {
-        Ok(committed) => {
-            if kind == FileKind::Failure && committed == Committed::Stored {
-                store.flag_entry_failed(key);
-            }
-            events::record_held(
-                lock,
-                if success {
-                    Event::Refresh
-                } else {
-                    Event::Failure
-                },
-            );
-            Some(committed)
-        }
-        Err(err) => {
-            events::record_held(lock, Event::Failure); // it stored nothing
-            if !foreground {
-                return Err(err);
-            }
-            output::warn(format_args!("could not cache the result: {err}"));
-            None
-        }
-    };
-    Ok(Ran {
-        termination,
-        stdout_error,
-        committed,
-    })
-}
-
-/// A random delay up to `--jitter` for a value about to be stored. It needs
-/// to differ between entries stored in the same instant and between hosts,
-/// not to be unpredictable: the key, the clock's nanoseconds and the process
-/// id, hashed, are enough.
-fn draw_jitter(args: &RunArgs, key: &Key) -> u32 {
-    let Some(jitter) = args.jitter else {
-        return 0;
-    };
-    let limit = jitter.max_ms(args.ttl()).min(u64::from(u32::MAX));
-    if limit == 0 {
-        return 0;
-    }
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    let seed = crate::key::sha256(&[
-        key.to_hex().as_bytes(),
-        &nanos.to_le_bytes(),
-        &std::process::id().to_le_bytes(),
-    ]);
-    let draw = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
-    (draw % (limit + 1)) as u32
-}
-
-/// Where a result is stored, and the consecutive-failure count its record
-/// carries: the entry (count 0) when `as_entry`, else the failure record,
-/// one more than the failures since the last success.
-fn destination(store: &FsStore, key: &Key, as_entry: bool) -> (FileKind, u32) {
-    if as_entry {
-        (FileKind::Entry, 0)
-    } else {
-        (FileKind::Failure, consecutive_failures(store, key) + 1)
-    }
-}
-
-/// Failed runs since the last success, from the failure record.
-fn consecutive_failures(store: &FsStore, key: &Key) -> u32 {
-    let entry = store.peek(key, FileKind::Entry);
-    match store.peek(key, FileKind::Failure) {
-        Some(failure) if failure.failed_since(entry.as_ref()) => failure.failures,
-        _ => 0,
     }
 }
 

@@ -15,21 +15,55 @@ use crate::cmd::stats::ago;
 use crate::display;
 use crate::error::{Error, Result};
 use crate::exit_codes;
+use crate::fleet_tier::{self, FleetEntry, FleetSettings};
 use crate::inspect::{self, EntryInfo};
 use crate::output;
 use crate::store::entry::PREAMBLE_LEN;
 use crate::store::{FileKind, FsStore};
 use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
 
-/// Runs `cacheback show`.
-pub fn run(store: &FsStore, args: &ShowArgs) -> Result<u8> {
-    let now = super::run::now_ms();
-    let infos = inspect::select(store, &args.entry, now)?;
+/// Runs `cacheback show`. With a fleet store, the fleet's value of the
+/// entry is described too, and an entry only the fleet has is shown alone.
+pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8> {
+    let now = crate::clock::now_ms();
+    let wants_fleet = !(args.stdout || args.stderr);
+    let mut connected = match wants_fleet {
+        true => fleet_tier::connect_for_management(fleet)?,
+        false => None,
+    };
+    let infos = match inspect::select(store, &args.entry, now) {
+        Ok(infos) => infos,
+        Err(err @ Error::NotFound(_)) => {
+            let Some(connected) = &mut connected else {
+                return Err(err);
+            };
+            let shared = fleet_tier::select(&mut connected.fleet, store, &args.entry)?;
+            let Some(shared) = shared.first() else {
+                return Err(err);
+            };
+            let text = format!(
+                "{}(not in this host's cache: its next `run` copies it from the fleet)\n",
+                describe_fleet(shared, now, true)
+            );
+            (&*output::stdout())
+                .write_all(text.as_bytes())
+                .map_err(|err| Error::io("writing to stdout", err))?;
+            return Ok(exit_codes::SUCCESS);
+        }
+        Err(err) => return Err(err),
+    };
     let info = &infos[0];
     if args.stdout || args.stderr {
         return print_output(store, info, args);
     }
     let mut text = describe(info, now);
+    if let Some(connected) = &mut connected {
+        match fleet_tier::entry(&mut connected.fleet, &info.key) {
+            Ok(Some(shared)) => text.push_str(&describe_fleet(&shared, now, false)),
+            Ok(None) => text.push_str("fleet:        no value\n"),
+            Err(err) => return Err(fleet_tier::store_error(&err)),
+        }
+    }
     if infos.len() > 1 {
         let name = display::escape(info.name().unwrap_or_default());
         let others = infos.len() - 1;
@@ -87,6 +121,73 @@ fn print_output(store: &FsStore, info: &EntryInfo, args: &ShowArgs) -> Result<u8
         })
         .map_err(|err| Error::io("writing the cached output", err))?;
     Ok(exit_codes::SUCCESS)
+}
+
+/// The fleet tier's value as `field: value` lines; `alone` when the local
+/// cache has no entry, so the lines that say which entry it is come too.
+fn describe_fleet(entry: &FleetEntry, now: u64, alone: bool) -> String {
+    let mut text = String::new();
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(text, "{:<13} {value}", format!("{name}:"));
+    };
+    let meta = &entry.meta;
+    if alone {
+        field("key", &entry.key.to_hex());
+        field(
+            "name",
+            &display::escape(
+                entry
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.name.as_deref())
+                    .unwrap_or("-"),
+            ),
+        );
+        field(
+            "command",
+            &entry
+                .details
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |details| details.inputs.command_line()),
+        );
+    }
+    field(
+        "fleet",
+        &format!(
+            "{}, produced {} ({}), {}{}",
+            entry.state(now),
+            format_utc(meta.finished_ms),
+            ago(now, meta.finished_ms),
+            format_size(meta.stdout_len + meta.stderr_len),
+            if meta.flags & crate::store::entry::FLAG_FORCED_STALE != 0 {
+                ", marked stale"
+            } else {
+                ""
+            }
+        ),
+    );
+    field(
+        "fleet counts",
+        &format!(
+            "{} runs, {} copies to hosts, {} failures",
+            entry.count("runs"),
+            entry.count("fills"),
+            entry.count("failures")
+        ),
+    );
+    if let Some(failure) = &entry.failure {
+        field(
+            "fleet failure",
+            &format!(
+                "{} ({}), exit {}, {} in a row",
+                format_utc(failure.finished_ms),
+                ago(now, failure.finished_ms),
+                failure.exit_code,
+                failure.failures
+            ),
+        );
+    }
+    text
 }
 
 /// The full metadata as `field: value` lines.

@@ -12,6 +12,7 @@ use crate::cli::{StatsArgs, StatsSort};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::exit_codes;
+use crate::fleet_tier::{self, FleetEntry, FleetSettings};
 use crate::inspect::{self, EntryInfo, State};
 use crate::output;
 use crate::store::FsStore;
@@ -25,8 +26,14 @@ const FAILURE_WIDTH: usize = 60;
 /// Runs `cacheback stats`.
 /// `dir_origin` says where the directory's name came from (see
 /// [`crate::cache_dir::origin`]), for the line about a directory that cannot serve.
-pub fn run(store: &FsStore, args: &StatsArgs, dir_origin: &str) -> Result<u8> {
-    let now = super::run::now_ms();
+/// With a fleet store, the fleet tier's entries follow the local ones.
+pub fn run(
+    store: &FsStore,
+    args: &StatsArgs,
+    dir_origin: &str,
+    fleet: &FleetSettings,
+) -> Result<u8> {
+    let now = crate::clock::now_ms();
     let dir = {
         use std::os::unix::ffi::OsStrExt;
         display::escape_bytes(store.dir().as_os_str().as_bytes()).into_owned()
@@ -48,12 +55,14 @@ pub fn run(store: &FsStore, args: &StatsArgs, dir_origin: &str) -> Result<u8> {
     if args.reverse {
         infos.reverse();
     }
+    let shared = fleet_listing(fleet, args);
     let text = if args.json {
         let document = Document {
             entries: infos.iter().map(|info| JsonEntry::new(info, now)).collect(),
             totals: Totals::new(&infos, scan.total_bytes),
             dir: store.dir().to_string_lossy().into_owned(),
             dir_problem: problem.map(str::to_owned),
+            fleet: shared.as_ref().map(|listing| JsonFleet::new(listing, now)),
         };
         let mut text = serde_json::to_string_pretty(&document)
             .map_err(|err| Error::io("writing JSON", err.into()))?;
@@ -84,12 +93,246 @@ pub fn run(store: &FsStore, args: &StatsArgs, dir_origin: &str) -> Result<u8> {
             }
             None => text.push_str(&format!("cache directory: {dir}\n")),
         }
+        if let Some(listing) = &shared {
+            text.push_str(&fleet_table(listing, now));
+        }
         text
     };
     (&*output::stdout())
         .write_all(text.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
-    Ok(exit_codes::SUCCESS)
+    match shared.and_then(|listing| listing.entries.err()) {
+        Some(err) => {
+            output::warn(format_args!("{err}"));
+            Ok(exit_codes::FAILURE)
+        }
+        None => Ok(exit_codes::SUCCESS),
+    }
+}
+
+/// The fleet tier's entries, for `stats`.
+struct FleetListing {
+    /// The store's address, without its password.
+    store: String,
+    /// Its key prefix.
+    prefix: String,
+    /// Its entries, sorted like the local ones, or why they could not be listed.
+    entries: std::result::Result<Vec<FleetEntry>, String>,
+}
+
+/// Lists the fleet tier when a store is configured (`None` without one).
+fn fleet_listing(settings: &FleetSettings, args: &StatsArgs) -> Option<FleetListing> {
+    let config = match settings.resolve() {
+        Ok(config) => config?,
+        Err(message) => {
+            return Some(FleetListing {
+                store: String::new(),
+                prefix: String::new(),
+                entries: Err(message),
+            });
+        }
+    };
+    let entries = fleet_tier::connect_for_management(settings)
+        .map_err(|err| err.to_string())
+        .and_then(|connected| {
+            let mut connected = connected.expect("a store is configured");
+            fleet_tier::entries(&mut connected.fleet).map_err(|err| err.to_string())
+        })
+        .map(|mut entries| {
+            if let Some(filter) = &args.filter {
+                entries.retain(|entry| entry.title().contains(filter.as_str()));
+            }
+            entries.sort_by_cached_key(|entry| (entry.title(), entry.key));
+            entries
+        });
+    Some(FleetListing {
+        store: config.url.to_string(),
+        prefix: config.prefix,
+        entries,
+    })
+}
+
+/// The fleet section of the table: one row per fleet entry, with the
+/// fleet-wide counters (a fresh local hit is never counted there: it does
+/// not touch the network).
+fn fleet_table(listing: &FleetListing, now: u64) -> String {
+    let entries = match &listing.entries {
+        Ok(entries) => entries,
+        Err(_) => return format!("\nfleet store {}: unavailable\n", listing.store),
+    };
+    let mut text = format!(
+        "\nfleet store {} (keys {}:*): {}\n",
+        listing.store,
+        listing.prefix,
+        match entries.len() {
+            0 => "no entries".to_owned(),
+            1 => "1 entry".to_owned(),
+            n => format!("{n} entries"),
+        }
+    );
+    if entries.is_empty() {
+        return text;
+    }
+    let mut rows = vec![
+        [
+            "NAME",
+            "STATE",
+            "AGE",
+            "TTL",
+            "SIZE",
+            "RUNS",
+            "COPIES",
+            "LAST FAILURE",
+        ]
+        .map(str::to_owned),
+    ];
+    for entry in entries {
+        let meta = &entry.meta;
+        let failure = entry
+            .failure
+            .as_ref()
+            .filter(|failure| failure.finished_ms > meta.finished_ms)
+            .map_or_else(String::new, |failure| {
+                let line = last_line(&failure.stderr_tail);
+                cut(
+                    &format!(
+                        "{}: exit {}{}{}",
+                        ago(now, failure.finished_ms),
+                        failure.exit_code,
+                        if line.is_empty() { "" } else { ": " },
+                        line
+                    ),
+                    FAILURE_WIDTH,
+                )
+            });
+        rows.push([
+            cut(&entry.title(), TITLE_WIDTH),
+            entry.state(now).to_owned(),
+            now.checked_sub(meta.finished_ms)
+                .map_or("future".into(), ms),
+            entry.details.as_ref().map_or("-".into(), |details| {
+                format_duration_brief(std::time::Duration::from_millis(details.ttl_ms))
+            }),
+            format_size(meta.stdout_len + meta.stderr_len),
+            entry.count("runs").to_string(),
+            entry.count("fills").to_string(),
+            failure,
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(display::width(cell));
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[i] - display::width(cell));
+            if i > 0 {
+                line.push_str("  ");
+            }
+            // Numbers (after NAME and STATE, before LAST FAILURE) align right.
+            if (2..7).contains(&i) {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// The fleet tier in `stats --json`.
+#[derive(Serialize)]
+struct JsonFleet {
+    /// The store's address, without its password.
+    store: String,
+    prefix: String,
+    /// Why it could not be listed, or null.
+    error: Option<String>,
+    entries: Vec<JsonFleetEntry>,
+}
+
+#[derive(Serialize)]
+struct JsonFleetEntry {
+    key: String,
+    name: Option<String>,
+    command: Vec<String>,
+    state: &'static str,
+    age_secs: Option<u64>,
+    finished_at: String,
+    ttl_secs: Option<u64>,
+    size_bytes: u64,
+    exit_code: i32,
+    duration_ms: u64,
+    /// Commands run by any host (under the fleet lease).
+    runs: u64,
+    /// Values copied from the fleet into a host's cache.
+    fills: u64,
+    failures: u64,
+    last_failure: Option<JsonFleetFailure>,
+}
+
+#[derive(Serialize)]
+struct JsonFleetFailure {
+    time: String,
+    exit_code: i32,
+    consecutive: u32,
+    stderr_tail: String,
+}
+
+impl JsonFleet {
+    fn new(listing: &FleetListing, now: u64) -> JsonFleet {
+        let (entries, error) = match &listing.entries {
+            Ok(entries) => (entries.as_slice(), None),
+            Err(err) => (&[][..], Some(err.clone())),
+        };
+        JsonFleet {
+            store: listing.store.clone(),
+            prefix: listing.prefix.clone(),
+            error,
+            entries: entries
+                .iter()
+                .map(|entry| {
+                    let meta = &entry.meta;
+                    let details = entry.details.as_ref();
+                    JsonFleetEntry {
+                        key: entry.key.to_hex(),
+                        name: details.and_then(|details| details.name.clone()),
+                        command: details.map_or_else(Vec::new, |details| {
+                            details
+                                .inputs
+                                .argv
+                                .iter()
+                                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                                .collect()
+                        }),
+                        state: entry.state(now),
+                        age_secs: now.checked_sub(meta.finished_ms).map(|ms| ms / 1000),
+                        finished_at: format_utc(meta.finished_ms),
+                        ttl_secs: details.map(|details| details.ttl_ms / 1000),
+                        size_bytes: meta.stdout_len + meta.stderr_len,
+                        exit_code: meta.exit_code,
+                        duration_ms: meta.duration_ms,
+                        runs: entry.count("runs"),
+                        fills: entry.count("fills"),
+                        failures: entry.count("failures"),
+                        last_failure: entry.failure.as_ref().map(|failure| JsonFleetFailure {
+                            time: format_utc(failure.finished_ms),
+                            exit_code: failure.exit_code,
+                            consecutive: failure.failures,
+                            stderr_tail: String::from_utf8_lossy(&failure.stderr_tail).into_owned(),
+                        }),
+                    }
+                })
+                .collect(),
+        }
+    }
 }
 
 fn sort(infos: &mut [EntryInfo], by: StatsSort, now: u64) {
@@ -303,6 +546,9 @@ struct Document {
     dir: String,
     /// Why it cannot be used (missing, unsafe), or null.
     dir_problem: Option<String>,
+    /// The fleet tier, when a store is configured (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<JsonFleet>,
 }
 
 #[derive(Serialize)]

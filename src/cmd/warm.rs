@@ -4,19 +4,25 @@
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::exit_codes;
+use crate::fleet_tier::FleetSettings;
 use crate::key::KeyInputs;
 use crate::output;
 use crate::refresh;
 use crate::store::FsStore;
 
-/// Runs `cacheback warm`. Back-off after failures does not apply: the user asked.
-pub fn run(store: &FsStore, args: &RunArgs) -> Result<u8> {
+/// Runs `cacheback warm`. Back-off after failures does not apply, nor a
+/// fresh fleet value: the user asked for a run (marked by `force`).
+pub fn run(store: &FsStore, args: &RunArgs, fleet: &FleetSettings) -> Result<u8> {
+    let args = &RunArgs {
+        force: true,
+        ..args.clone()
+    };
     let inputs =
         KeyInputs::gather(args, store).map_err(|err| Error::io("reading key inputs", err))?;
     let key = inputs.key();
     store.prepare()?;
     match store.try_lock(&key)? {
-        Some(lock) => refresh::spawn(store, &key, args, &lock)?,
+        Some(lock) => refresh::spawn(store, &key, args, &lock, fleet)?,
         None => output::warn(format_args!(
             "a run for this entry is already in progress; not starting another"
         )),

@@ -13,27 +13,29 @@ use super::entry::{Details, FORMAT_VERSION, PREAMBLE_LEN};
 use super::redis::{Fleet, FleetLease, FleetMeta, Published, StoreError};
 use super::{Committed, FileKind, FsStore, RunRecord, StderrSource};
 use crate::error::{Error, Result};
-use crate::key::Key;
-use crate::lock::EntryLock;
+use crate::store::lock::EntryLock;
 
 /// Largest value copied to the fleet by default; larger ones stay local
 /// (the caller warns once). Above the 100 MiB outputs the fleet is tested
 /// with, below what would strain a server's memory.
 pub const DEFAULT_FLEET_MAX_VALUE: u64 = 256 << 20;
 
-/// Stores the fleet's value of `key` (described by `meta`) as the local
-/// entry, under the local lock; the fleet's chunks stream into the local
-/// temp file, one chunk in memory at a time.
+/// Stores the fleet's value of the lock's key (described by `meta`) as the
+/// local entry; the fleet's chunks stream into the local temp file, one
+/// chunk in memory at a time.
 pub fn fill_local(
     store: &FsStore,
     lock: &EntryLock,
-    key: &Key,
     fleet: &mut Fleet,
     meta: &FleetMeta,
 ) -> Result<Committed> {
+    let key = lock.key();
     let details = Details::decode(&meta.details, FORMAT_VERSION)
         .map_err(|err| Error::io("reading the fleet's value", io::Error::other(err)))?;
-    let writer = store.writer(lock, &details)?;
+    let mut writer = store.writer(lock, &details)?;
+    if meta.flags & super::entry::FLAG_FORCED_STALE != 0 {
+        writer.mark_stale();
+    }
     let mut sink = writer
         .stdout_sink()
         .map_err(|err| Error::io("preparing the copy", err))?;
@@ -52,9 +54,7 @@ pub fn fill_local(
         stdout_len: meta.stdout_len,
     };
     writer.commit(
-        lock,
         store,
-        key,
         FileKind::Entry,
         record,
         &mut AlreadyWritten(meta.stderr_len),
@@ -75,15 +75,15 @@ pub enum Shared {
     Nothing,
 }
 
-/// Publishes the local entry of `key` to the fleet under `lease`, unless it
+/// Publishes the local entry of the lease's key to the fleet under `lease`, unless it
 /// is larger than `max_len`.
 pub fn publish_local(
     store: &FsStore,
-    key: &Key,
     fleet: &mut Fleet,
     lease: &FleetLease,
     max_len: u64,
 ) -> Result<Shared> {
+    let key = lease.key();
     let mut head = [MaybeUninit::uninit(); PREAMBLE_LEN];
     let Some(entry) = store
         .open(key, FileKind::Entry, &mut head)
@@ -105,6 +105,7 @@ pub fn publish_local(
         duration_ms: u64::from(preamble.duration_ms),
         exit_code: preamble.exit_code,
         jitter_ms: preamble.jitter_ms,
+        // Not the forced-stale mark: what is published is the newest value.
         flags: preamble.flags & super::entry::FLAG_CACHE_FAILURES,
         stdout_len: preamble.stdout_len,
         stderr_len: preamble.stderr_len,

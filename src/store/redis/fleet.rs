@@ -143,6 +143,23 @@ impl FleetLease {
     pub fn key(&self) -> &Key {
         &self.key
     }
+
+    /// A handle that can renew this lease and nothing else, for the thread
+    /// that keeps it alive while the command runs.
+    pub fn renewer(&self) -> LeaseRenewer {
+        LeaseRenewer {
+            key: self.key,
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// The right to extend a [`FleetLease`] (see [`FleetLease::renewer`]): it
+/// cannot publish, record a failure or release.
+#[derive(Debug)]
+pub struct LeaseRenewer {
+    key: Key,
+    token: String,
 }
 
 /// What became of a [`Fleet::publish`].
@@ -259,14 +276,40 @@ impl Fleet {
 
     /// Extends a held lease to `length` from now; false when it was lost.
     pub fn renew(&mut self, lease: &FleetLease, length: Duration) -> Result<bool, StoreError> {
-        let name = self.name(&lease.key, "lease");
+        self.renew_token(&lease.key, &lease.token, length)
+    }
+
+    /// [`Fleet::renew`] through a [`LeaseRenewer`].
+    pub fn renew_with(
+        &mut self,
+        renewer: &LeaseRenewer,
+        length: Duration,
+    ) -> Result<bool, StoreError> {
+        self.renew_token(&renewer.key, &renewer.token, length)
+    }
+
+    fn renew_token(
+        &mut self,
+        key: &Key,
+        token: &str,
+        length: Duration,
+    ) -> Result<bool, StoreError> {
+        let name = self.name(key, "lease");
         let millis = length.as_millis().max(1).to_string();
-        let reply = self.script(
-            RENEW,
-            &[&name],
-            &[lease.token.as_bytes(), millis.as_bytes()],
-        )?;
+        let reply = self.script(RENEW, &[&name], &[token.as_bytes(), millis.as_bytes()])?;
         Ok(reply == Value::Int(1))
+    }
+
+    /// Whether some host holds the refresh lease of `key` now.
+    pub fn lease_held(&mut self, key: &Key) -> Result<bool, StoreError> {
+        let name = self.name(key, "lease");
+        Ok(self.conn.command(&[b"EXISTS", name.as_bytes()])? == Value::Int(1))
+    }
+
+    /// Waits up to `limit` for each later reply (a value's chunks may take
+    /// longer than the first, short, round trip is allowed).
+    pub fn set_reply_timeout(&mut self, limit: Duration) {
+        self.conn.set_io_timeout(limit);
     }
 
     /// Gives the lease back (only if it is still ours).

@@ -35,7 +35,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::key::Key;
-use crate::lock::EntryLock;
+use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore};
 
 /// One thing that happened to an entry.
@@ -231,7 +231,7 @@ pub fn record_held(lock: &EntryLock, event: Event) {
 }
 
 fn read_totals(lock_path: &Path) -> (Counts, u64) {
-    crate::lock::open_for_reading(lock_path)
+    crate::store::lock::open_for_reading(lock_path)
         .and_then(|file| totals_in(&file))
         .unwrap_or_default()
 }

@@ -31,17 +31,22 @@ use std::path::{Path, PathBuf};
 use fs2::FileExt;
 
 use crate::error::{Error, Result};
+use crate::key::Key;
 
-/// A held exclusive lock on one entry. Dropping it releases the lock.
+/// A held exclusive lock on one entry: the lease that is the only way to
+/// write it (see [`crate::store::FsStore::writer`]). It carries its key, so
+/// a result can only ever be committed as that key's. Dropping it releases
+/// the lock.
 #[derive(Debug)]
 pub struct EntryLock {
     file: File,
     path: PathBuf,
+    key: Key,
 }
 
 impl EntryLock {
     /// Takes the lock if nobody holds it; `None` when another process does.
-    pub fn try_acquire(path: &Path) -> Result<Option<EntryLock>> {
+    pub fn try_acquire(path: &Path, key: &Key) -> Result<Option<EntryLock>> {
         loop {
             let file = open_lock_file(path)?;
             match FileExt::try_lock_exclusive(&file) {
@@ -52,6 +57,7 @@ impl EntryLock {
             let lock = EntryLock {
                 file,
                 path: path.to_owned(),
+                key: *key,
             };
             if lock.is_current() {
                 lock.advertise();
@@ -62,10 +68,10 @@ impl EntryLock {
 
     /// Takes the lock, waiting for the holder if there is one. The flag tells
     /// whether the caller had to wait, that is, whether another run was in flight.
-    pub fn acquire(path: &Path) -> Result<(EntryLock, bool)> {
+    pub fn acquire(path: &Path, key: &Key) -> Result<(EntryLock, bool)> {
         let mut waited = false;
         loop {
-            if let Some(lock) = Self::try_acquire(path)? {
+            if let Some(lock) = Self::try_acquire(path, key)? {
                 return Ok((lock, waited));
             }
             waited = true;
@@ -80,6 +86,7 @@ impl EntryLock {
             let lock = EntryLock {
                 file,
                 path: path.to_owned(),
+                key: *key,
             };
             if lock.is_current() {
                 lock.advertise();
@@ -95,6 +102,11 @@ impl EntryLock {
             (Ok(held), Ok(on_disk)) => held.ino() == on_disk.ino() && held.dev() == on_disk.dev(),
             _ => false,
         }
+    }
+
+    /// The entry this lock is for.
+    pub fn key(&self) -> &Key {
+        &self.key
     }
 
     /// The lock file, for reading and writing the counters kept in it.
@@ -190,7 +202,7 @@ fn open_lock_file(path: &Path) -> Result<File> {
     // Whoever can plant the lock file could hold it forever or feed the
     // counters kept in it: only a private regular file of ours is used.
     let meta = file.metadata().map_err(|err| Error::path(path, err))?;
-    if !meta.is_file() || meta.uid() != crate::store::effective_uid() || meta.mode() & 0o022 != 0 {
+    if !super::owner::is_private_file(&meta) {
         let err = io::Error::new(
             io::ErrorKind::PermissionDenied,
             "lock file is not a regular file private to this user",

@@ -6,9 +6,10 @@ use std::process::{Command, Stdio};
 
 use crate::cli::RunArgs;
 use crate::exit_codes;
+use crate::fleet_tier::{self, FleetSettings, RefreshPlan};
 use crate::key::{Key, KeyInputs};
-use crate::lock::EntryLock;
 use crate::store::events;
+use crate::store::lock::EntryLock;
 use crate::store::{Committed, FsStore};
 
 /// Runs of one refresh at most: the first, and reruns after `invalidate
@@ -18,7 +19,15 @@ const MAX_RUNS: usize = 3;
 
 /// Runs the command with the inherited lock and stores the result; returns
 /// the refresher's own exit status (nobody waits for it, but it shows in traces).
-pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
+/// With a fleet store, the fleet tier is asked first: it may have the value,
+/// or another host may be running the command (see [`fleet_tier`]).
+pub fn run(
+    store: &FsStore,
+    key: &Key,
+    args: &RunArgs,
+    lock: &EntryLock,
+    fleet: &FleetSettings,
+) -> u8 {
     // A --modtime file or --env value may have changed since the caller
     // looked: then the entry it wanted refreshed has become unreachable.
     let current = KeyInputs::gather(args, store)
@@ -33,8 +42,16 @@ pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
         .and_then(|_| store.stdout_digest(key));
     let mut status = exit_codes::SUCCESS;
     let mut stored = false;
-    for _ in 0..MAX_RUNS {
-        match super::run::execute(store, key, &inputs, args, lock, false) {
+    let (leased, runs) = match fleet_tier::before_refresh(fleet, store, lock, key, args) {
+        RefreshPlan::Local => (None, MAX_RUNS),
+        RefreshPlan::Run(leased) => (Some(leased), MAX_RUNS),
+        RefreshPlan::Done { stored: copied } => {
+            stored = copied;
+            (None, 0)
+        }
+    };
+    for _ in 0..runs {
+        match crate::produce::execute(store, key, &inputs, args, lock, false) {
             // Marked stale while it ran: the result may predate what the user
             // reacted to, so run again while we hold the lock.
             Ok(ran) if ran.committed == Some(Committed::StoredStale) => {
@@ -45,6 +62,9 @@ pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
             Err(err) => status = err.exit_code(),
         }
         break;
+    }
+    if let Some(leased) = leased {
+        leased.share(store, key, false);
     }
     if let Some(hook) = &args.on_refresh
         && stored
@@ -57,7 +77,7 @@ pub fn run(store: &FsStore, key: &Key, args: &RunArgs, lock: &EntryLock) -> u8 {
     let _ = events::fold(store, key, lock);
     // This entry's lock stays held until we exit, so gc passes over it: fine,
     // it was just refreshed.
-    super::gc::maybe_daily(store, super::run::now_ms());
+    crate::store::fs::gc::maybe_daily(store, crate::clock::now_ms());
     status
 }
 
