@@ -231,7 +231,7 @@ impl Connection {
 
     /// Changes how long each later reply may take.
     pub fn set_io_timeout(&mut self, limit: Duration) {
-        let _ = self.writer.get_ref().set_timeouts(limit);
+        let _ = self.stream.get_ref().set_timeouts(limit);
     }
 
     /// The server's address, without its password, for messages.
