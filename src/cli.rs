@@ -26,6 +26,9 @@ Examples:
   cacheback stats
   cacheback invalidate --name weather";
 
+/// Default of `invalidate --jobs`: refreshes run at once by one invalidation.
+pub const DEFAULT_JOBS: u16 = 4;
+
 /// Top-level command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -394,7 +397,7 @@ pub struct InvalidateArgs {
     pub refresh: bool,
 
     /// With --refresh: how many refreshes run at once (the rest wait their turn)
-    #[arg(long, short = 'j', value_name = "N", default_value_t = crate::refresh::DEFAULT_JOBS,
+    #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS,
           value_parser = clap::value_parser!(u16).range(1..), requires = "refresh")]
     pub jobs: u16,
 }

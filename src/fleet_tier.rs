@@ -30,7 +30,7 @@ use crate::cli::{RunArgs, StoreArgs};
 use crate::clock::now_ms;
 use crate::key::Key;
 use crate::output;
-use crate::refresh::backoff;
+use crate::rules::{self, FailureMark};
 use crate::store::entry::{self, PREAMBLE_LEN, Preamble};
 use crate::store::lock::EntryLock;
 use crate::store::redis::{
@@ -419,15 +419,12 @@ pub fn before_refresh(
             Ok(failure) => failure,
             Err(_) => return RefreshPlan::Local,
         };
-        if let Some(failure) = &failure
-            && !args.force
-            && meta
-                .as_ref()
-                .is_none_or(|meta| failure.finished_ms > meta.finished_ms)
-            && now
-                .checked_sub(failure.finished_ms)
-                .is_some_and(|waited| waited < millis(backoff(failure.failures, args.ttl())))
-        {
+        let mark = failure.as_ref().map(|failure| FailureMark {
+            finished_ms: failure.finished_ms,
+            failures: failure.failures,
+        });
+        let value_finished = meta.as_ref().map(|meta| meta.finished_ms);
+        if !args.force && rules::backing_off(mark, value_finished, args.ttl(), now) {
             return RefreshPlan::Done { stored }; // a host failed lately: every host backs off
         }
         let generation = meta.as_ref().map(|meta| meta.generation);

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{KeyArgs, RunArgs};
+use crate::digest::{sha256, sha256_copy};
 
 /// Length of a key in bytes.
-pub const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = crate::digest::DIGEST_LEN;
 
 /// An entry's identity: the SHA-256 of its key inputs.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -277,35 +278,6 @@ pub fn hmac(secret: &[u8; KEY_LEN], message: &[u8]) -> [u8; KEY_LEN] {
     };
     let inner = sha256(&[&pad(0x36), message]);
     sha256(&[&pad(0x5c), &inner])
-}
-
-/// SHA-256 of the concatenation of `parts`.
-pub fn sha256(parts: &[&[u8]]) -> [u8; KEY_LEN] {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part);
-    }
-    hasher.finalize().into()
-}
-
-/// SHA-256 of everything `input` yields, copied to `out` on the way (a
-/// `--stdin` capture) or to `io::sink()` (a `--hash` file, a cached stdout):
-/// read in blocks, so input of any size is hashed in constant memory.
-pub fn sha256_copy(input: &mut dyn io::Read, out: &mut dyn io::Write) -> io::Result<[u8; KEY_LEN]> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-    }
-    out.flush()?;
-    Ok(hasher.finalize().into())
 }
 
 /// Quotes an argument the way a POSIX shell would need it, for display only.

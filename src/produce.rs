@@ -218,7 +218,7 @@ fn draw_jitter(args: &RunArgs, key: &Key) -> u32 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
-    let seed = crate::key::sha256(&[
+    let seed = crate::digest::sha256(&[
         key.to_hex().as_bytes(),
         &nanos.to_le_bytes(),
         &std::process::id().to_le_bytes(),

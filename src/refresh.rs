@@ -16,25 +16,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::fleet_tier::FleetSettings;
 use crate::key::Key;
+use crate::rules::{self, Start};
+use crate::store::FsStore;
 use crate::store::entry::Preamble;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
-use crate::store::{FileKind, FsStore};
-
-/// First back-off step after a failed run; it doubles per consecutive failure, up to the TTL.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
-
-/// How long to wait after `failures` consecutive failed runs before trying again.
-pub fn backoff(failures: u32, ttl: Duration) -> Duration {
-    let doublings = failures.saturating_sub(1).min(20);
-    BACKOFF_BASE.saturating_mul(1 << doublings).min(ttl)
-}
 
 /// Whether [`start`] counted the caller's event under the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,42 +55,17 @@ pub fn start(
     // A stale hit reaches here without a miss's directory check; a refresher
     // must not write into a directory someone else can plant files in.
     store.prepare()?;
-    let Some(lock) = store.try_lock(key)? else {
-        return Ok(Counted::No); // a run is in flight; it will serve everyone
+    let lock = match rules::start_refresh(store, key, seen, args.ttl(), now_ms)? {
+        Start::InFlight => return Ok(Counted::No), // its run will serve everyone
+        Start::Landed(lock) | Start::BackingOff(lock) => {
+            events::record_held(&lock, event);
+            return Ok(Counted::Yes);
+        }
+        Start::Refresh(lock) => lock,
     };
     events::record_held(&lock, event);
-    let current = store.peek(key, FileKind::Entry);
-    if let (Some(seen), Some(current)) = (seen, current)
-        && current.finished_ms != seen.finished_ms
-        && !current.forced_stale()
-    {
-        return Ok(Counted::Yes); // a refresh landed between our read and our lock
-    }
-    if !in_backoff(store, key, args.ttl(), current.as_ref(), now_ms) {
-        spawn(store, key, args, &lock, fleet)?;
-    }
+    spawn(store, key, args, &lock, fleet)?;
     Ok(Counted::Yes)
-}
-
-/// True while the last failures call for waiting before the next try.
-fn in_backoff(
-    store: &FsStore,
-    key: &Key,
-    ttl: Duration,
-    current: Option<&Preamble>,
-    now_ms: u64,
-) -> bool {
-    let Some(failure) = store.peek(key, FileKind::Failure) else {
-        return false;
-    };
-    if !failure.failed_since(current) {
-        return false; // a success came after the last failure
-    }
-    let wait = backoff(failure.failures, ttl).as_millis() as u64;
-    // A failure "from the future" (the clock was stepped back) has waited an
-    // unknown time; holding off until the clock catches up could take years,
-    // far past the cap, so its back-off counts as over.
-    failure.age_ms(now_ms).is_some_and(|waited| waited < wait)
 }
 
 /// Starts the detached refresher, which inherits the held lock.
@@ -134,9 +100,6 @@ pub struct Planned {
     /// Where to run it (where it was keyed, for `--cwd` entries).
     pub cwd: PathBuf,
 }
-
-/// Default of `invalidate --jobs`: refreshes run at once by one invalidation.
-pub const DEFAULT_JOBS: u16 = 4;
 
 /// Starts one detached process that runs the planned refreshes, at most
 /// `jobs` at a time, and returns at once (same rules as [`spawn`]).
@@ -395,20 +358,5 @@ fn close_each_descriptor(low: RawFd, high: RawFd) {
     for fd in low..end.min(high.saturating_add(1)) {
         // SAFETY: see close_range.
         unsafe { libc::close(fd) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_ttl() {
-        let ttl = Duration::from_secs(900);
-        assert_eq!(backoff(1, ttl), Duration::from_secs(10));
-        assert_eq!(backoff(2, ttl), Duration::from_secs(20));
-        assert_eq!(backoff(4, ttl), Duration::from_secs(80));
-        assert_eq!(backoff(30, ttl), ttl);
-        assert_eq!(backoff(1, Duration::from_secs(2)), Duration::from_secs(2));
     }
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
 
-use crate::key::KEY_LEN;
+use crate::digest::DIGEST_LEN as KEY_LEN;
 
 /// The SHA-256 of the captured input, once [`capture`] has run.
 static CAPTURED: OnceLock<[u8; KEY_LEN]> = OnceLock::new();
@@ -23,7 +23,7 @@ pub fn capture() -> io::Result<[u8; KEY_LEN]> {
         return Ok(*hash);
     }
     let mut copy = tempfile::tempfile()?;
-    let hash = crate::key::sha256_copy(&mut io::stdin().lock(), &mut copy)?;
+    let hash = crate::digest::sha256_copy(&mut io::stdin().lock(), &mut copy)?;
     // SAFETY: dup2 onto fd 0, whose old input has been read to its end.
     if unsafe { libc::dup2(copy.as_raw_fd(), 0) } < 0 {
         return Err(io::Error::last_os_error());

@@ -4,6 +4,7 @@ mod concurrency;
 mod display;
 mod edges;
 mod faults;
+mod fleet_manage;
 mod gc_events;
 mod generated;
 mod harness;

@@ -512,7 +512,9 @@ pub mod fleet {
         let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
         raw.pipeline(&commands).unwrap();
         raw.command(&[b"SET", b"unrelated:{x}:meta", b"1"]).unwrap();
+        // The forgotten entry's chunks are listed until they expire.
         let mut expected = keys;
+        expected.push(managed);
         expected.sort();
         assert_eq!(fleet.keys().unwrap(), expected);
     }

@@ -138,6 +138,19 @@ pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Res
             report.push('\n');
         }
     }
+    if let Some(connected) = connected.as_mut().filter(|_| args.all && !args.refresh) {
+        // Keys with only a failure record or counters go too.
+        let keys = connected
+            .fleet
+            .keys()
+            .map_err(|err| fleet_tier::store_error(&err))?;
+        for key in keys {
+            connected
+                .fleet
+                .forget(&key)
+                .map_err(|err| fleet_tier::store_error(&err))?;
+        }
+    }
     if infos.is_empty() && shared.is_empty() {
         report.push_str("nothing to invalidate\n");
     }

@@ -176,7 +176,7 @@ impl FsStore {
         let (start, len) = (entry.preamble.stdout_start(), entry.preamble.stdout_len);
         let mut stdout = Read::take(&entry.file, len);
         (&entry.file).seek(io::SeekFrom::Start(start)).ok()?;
-        crate::key::sha256_copy(&mut stdout, &mut io::sink()).ok()
+        crate::digest::sha256_copy(&mut stdout, &mut io::sink()).ok()
     }
 
     /// Flags a key's entry, if it has one, as having a failed run after it
@@ -221,6 +221,33 @@ impl FsStore {
             removed |= remove_if_present(&self.path(key, kind))? && kind == FileKind::Entry;
         }
         Ok(removed)
+    }
+}
+
+/// The file store, as the rules see it.
+impl crate::rules::Store for FsStore {
+    type Lease = EntryLock;
+
+    fn value(&self, key: &Key) -> Option<Preamble> {
+        self.peek(key, FileKind::Entry)
+    }
+
+    fn failure(&self, key: &Key) -> Option<Preamble> {
+        self.peek(key, FileKind::Failure)
+    }
+
+    fn try_lease(&self, key: &Key) -> Result<Option<EntryLock>> {
+        self.try_lock(key)
+    }
+}
+
+impl crate::rules::Lease for EntryLock {
+    fn key(&self) -> &Key {
+        EntryLock::key(self)
+    }
+
+    fn is_current(&self) -> bool {
+        EntryLock::is_current(self)
     }
 }
 

@@ -391,18 +391,7 @@ impl Fleet {
         };
         // The chunks nothing points to (ours, refused; or the replaced ones)
         // go after a grace period, not at once: a reader may be streaming them.
-        let grace = OLD_CHUNKS_GRACE.as_millis().to_string();
-        let names: Vec<String> = (0..chunks)
-            .map(|index| self.name(&key, &format!("{generation}:{index}")))
-            .collect();
-        let commands: Vec<[&[u8]; 3]> = names
-            .iter()
-            .map(|name| [b"PEXPIRE".as_slice(), name.as_bytes(), grace.as_bytes()])
-            .collect();
-        let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
-        if !commands.is_empty() {
-            self.conn.pipeline(&commands)?;
-        }
+        self.expire_chunks(&key, generation, chunks)?;
         Ok(outcome)
     }
 
@@ -505,19 +494,42 @@ impl Fleet {
     /// Forgets `key` fleet-wide (`invalidate`): its header, failure record
     /// and counters, and its lease, so a refresh running now cannot publish
     /// a value that may predate the change the user reacted to. Its chunks,
-    /// unreachable, expire on their own.
+    /// unreachable, go after the grace a reader streaming them needs.
     pub fn forget(&mut self, key: &Key) -> Result<bool, StoreError> {
+        let meta = self.meta(key)?;
         let names = ["meta", "fail", "counts", "lease"].map(|part| self.name(key, part));
         let args: Vec<&[u8]> = std::iter::once(b"DEL".as_slice())
             .chain(names.iter().map(|name| name.as_bytes()))
             .collect();
-        Ok(matches!(self.conn.command(&args)?, Value::Int(n) if n > 0))
+        let forgotten = matches!(self.conn.command(&args)?, Value::Int(n) if n > 0);
+        if let Some(meta) = meta {
+            self.expire_chunks(key, meta.generation, meta.chunks())?;
+        }
+        Ok(forgotten)
     }
 
-    /// Every key with a value in the fleet tier, listed with SCAN (never
-    /// KEYS, which blocks the server for as long as it takes).
+    /// Lets the chunks of one generation expire after [`OLD_CHUNKS_GRACE`].
+    fn expire_chunks(&mut self, key: &Key, generation: u64, chunks: u64) -> Result<(), StoreError> {
+        let grace = OLD_CHUNKS_GRACE.as_millis().to_string();
+        let names: Vec<String> = (0..chunks)
+            .map(|index| self.name(key, &format!("{generation}:{index}")))
+            .collect();
+        let commands: Vec<[&[u8]; 3]> = names
+            .iter()
+            .map(|name| [b"PEXPIRE".as_slice(), name.as_bytes(), grace.as_bytes()])
+            .collect();
+        let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
+        if !commands.is_empty() {
+            self.conn.pipeline(&commands)?;
+        }
+        Ok(())
+    }
+
+    /// Every key the fleet tier holds anything of (a value, a failure
+    /// record, counters), listed with SCAN (never KEYS, which blocks the
+    /// server for as long as it takes).
     pub fn keys(&mut self) -> Result<Vec<Key>, StoreError> {
-        let pattern = format!("{}:{{*}}:meta", self.prefix);
+        let pattern = format!("{}:{{*}}:*", self.prefix);
         let mut cursor = b"0".to_vec();
         let mut keys = Vec::new();
         loop {
