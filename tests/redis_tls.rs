@@ -397,3 +397,42 @@ fn a_fleet_value_of_megabytes_round_trips_over_tls_byte_exact() {
     assert!(read.len() == value.len() && read == value, "byte-exact");
     fleet.release(lease).unwrap();
 }
+
+#[test]
+fn two_hosts_share_a_value_through_a_tls_store_given_on_the_command_line() {
+    use crate::harness::{Cache, stderr, stdout};
+    let test = "two_hosts_share_a_value_through_a_tls_store";
+    let Some(pki) = Pki::new(test) else { return };
+    let Some(server) = pki.server(&[], test) else {
+        return;
+    };
+    let store = format!("rediss://127.0.0.1:{}", tls_port(&server));
+    // Each host runs the same argv, so the same key; its output is its own.
+    let run = |host: &Cache, ca: &Path| {
+        host.cmd()
+            .env_remove("CACHEBACK_STORE")
+            .env_remove("CACHEBACK_STORE_CA_FILE")
+            .env_remove("CACHEBACK_STORE_PASSWORD")
+            .args(["run", "--store", &store, "--store-ca-file"])
+            .arg(ca)
+            .args(["--ttl", "1h", "--", "sh", "-c", "echo $$-$(date +%s%N)"])
+            .output()
+            .unwrap()
+    };
+    let (first, second, third) = (Cache::new(), Cache::new(), Cache::new());
+    let ran = run(&first, &pki.ca());
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(stderr(&ran), "");
+    let copied = run(&second, &pki.ca());
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    assert_eq!(stdout(&copied), stdout(&ran), "the first host's value");
+    // A CA that did not sign the server's certificate: the local rules,
+    // with a warning that says why.
+    let other = pki.new_ca("other");
+    let alone = run(&third, &other);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    assert_ne!(stdout(&alone), stdout(&ran), "ran locally");
+    let warning = stderr(&alone);
+    assert!(warning.contains("certificate not trusted"), "{warning}");
+    assert!(warning.contains(&other.display().to_string()), "{warning}");
+}
