@@ -26,6 +26,7 @@ import random
 import re
 import select
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -451,14 +452,16 @@ class Bench:
 
     # ---- cases ----------------------------------------------------------
 
-    def warm_hit(self, tool, cache_dir, payload, data):
+    def warm_hit(self, tool, cache_dir, payload, data, extra_env=None):
         """Cache `cat SRC` where SRC is a hard link to payload, then delete SRC:
         from then on the tool can only answer from its cache (a re-run of the
-        command would fail and print nothing), so every timed call is a hit."""
+        command would fail and print nothing), so every timed call is a hit.
+        `extra_env` is added to the tool's environment (a fleet store)."""
         src = os.path.join(cache_dir + ".src", os.path.basename(payload))
         os.makedirs(os.path.dirname(src), exist_ok=True)
         os.link(payload, src)
         argv, env = self.tool_cmd(tool, cache_dir, "1h", [self.tools["cat"], src])
+        env.update(extra_env or {})
         r = run_once(argv, env, capture=data is not None)
         self.check(r, tool, "warm (miss)", expect_len=os.path.getsize(payload), expect_data=data)
         os.unlink(src)
@@ -906,6 +909,207 @@ class Bench:
             log(f"strace {name}: {calls} syscalls ({errors} failed)")
         self.results["cases"]["strace"] = out
 
+    # ---- the fleet store (--store, a loopback redis-server) ---------------
+
+    def case_fleet(self, reps_hit, reps_fill, reps_miss, callers):
+        """The fleet tier against a redis-server this harness starts on
+        loopback (and stops by PID): a local hit with a store configured next
+        to one without; a fill (local miss, fleet hit); a fleet miss's
+        overhead; executions for 2 hosts x N callers."""
+        if not self.has("cacheback"):
+            return
+        exe = shutil.which("redis-server")
+        if not exe:
+            self.problem("redis-server not found: the fleet cases were skipped (apt-get install redis-server)")
+            return
+        redis = RedisServer(exe, self.run_dir)
+        log(f"fleet: redis-server pid {redis.proc.pid} on 127.0.0.1:{redis.port}")
+        try:
+            out = {"url": "redis://127.0.0.1:PORT", "callers": callers}
+            out["hit"] = self.fleet_hit(redis, reps_hit)
+            out["fill"] = self.fleet_fill(redis, reps_fill)
+            out["miss"] = self.fleet_miss(redis, reps_miss)
+            out["concurrency"] = self.fleet_concurrency(redis, callers)
+        finally:
+            redis.stop()
+        self.results["cases"]["fleet"] = out
+
+    def fleet_hit(self, redis, reps):
+        p = self.payload(1 * KiB)
+        with open(p, "rb") as f:
+            data = f.read()
+        store = {"CACHEBACK_STORE": redis.url()}
+        plain = self.warm_hit("cacheback", self.fresh_dir("fleet-hit-plain"), p, data)
+        fleet = self.warm_hit("cacheback", self.fresh_dir("fleet-hit-store"), p, data, store)
+        cs = [Contender("cacheback", *plain, len(data)), Contender("cacheback+store", *fleet, len(data))]
+        res = self.interleaved(cs, reps, "fleet: fresh hit 1 KiB, with and without a store")
+        for c in cs:
+            self.check(run_once(c.argv(0), c.env, capture=True), c.name, "fleet hit final verify", len(data), data)
+        return {"reps": reps, "results": res}
+
+    def fleet_fill(self, redis, reps):
+        """Host A runs `cat SRC` once (publishing it), then SRC is deleted: a
+        timed call on a new, empty cache dir can only print the value by
+        copying it from the fleet.  The control is the same call without a
+        store on a new dir, with SRC still there: a local miss."""
+        p = self.payload(1 * KiB)
+        with open(p, "rb") as f:
+            data = f.read()
+        cb = self.tools["cacheback"]
+        base = self.fresh_dir("fleet-fill")
+        gone = os.path.join(base, "gone.txt")
+        kept = os.path.join(base, "kept.txt")
+        os.link(p, gone)
+        os.link(p, kept)
+        store_env = dict(self.base_env, CACHEBACK_STORE=redis.url())
+        prime = [cb, "--cache-dir", os.path.join(base, "host-a"), "run", "--ttl", "1h", "--", self.tools["cat"], gone]
+        self.check(run_once(prime, store_env, capture=True), "cacheback+store", "fleet fill prime", len(data), data)
+        if not redis.wait_for_keys("cacheback:*:meta", 1):
+            raise BenchError("fleet fill: host A's value never reached the fleet (no cacheback:*:meta key)")
+        os.unlink(gone)
+
+        def fill(rep):
+            d = os.path.join(base, f"fill-{rep}")
+            return [cb, "--cache-dir", d, "run", "--ttl", "1h", "--", self.tools["cat"], gone]
+
+        def miss(rep):
+            d = os.path.join(base, f"miss-{rep}")
+            return [cb, "--cache-dir", d, "run", "--ttl", "1h", "--", self.tools["cat"], kept]
+
+        cs = [Contender("cacheback+store", fill, store_env, len(data)),
+              Contender("cacheback", miss, self.base_env, len(data))]
+        self.check(run_once(fill("check"), store_env, capture=True), "cacheback+store", "fleet fill verify",
+                   len(data), data)
+        res = self.interleaved(cs, reps, "fleet: fill (local miss, fleet hit) vs local miss, 1 KiB")
+        return {"reps": reps, "results": res}
+
+    def fleet_miss(self, redis, reps):
+        """`echo hi UNIQUE`: a new key every call, so with a store each call is
+        a local miss and a fleet miss (lease, run, publish)."""
+        echo = self.tools["echo"]
+        cb = self.tools["cacheback"]
+        tag = f"fleet-miss-{self.uniq}"
+        plain_env = dict(self.base_env, CACHEBACK_DIR=self.fresh_dir("fleet-miss-plain"))
+        store_env = dict(self.base_env, CACHEBACK_DIR=self.fresh_dir("fleet-miss-store"),
+                         CACHEBACK_STORE=redis.url())
+
+        def argv(rep):
+            return [cb, "run", "--ttl", "1h", "--", echo, "hi", f"{tag}-{rep}"]
+
+        cs = [Contender("direct", lambda rep: [echo, "hi", f"{tag}-{rep}"], self.base_env, None),
+              Contender("cacheback", argv, plain_env, None),
+              Contender("cacheback+store", argv, store_env, None)]
+        for c in cs:
+            want = f"hi {tag}-check\n".encode()
+            self.check(run_once(c.argv("check"), c.env, capture=True), c.name, "fleet miss verify", len(want), want)
+        res = self.interleaved(cs, reps, "fleet: miss (echo hi UNIQUE) with and without a store")
+        return {"reps": reps, "results": res}
+
+    def fleet_concurrency(self, redis, n):
+        tools = [("cacheback+store", redis.url()), ("cacheback", None)]
+        if self.has("bkt"):
+            tools.append(("bkt", None))
+        out = []
+        for state in ("missing", "stale"):
+            for name, url in tools:
+                r = self.concurrent_hosts(name, 2, n, state, url)
+                log(f"fleet concurrency {name} {state} 2x{n}: {r['executions_settled']} executions, "
+                    f"{r['wrong_output']} wrong outputs, {r['failed_callers']} failed, "
+                    f"median latency {fmt_ns(r['latency']['median'])}")
+                if name == "cacheback+store" and (r["executions_settled"] != 1 or r["wrong_output"]
+                                                  or r["failed_callers"] or r["warned"]):
+                    self.problem(f"fleet: 2 hosts x {n} callers on a {state} entry: "
+                                 f"{r['executions_settled']} executions (want 1), {r['wrong_output']} wrong "
+                                 f"outputs, {r['failed_callers']} failed callers, {r['warned']} callers "
+                                 "wrote to stderr (see the log)")
+                out.append(r)
+        return out
+
+    def concurrent_hosts(self, name, hosts, n, state, store_url, sleep_s=0.5, ttl_ms=1000):
+        """Like `concurrent`, over several hosts (cache dirs), n callers each,
+        all released at once; with `store_url` the hosts share that store.
+        The stale state primes the hosts in turn (with a store, the second
+        one fills from the fleet), then lets the TTL pass."""
+        tool = "bkt" if name == "bkt" else "cacheback"
+        d = self.fresh_dir(f"fleet-conc-{name}-{state}-{n}")
+        counter = d + ".counter"
+        outdir = d + ".out"
+        os.makedirs(outdir)
+        cmd = [self.tools["sh"], "-c", f"echo x >> '{counter}'; sleep {sleep_s}; echo value"]
+        calls = []
+        for h in range(hosts):
+            hd = os.path.join(d, f"host-{h}")
+            if tool == "cacheback":
+                argv, env = self.tool_cmd(tool, hd, f"{ttl_ms}ms" if state == "stale" else "1h", cmd)
+                if store_url:
+                    env["CACHEBACK_STORE"] = store_url
+            else:
+                argv, env = self.tool_cmd(tool, hd, "1h", cmd, stale=f"{ttl_ms}ms" if state == "stale" else None)
+            calls.append((argv, env))
+        primed = 0
+        self.settle()
+        if state == "stale":
+            for argv, env in calls:
+                r = run_once(argv, env, capture=True)
+                self.check(r, name, "fleet concurrency prime", 6, b"value\n")
+            primed = count_lines(counter)
+            time.sleep(ttl_ms / 1000 + 0.2)
+        gate_r, gate_w = os.pipe()
+        pids = {}
+        for i in range(n * hosts):
+            argv, env = calls[i % hosts]
+            outp = os.path.join(outdir, str(i))
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(gate_w)
+                    fd = os.open(outp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.dup2(fd, 1)
+                    # each caller's stderr apart: a caller that warned (the
+                    # store did not answer) explains an extra execution
+                    fd = os.open(outp + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.dup2(fd, 2)
+                    nul = os.open("/dev/null", os.O_RDONLY)
+                    os.read(gate_r, 1)  # blocks until the parent closes gate_w
+                    os.dup2(nul, 0)
+                    os.execve(argv[0], argv, env)
+                finally:
+                    os._exit(127)
+            pids[pid] = i
+        os.close(gate_r)
+        time.sleep(0.3)  # let every child reach the gate
+        t0 = time.monotonic_ns()
+        os.close(gate_w)
+        lat, bad = [], 0
+        while pids:
+            pid, wst = os.wait()
+            t = time.monotonic_ns()
+            if pid in pids:
+                del pids[pid]
+                lat.append(t - t0)
+                if os.waitstatus_to_exitcode(wst) != 0:
+                    bad += 1
+        at_return = count_lines(counter) - primed
+        # background refreshers (and, with a store, the other host's copy)
+        time.sleep(sleep_s + 2.0)
+        settled = count_lines(counter) - primed
+        wrong, warned, said = 0, 0, {}
+        for i in range(n * hosts):
+            with open(os.path.join(outdir, str(i)), "rb") as f:
+                if f.read() != b"value\n":
+                    wrong += 1
+            with open(os.path.join(outdir, f"{i}.err"), "rb") as f:
+                err = f.read().decode("utf-8", "replace").strip()
+            if err:
+                warned += 1
+                said[err] = said.get(err, 0) + 1
+        for err, k in said.items():
+            log(f"fleet concurrency {name} {state}: {k} caller(s) said: {err[:300]}")
+        return {"tool": name, "hosts": hosts, "callers": n, "state": state, "primed": primed,
+                "executions_when_callers_done": at_return, "executions_settled": settled,
+                "failed_callers": bad, "wrong_output": wrong, "warned": warned,
+                "latency": summarize(lat)}
+
     # ---- driver ---------------------------------------------------------
 
     def run(self):
@@ -936,6 +1140,12 @@ class Bench:
             self.case_concurrency(conc)
             self.case_callgrind()
             self.case_strace()
+        # the fleet store, in the smoke run too (a few seconds): it checks one
+        # execution for two hosts' concurrent callers
+        self.case_fleet(env_int("BENCH_REPS_FLEET_HIT", 20 if smoke else 300),
+                        env_int("BENCH_REPS_FLEET_FILL", 10 if smoke else 100),
+                        env_int("BENCH_REPS_FLEET_MISS", 10 if smoke else 100),
+                        env_int("BENCH_FLEET_CALLERS", 20 if smoke else 100))
         self.results["elapsed_s"] = time.monotonic() - t0
         self.results["loadavg_end"] = os.getloadavg()
         return self.results
@@ -959,6 +1169,66 @@ def count_files(d):
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
+
+class RedisServer:
+    """A private redis-server on a free loopback port (no persistence),
+    in a scratch dir; stopped by its PID."""
+
+    def __init__(self, exe, work):
+        self.dir = tempfile.mkdtemp(prefix="redis-", dir=work)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.command("PING") == b"+PONG":
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise BenchError(f"redis-server did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.05)
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def command(self, *args):
+        """One command; the reply's first line (enough for PING and counts)."""
+        req = f"*{len(args)}\r\n".encode()
+        for a in args:
+            a = a.encode()
+            req += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(req)
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.split(b"\r\n")[0]
+
+    def wait_for_keys(self, pattern, want, timeout_s=10.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            # KEYS replies with an array header: *N
+            if int(self.command("KEYS", pattern)[1:] or 0) >= want:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()  # SIGKILL to its PID
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 def machine_info():
     cpu = "unknown"
@@ -1192,6 +1462,63 @@ def write_report(res, args, path_md, path_svg, tools):
                      f"{fmt_ns(r['latency']['median'])} | {fmt_ns(r['latency']['max'])} |")
         L.append("")
 
+    fl = cases.get("fleet")
+    if fl:
+        L.append("## Fleet store (`--store`)")
+        L.append("")
+        L.append("cacheback with `CACHEBACK_STORE` set to a redis-server that the harness starts on loopback "
+                 "(no persistence) and stops by PID, next to cacheback without a store. Hosts are separate "
+                 "cache directories sharing that server.")
+        L.append("")
+        h = fl["hit"]["results"]
+        base = h["cacheback"]["median"]
+        L.append(f"Fresh hit, 1 KiB ({fl['hit']['reps']} reps): a fresh local copy is served without touching "
+                 "the store, so a store configured should cost nothing (target ≤ 1.05×).")
+        L.append("")
+        L.append("| contender | median | min | max | vs without a store |")
+        L.append("|---|---:|---:|---:|---:|")
+        for name, v in h.items():
+            L.append(f"| {name} | **{fmt_ns(v['median'])}** | {fmt_ns(v['min'])} | {fmt_ns(v['max'])} | "
+                     f"{fmt_ratio(ratio(v['median'], base))} |")
+        L.append("")
+        f = fl["fill"]["results"]
+        L.append(f"Fill, 1 KiB ({fl['fill']['reps']} reps): a new, empty cache dir every call; with the store the "
+                 "fleet holds the value (its command's input is deleted, so it can only come from the fleet: "
+                 "target ≤ 2 ms median); without, the same call is a local miss that runs `cat`.")
+        L.append("")
+        L.append("| contender | median | min | max |")
+        L.append("|---|---:|---:|---:|")
+        for name, v in f.items():
+            L.append(f"| {name} | **{fmt_ns(v['median'])}** | {fmt_ns(v['min'])} | {fmt_ns(v['max'])} |")
+        L.append("")
+        m = fl["miss"]["results"]
+        d = m["direct"]["median"]
+        local = m["cacheback"]["median"]
+        L.append(f"Miss, `echo hi UNIQUE` ({fl['miss']['reps']} reps): with the store, each call is a local miss "
+                 "and a fleet miss (it takes the lease, runs, stores and publishes).")
+        L.append("")
+        L.append("| contender | median | min | max | overhead over direct | over a local miss |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        for name, v in m.items():
+            L.append(f"| {name} | **{fmt_ns(v['median'])}** | {fmt_ns(v['min'])} | {fmt_ns(v['max'])} | "
+                     f"{'—' if name == 'direct' else fmt_ns(v['median'] - d)} | "
+                     f"{fmt_ns(v['median'] - local) if name == 'cacheback+store' else '—'} |")
+        L.append("")
+        L.append(f"Concurrent callers: 2 hosts × {fl['callers']} callers released at the same instant on a missing "
+                 "entry or a stale one (TTL 1 s; the stale state primes both hosts first, the second from the "
+                 "fleet when there is one). Wrapped command: `sh -c 'echo x >> COUNTER; sleep 0.5; echo value'`. "
+                 "Executions counted when all callers have returned and again 2.5 s later. Ideal: 1 for the "
+                 "fleet; without one, 1 per host at best (bkt has no fleet mode).")
+        L.append("")
+        L.append("| state | callers | contender | executions (at return / settled) | wrong output | failed | warned | caller latency median | max |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        for r in fl["concurrency"]:
+            L.append(f"| {r['state']} | {r['hosts']} × {r['callers']} | {r['tool']} | "
+                     f"**{r['executions_when_callers_done']} / {r['executions_settled']}** | {r['wrong_output']} | "
+                     f"{r['failed_callers']} | {r['warned']} | {fmt_ns(r['latency']['median'])} | "
+                     f"{fmt_ns(r['latency']['max'])} |")
+        L.append("")
+
     cg = cases.get("callgrind")
     stc = cases.get("strace")
     if cg or stc:
@@ -1220,7 +1547,8 @@ def write_report(res, args, path_md, path_svg, tools):
     L.append("")
     L.append("Repetitions are set by `BENCH_REPS_1K`, `BENCH_REPS_1M`, `BENCH_REPS_100M`, `BENCH_REPS_MISS`, "
              "`BENCH_REPS_STALE`, `BENCH_REPS_STALE_SHORT`, `BENCH_STALE_GAP_MS`, `BENCH_REPS_ENTRIES`, `BENCH_WARMUP`; `BENCH_ENTRIES` (\"10 100000\"), "
-             "`BENCH_CONCURRENCY` (\"50 200\"), `BENCH_PREFILL_MAX_S`, `BENCH_STALE_TTL_MS`.")
+             "`BENCH_CONCURRENCY` (\"50 200\"), `BENCH_PREFILL_MAX_S`, `BENCH_STALE_TTL_MS`; the fleet cases by "
+             "`BENCH_REPS_FLEET_HIT`, `BENCH_REPS_FLEET_FILL`, `BENCH_REPS_FLEET_MISS`, `BENCH_FLEET_CALLERS` (callers per host).")
     L.append("")
     with open(path_md, "w") as f:
         f.write("\n".join(L))
@@ -1280,6 +1608,22 @@ def summary(L, cases):
                 n = max(x["callers"] for x in big)
                 rows.append((f"executions for {n} concurrent callers, {state} entry",
                              {x["tool"]: x["executions_settled"] for x in big if x["callers"] == n}, fmt_int, False))
+    fl = cases.get("fleet")
+    if fl:
+        h = fl["hit"]["results"]
+        rows.append(("fresh hit, 1 KiB, with a fleet store configured ÷ without (target ≤ 1.05×)",
+                     {"cacheback": ratio(h["cacheback+store"]["median"], h["cacheback"]["median"])},
+                     fmt_ratio, False))
+        rows.append(("fleet fill, 1 KiB: local miss, fleet hit (median; target ≤ 2 ms)",
+                     {"cacheback": fl["fill"]["results"]["cacheback+store"]["median"]}, fmt_ns, False))
+        m = fl["miss"]["results"]
+        rows.append(("fleet miss overhead over a local miss (median)",
+                     {"cacheback": m["cacheback+store"]["median"] - m["cacheback"]["median"]}, fmt_ns, False))
+        for state in ("missing", "stale"):
+            got = {("cacheback" if r["tool"] == "cacheback+store" else r["tool"]): r["executions_settled"]
+                   for r in fl["concurrency"] if r["state"] == state and r["tool"] != "cacheback"}
+            rows.append((f"executions for 2 hosts × {fl['callers']} callers, {state} entry "
+                         "(cacheback with a fleet store)", got, fmt_int, False))
     if not rows:
         return
     present = [n for n in names if any(n in v for _, v, _, _ in rows)]

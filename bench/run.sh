@@ -3,18 +3,20 @@
 #
 #   bench/run.sh           full run (~5 min on 2 cores): writes BENCHMARKS.md
 #                          at the repo top and bench/hit-latency.svg
-#   bench/run.sh --smoke   < ~30 s once built: 1 KiB hit, miss, stale hits, no bkt, no
-#                          valgrind; exits non-zero if anything is wrong;
-#                          writes its report to a temp dir, not the repo
+#   bench/run.sh --smoke   < ~45 s once built: 1 KiB hit, miss, stale hits, the fleet
+#                          store's cases (small), no bkt, no valgrind; exits non-zero
+#                          if anything is wrong; writes its report to a temp dir, not the repo
 #
 # Builds what it needs: cacheback (cargo build --release, and for the hit
 # table also for x86_64-unknown-linux-musl and registry-style, see below),
 # bench/floor, and bkt 0.8.2 (cargo install into bench/.work/bkt, kept between runs).  Installs
-# valgrind/strace with apt-get when missing (full run only).
+# valgrind/strace with apt-get when missing (full run only), and redis-server (both runs: the
+# fleet cases start their own on a loopback port and stop it by PID; never a system service).
 #
 # Knobs (env): BENCH_REPS_1K BENCH_REPS_1M BENCH_REPS_100M BENCH_REPS_MISS
 #   BENCH_REPS_STALE BENCH_REPS_STALE_SHORT BENCH_STALE_GAP_MS BENCH_REPS_ENTRIES BENCH_WARMUP BENCH_ENTRIES="10 100000"
 #   BENCH_CONCURRENCY="50 200" BENCH_PREFILL_MAX_S BENCH_STALE_TTL_MS
+#   BENCH_REPS_FLEET_HIT BENCH_REPS_FLEET_FILL BENCH_REPS_FLEET_MISS BENCH_FLEET_CALLERS (per host)
 #   BENCH_UNTUNED=PATH (a registry-style cacheback; a smoke run times it only when given)
 #   BENCH_NO_BKT=1 (skip bkt)  BENCH_NO_CACHEBACK=1 (harness development only)
 #   BENCH_KEEP=1 (keep the scratch cache dirs under bench/.work)
@@ -28,7 +30,7 @@ SMOKE=0
 for arg in "$@"; do
   case "$arg" in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +60,7 @@ fi
 
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ "$SMOKE" = 0 ]; then
   command -v valgrind >/dev/null || need_apt+=(valgrind)
   command -v strace >/dev/null || need_apt+=(strace)

@@ -234,6 +234,7 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
         .stdout(output())
         .stderr(output())
         .process_group(0);
+    hide_store_credentials(&mut command);
     #[cfg(target_os = "linux")]
     if !invocation.forward {
         // A background run whose refresher is killed (`kill -9`) loses its
@@ -431,6 +432,21 @@ fn command_stdin() -> Result<Stdio> {
     }
     crate::stdin_input::rewind().map_err(|err| Error::io("rewinding the input", err))?;
     Ok(Stdio::inherit())
+}
+
+/// Keeps the fleet store's password from the command (and from hooks): its
+/// output may be cached and shared with the whole fleet, and a command that
+/// prints its environment would publish the password. `CACHEBACK_STORE` goes
+/// too when its URL carries the password. Checked first, so a run without a
+/// store does not pay for a copy of the environment.
+pub fn hide_store_credentials(command: &mut Command) {
+    use crate::store::redis::url;
+    if std::env::var_os(url::ENV_PASSWORD).is_some() {
+        command.env_remove(url::ENV_PASSWORD);
+    }
+    if std::env::var_os(url::ENV_STORE).is_some_and(|store| url::carries_password(&store)) {
+        command.env_remove(url::ENV_STORE);
+    }
 }
 
 fn spawn_error(program: &OsString, err: io::Error) -> Error {

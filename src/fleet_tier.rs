@@ -41,7 +41,7 @@ use crate::store::{FileKind, FsStore};
 use crate::units::{format_duration_brief, format_size, parse_duration, parse_size};
 
 /// The store's address when `--store` is not given.
-pub const ENV_STORE: &str = "CACHEBACK_STORE";
+pub use crate::store::redis::url::ENV_STORE;
 /// Default of `--store-timeout`.
 pub const ENV_TIMEOUT: &str = "CACHEBACK_STORE_TIMEOUT";
 /// Default of `--store-ca-file`.
@@ -139,10 +139,11 @@ impl FleetSettings {
             .clone()
             .or_else(|| env(ENV_PREFIX))
             .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
-        if prefix.is_empty() || prefix.contains(['{', '}', '*', '?', '[', ' ']) {
+        // Glob characters would make the SCAN that lists entries miss them.
+        if prefix.is_empty() || prefix.contains(['{', '}', '*', '?', '[', ']', '\\', '^', ' ']) {
             return Err(format!(
-                "store prefix {prefix:?}: use letters, digits and punctuation other than {{}}*?[ \
-                 and spaces"
+                "store prefix {prefix:?}: use letters, digits and punctuation other than \
+                 {{}}*?[]\\^ and spaces"
             ));
         }
         let lease = from_env(ENV_LEASE, parse_duration)?
@@ -400,9 +401,13 @@ pub fn before_refresh(
         let local = store.peek(key, FileKind::Entry);
         if let Some(meta) = &meta {
             let shared = preamble_of(meta);
-            let newer = local
-                .as_ref()
-                .is_none_or(|local| shared.finished_ms > local.finished_ms);
+            // A value marked stale fleet-wide is copied only into an empty
+            // cache: anything is better than nothing, but not worth replacing
+            // a copy with just before the run that replaces it again.
+            let newer = match &local {
+                None => true,
+                Some(local) => shared.finished_ms > local.finished_ms && !shared.forced_stale(),
+            };
             if newer
                 && shared.is_usable(now, args.max_age.map(millis))
                 && tiers::fill_local(store, lock, &mut fleet, meta).is_ok()
@@ -659,6 +664,31 @@ pub struct FleetEntry {
 }
 
 impl FleetEntry {
+    /// The entry a snapshot describes, if it has a value.
+    pub fn from_snapshot(snapshot: crate::store::redis::Snapshot) -> Option<FleetEntry> {
+        let meta = snapshot.meta?;
+        Some(FleetEntry {
+            key: snapshot.key,
+            details: entry::Details::decode(&meta.details, entry::FORMAT_VERSION).ok(),
+            failure: snapshot.failure,
+            counts: snapshot.counts,
+            refreshing: snapshot.lease_held,
+            meta,
+        })
+    }
+
+    /// Whether `stats FILTER` lists it: its label or its command line
+    /// contains the text, as for local entries.
+    pub fn matches(&self, filter: &str) -> bool {
+        self.details.as_ref().is_some_and(|details| {
+            details
+                .name
+                .as_deref()
+                .is_some_and(|name| name.contains(filter))
+                || details.inputs.command_line().contains(filter)
+        })
+    }
+
     /// The label, else the command line, escaped for a terminal.
     pub fn title(&self) -> String {
         match &self.details {
@@ -717,6 +747,20 @@ pub fn connect_for_management(settings: &FleetSettings) -> crate::error::Result<
     }))
 }
 
+/// [`connect_for_management`] for a command that does its local part
+/// whatever the store's state: a store that cannot be reached comes back as
+/// the error to report once the local part is done (status 125); a
+/// misconfigured one is still a usage error at once.
+pub fn connect_beside_local(
+    settings: &FleetSettings,
+) -> crate::error::Result<(Option<Connected>, Option<crate::error::Error>)> {
+    match connect_for_management(settings) {
+        Ok(connected) => Ok((connected, None)),
+        Err(err @ crate::error::Error::Usage(_)) => Err(err),
+        Err(err) => Ok((None, Some(err))),
+    }
+}
+
 /// A fleet store error as cacheback's error (status 125).
 pub fn store_error(err: &StoreError) -> crate::error::Error {
     crate::error::Error::io("the fleet store", std::io::Error::other(err.to_string()))
@@ -724,28 +768,21 @@ pub fn store_error(err: &StoreError) -> crate::error::Error {
 
 /// One entry of the fleet tier, if it has a value.
 pub fn entry(fleet: &mut Fleet, key: &Key) -> Result<Option<FleetEntry>, StoreError> {
-    let Some(meta) = fleet.meta(key)? else {
-        return Ok(None);
-    };
-    let details = entry::Details::decode(&meta.details, entry::FORMAT_VERSION).ok();
-    Ok(Some(FleetEntry {
-        key: *key,
-        details,
-        failure: fleet.failure(key)?,
-        counts: fleet.counts(key)?,
-        refreshing: fleet.lease_held(key)?,
-        meta,
-    }))
+    Ok(fleet
+        .snapshots(std::slice::from_ref(key))?
+        .into_iter()
+        .find_map(FleetEntry::from_snapshot))
 }
 
-/// Every entry of the fleet tier (listed with SCAN).
+/// Every entry of the fleet tier with a value (listed with SCAN, read in
+/// batches of one round trip).
 pub fn entries(fleet: &mut Fleet) -> Result<Vec<FleetEntry>, StoreError> {
-    let mut found = Vec::new();
-    for key in fleet.keys()? {
-        // A value forgotten between the listing and this read is skipped.
-        found.extend(entry(fleet, &key)?);
-    }
-    Ok(found)
+    let keys = fleet.keys()?;
+    Ok(fleet
+        .snapshots(&keys)?
+        .into_iter()
+        .filter_map(FleetEntry::from_snapshot)
+        .collect())
 }
 
 /// The fleet entries an entry selector names: by label, every fleet entry
@@ -765,6 +802,8 @@ pub fn select(
                 .as_ref()
                 .is_some_and(|details| details.name.as_deref() == Some(name.as_str()))
         });
+        // The newest first, as `show` shows the first.
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.meta.finished_ms));
         return Ok(found);
     }
     let mut inputs = crate::inspect::inputs_of(store, &selector.command, &selector.key)?;

@@ -86,7 +86,9 @@ pub fn run(
 /// and a status bar's `pkill -RTMIN+8 i3blocks` needs nothing back. The label
 /// and key tell a hook shared by several entries which one changed.
 fn notify(hook: &OsStr, args: &RunArgs, key: &Key) {
-    let _ = Command::new("sh")
+    let mut command = Command::new("sh");
+    crate::exec::hide_store_credentials(&mut command);
+    let _ = command
         .arg("-c")
         .arg(hook)
         .env("CACHEBACK_NAME", args.name.as_deref().unwrap_or(""))

@@ -292,7 +292,7 @@ fn fleet_manage_stats_lists_the_fleet_after_the_local_table() {
         "exit_code",
         "duration_ms",
         "runs",
-        "fills",
+        "copies",
         "failures",
         "last_failure",
     ] {
@@ -307,7 +307,7 @@ fn fleet_manage_stats_lists_the_fleet_after_the_local_table() {
     assert_eq!(entry["size_bytes"], alpha.len() + 1);
     assert_eq!(entry["exit_code"], 0);
     assert_eq!(
-        (&entry["runs"], &entry["fills"], &entry["failures"]),
+        (&entry["runs"], &entry["copies"], &entry["failures"]),
         (&1.into(), &1.into(), &0.into())
     );
     assert_eq!(entry["last_failure"], Value::Null);
@@ -395,7 +395,7 @@ fn fleet_manage_show_describes_the_fleet_value_and_one_only_the_fleet_has() {
         .unwrap_or_else(|| panic!("no fleet: line in\n{shown}"));
     assert!(fleet.contains("fresh, produced"), "{shown}");
     assert!(
-        shown.contains("\nfleet counts: 1 runs, 0 copies to hosts, 0 failures\n"),
+        shown.contains("\nfleet counts: 1 run, 0 copies to hosts, 0 failures\n"),
         "{shown}"
     );
 
@@ -568,7 +568,7 @@ fn fleet_manage_warm_publishes_and_another_host_copies() {
     assert_eq!(b.produce(Some("w")), value, "B copies it");
     assert!(b.produced().is_empty(), "no execution on B");
     let entry = fleet_entry(&b.stats(&[]), "w").clone();
-    assert_eq!((&entry["runs"], &entry["fills"]), (&1.into(), &1.into()));
+    assert_eq!((&entry["runs"], &entry["copies"]), (&1.into(), &1.into()));
 }
 
 #[test]
@@ -630,7 +630,7 @@ fn fleet_manage_counters_count_runs_and_copies() {
     }
     let entry = fleet_entry(&hosts[0].stats(&[]), "n").clone();
     assert_eq!(
-        (&entry["runs"], &entry["fills"]),
+        (&entry["runs"], &entry["copies"]),
         (&1.into(), &2.into()),
         "{entry:#}"
     );
@@ -643,7 +643,7 @@ fn fleet_manage_counters_count_runs_and_copies() {
     assert_eq!(hosts[0].produced().len(), 2, "refreshed by running");
     let entry = fleet_entry(&hosts[0].stats(&[]), "n").clone();
     assert_eq!(
-        (&entry["runs"], &entry["fills"]),
+        (&entry["runs"], &entry["copies"]),
         (&2.into(), &2.into()),
         "{entry:#}"
     );
@@ -923,7 +923,7 @@ fn fleet_manage_two_prefixes_on_one_server_are_separate_caches() {
         scanned_meta_keys(&server, "team2")
     );
     let entry = fleet_entry(&stats, "shared");
-    assert_eq!((&entry["runs"], &entry["fills"]), (&1.into(), &0.into()));
+    assert_eq!((&entry["runs"], &entry["copies"]), (&1.into(), &0.into()));
 
     two.ok(&two_args(&["invalidate", "--all"]));
     assert!(scanned_meta_keys(&server, "team2").is_empty());

@@ -1,129 +1,12 @@
 //! The fleet tier's protocol client against a real `redis-server` (Debian's
 //! package; `.ci/run` installs it), started on loopback by each test and
-//! stopped by PID.
+//! stopped by PID (`tests/redis_harness.rs`).
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cacheback::store::redis::{Connection, StoreError, StoreUrl, Value};
 
-/// A private `redis-server` on a loopback port and a Unix socket.
-pub struct RedisServer {
-    child: Child,
-    /// Its TCP port on 127.0.0.1.
-    pub port: u16,
-    /// Its TLS port on 127.0.0.1, when started with [`RedisServer::start_tls`].
-    pub tls_port: Option<u16>,
-    /// Its Unix socket.
-    pub socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// A port the kernel says is free: it picks one, we let go of it, redis
-/// takes it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl RedisServer {
-    /// Starts a server with these extra configuration lines and waits until
-    /// it answers; `None` (the test skips) where redis-server is not installed.
-    pub fn start(config: &[&str], test: &str) -> Option<RedisServer> {
-        if !crate::harness::installed("redis-server", test) {
-            return None;
-        }
-        Some(RedisServer::spawn(config, None))
-    }
-
-    /// [`RedisServer::start`] with a TLS port besides the plain one, serving
-    /// `cert` and `key` (PEM files) without asking clients for a certificate
-    /// unless `config` has a `tls-auth-clients` line.
-    pub fn start_tls(config: &[&str], cert: &Path, key: &Path, test: &str) -> Option<RedisServer> {
-        if !crate::harness::installed("redis-server", test) {
-            return None;
-        }
-        Some(RedisServer::spawn(config, Some((cert, key))))
-    }
-
-    fn spawn(config: &[&str], tls: Option<(&Path, &Path)>) -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("redis.conf");
-        std::fs::write(&conf, config.join("\n")).unwrap();
-        let socket = dir.path().join("redis.sock");
-        let port = free_port();
-        let mut command = Command::new("redis-server");
-        command
-            .arg(&conf)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--dir"])
-            .arg(dir.path());
-        let tls_port = tls.map(|(cert, key)| {
-            let tls_port = free_port();
-            command
-                .args(["--tls-port", &tls_port.to_string()])
-                .arg("--tls-cert-file")
-                .arg(cert)
-                .arg("--tls-key-file")
-                .arg(key)
-                // Redis wants a CA even when it asks clients for nothing.
-                .arg("--tls-ca-cert-file")
-                .arg(cert);
-            if !config
-                .iter()
-                .any(|line| line.starts_with("tls-auth-clients"))
-            {
-                command.args(["--tls-auth-clients", "no"]);
-            }
-            tls_port
-        });
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server");
-        let server = RedisServer {
-            child,
-            port,
-            tls_port,
-            socket,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&server.socket).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    /// The server's process id, for SIGSTOP and kills.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // SAFETY: signals our own child; a stopped one must be woken to die.
-        unsafe {
-            libc::kill(self.pid(), libc::SIGKILL);
-            libc::kill(self.pid(), libc::SIGCONT);
-        }
-        let _ = self.child.wait();
-    }
-}
+pub(crate) use crate::redis_harness::RedisServer;
 
 fn connect(url: &str) -> Result<Connection, StoreError> {
     let url = StoreUrl::parse(url, None).unwrap();
@@ -277,7 +160,7 @@ fn a_store_found_down_is_skipped_for_a_while_by_every_caller_then_retried() {
     assert!(!marker.exists());
 }
 
-pub mod fleet {
+mod fleet {
     use std::time::Duration;
 
     use cacheback::key::{Key, KeyInputs};
@@ -286,13 +169,13 @@ pub mod fleet {
 
     use super::RedisServer;
 
-    pub fn fleet(server: &RedisServer) -> Fleet {
+    fn fleet(server: &RedisServer) -> Fleet {
         let url = StoreUrl::parse(&format!("redis://127.0.0.1:{}", server.port), None).unwrap();
         let conn = Connection::open(&url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
         Fleet::new(conn, "cacheback", Duration::from_secs(3600))
     }
 
-    pub fn key(name: &str) -> Key {
+    fn key(name: &str) -> Key {
         KeyInputs {
             argv: vec![name.as_bytes().to_vec()],
             ..KeyInputs::default()
@@ -300,7 +183,7 @@ pub mod fleet {
         .key()
     }
 
-    pub fn meta(finished_ms: u64, stdout_len: u64, stderr_len: u64) -> FleetMeta {
+    fn meta(finished_ms: u64, stdout_len: u64, stderr_len: u64) -> FleetMeta {
         FleetMeta {
             generation: 0,
             finished_ms,
@@ -314,7 +197,7 @@ pub mod fleet {
         }
     }
 
-    pub fn body(len: usize, seed: u8) -> Vec<u8> {
+    fn body(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ seed)
             .collect()

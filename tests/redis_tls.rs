@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cacheback::store::redis::{Connection, Fleet, Published, StoreError, StoreUrl, Value};
+use cacheback::key::{Key, KeyInputs};
+use cacheback::store::redis::{
+    Connection, Fleet, FleetMeta, Published, StoreError, StoreUrl, Value,
+};
 
-use crate::redis_client::RedisServer;
-use crate::redis_client::fleet::{body, key, meta};
+use crate::redis_harness::RedisServer;
 
 /// Generous, for a busy 2-core machine: the point is that it is bounded.
 const BOUNDED: Duration = Duration::from_secs(5);
@@ -116,6 +118,28 @@ fn url(text: &str, ca_file: Option<&Path>) -> StoreUrl {
 
 fn open(url: &StoreUrl) -> Result<Connection, StoreError> {
     Connection::open(url, Duration::from_secs(2), Duration::from_secs(5))
+}
+
+fn key(name: &str) -> Key {
+    KeyInputs {
+        argv: vec![name.as_bytes().to_vec()],
+        ..KeyInputs::default()
+    }
+    .key()
+}
+
+fn meta(stdout_len: u64, stderr_len: u64) -> FleetMeta {
+    FleetMeta {
+        generation: 0,
+        finished_ms: 1000,
+        duration_ms: 5,
+        exit_code: 0,
+        jitter_ms: 7,
+        flags: 0,
+        stdout_len,
+        stderr_len,
+        details: b"\x00details\xff".to_vec(),
+    }
 }
 
 fn tls_port(server: &RedisServer) -> u16 {
@@ -381,12 +405,12 @@ fn a_fleet_value_of_megabytes_round_trips_over_tls_byte_exact() {
         .try_lease(&key, Duration::from_secs(30))
         .unwrap()
         .unwrap();
-    let value = body(3 << 20, 9);
+    let value: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
     let stderr_len = 4321;
     let outcome = fleet
         .publish(
             &lease,
-            meta(1000, (value.len() - stderr_len) as u64, stderr_len as u64),
+            meta((value.len() - stderr_len) as u64, stderr_len as u64),
             &mut &value[..],
         )
         .unwrap();

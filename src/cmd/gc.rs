@@ -79,17 +79,22 @@ pub fn run(store: &FsStore, args: &GcArgs, fleet: &FleetSettings) -> Result<u8> 
         plural(report.remaining.0, "entry", "entries"),
         format_size(report.remaining.1),
     ));
-    if let Some(mut connected) = fleet_tier::connect_for_management(fleet)? {
-        text.push_str(&collect_fleet(
-            &mut connected,
-            args,
-            crate::clock::now_ms(),
-        )?);
+    let (connected, unreachable) = fleet_tier::connect_beside_local(fleet)?;
+    let shared = connected
+        .map(|mut connected| collect_fleet(&mut connected, args, crate::clock::now_ms()))
+        .transpose();
+    // What was removed here is said whatever became of the fleet's part.
+    if let Ok(Some(line)) = &shared {
+        text.push_str(line);
     }
     (&*output::stdout())
         .write_all(text.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
-    Ok(exit_codes::SUCCESS)
+    shared?;
+    match unreachable {
+        Some(err) => Err(err),
+        None => Ok(exit_codes::SUCCESS),
+    }
 }
 
 /// The fleet's part of `gc`: forgets values produced more than

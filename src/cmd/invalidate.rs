@@ -39,7 +39,7 @@ use crate::store::{FileKind, FsStore, remove_if_present};
 /// refresh then finds the fleet value gone (or marked stale) and runs.
 pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Result<u8> {
     let now = crate::clock::now_ms();
-    let mut connected = fleet_tier::connect_for_management(fleet)?;
+    let (mut connected, unreachable) = fleet_tier::connect_beside_local(fleet)?;
     let selected = if args.all {
         inspect::list(store, now).map(|(infos, _)| infos)
     } else {
@@ -173,6 +173,13 @@ pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Res
     }
     output::write_all(&report_to, report.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
+    if let Some(err) = unreachable {
+        // This host's cache is done; the fleet's values are not.
+        output::warn(format_args!(
+            "{err}; only this host's cache was invalidated"
+        ));
+        return Ok(exit_codes::FAILURE);
+    }
     Ok(if failed {
         exit_codes::FAILURE
     } else {

@@ -27,9 +27,9 @@ use crate::units::{format_duration, format_duration_brief, format_size, format_u
 pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8> {
     let now = crate::clock::now_ms();
     let wants_fleet = !(args.stdout || args.stderr);
-    let mut connected = match wants_fleet {
-        true => fleet_tier::connect_for_management(fleet)?,
-        false => None,
+    let (mut connected, unreachable) = match wants_fleet {
+        true => fleet_tier::connect_beside_local(fleet)?,
+        false => (None, None),
     };
     let infos = match inspect::select(store, &args.entry, now) {
         Ok(infos) => infos,
@@ -37,14 +37,27 @@ pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8
             let Some(connected) = &mut connected else {
                 return Err(err);
             };
-            let shared = fleet_tier::select(&mut connected.fleet, store, &args.entry)?;
-            let Some(shared) = shared.first() else {
+            let found = fleet_tier::select(&mut connected.fleet, store, &args.entry)?;
+            let Some(shared) = found.first() else {
                 return Err(err);
             };
-            let text = format!(
+            let mut text = format!(
                 "{}(not in this host's cache: its next `run` copies it from the fleet)\n",
                 describe_fleet(shared, now, true)
             );
+            let others = found.len() - 1;
+            if let (Some(name), 1..) = (&args.entry.name, others) {
+                let name = display::escape(name);
+                let _ = writeln!(
+                    text,
+                    "\n{others} more fleet {} labelled '{name}'; `cacheback stats {name}` lists them all.",
+                    if others == 1 {
+                        "entry is"
+                    } else {
+                        "entries are"
+                    },
+                );
+            }
             (&*output::stdout())
                 .write_all(text.as_bytes())
                 .map_err(|err| Error::io("writing to stdout", err))?;
@@ -80,7 +93,11 @@ pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8
     (&*output::stdout())
         .write_all(text.as_bytes())
         .map_err(|err| Error::io("writing to stdout", err))?;
-    Ok(exit_codes::SUCCESS)
+    match unreachable {
+        // This host's part is shown; the fleet's could not be.
+        Some(err) => Err(err),
+        None => Ok(exit_codes::SUCCESS),
+    }
 }
 
 fn print_output(store: &FsStore, info: &EntryInfo, args: &ShowArgs) -> Result<u8> {
@@ -166,13 +183,14 @@ fn describe_fleet(entry: &FleetEntry, now: u64, alone: bool) -> String {
             }
         ),
     );
+    let count = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     field(
         "fleet counts",
         &format!(
-            "{} runs, {} copies to hosts, {} failures",
-            entry.count("runs"),
-            entry.count("fills"),
-            entry.count("failures")
+            "{}, {} to hosts, {}",
+            count(entry.count("runs"), "run", "runs"),
+            count(entry.count("fills"), "copy", "copies"),
+            count(entry.count("failures"), "failure", "failures")
         ),
     );
     if let Some(failure) = &entry.failure {

@@ -55,7 +55,7 @@ pub fn run(
     if args.reverse {
         infos.reverse();
     }
-    let shared = fleet_listing(fleet, args);
+    let shared = fleet_listing(fleet, args)?;
     let text = if args.json {
         let document = Document {
             entries: infos.iter().map(|info| JsonEntry::new(info, now)).collect(),
@@ -120,17 +120,12 @@ struct FleetListing {
     entries: std::result::Result<Vec<FleetEntry>, String>,
 }
 
-/// Lists the fleet tier when a store is configured (`None` without one).
-fn fleet_listing(settings: &FleetSettings, args: &StatsArgs) -> Option<FleetListing> {
-    let config = match settings.resolve() {
-        Ok(config) => config?,
-        Err(message) => {
-            return Some(FleetListing {
-                store: String::new(),
-                prefix: String::new(),
-                entries: Err(message),
-            });
-        }
+/// Lists the fleet tier when a store is configured (`None` without one); a
+/// store that cannot be reached is reported with the listing, a misconfigured
+/// one is a usage error.
+fn fleet_listing(settings: &FleetSettings, args: &StatsArgs) -> Result<Option<FleetListing>> {
+    let Some(config) = settings.resolve().map_err(Error::Usage)? else {
+        return Ok(None);
     };
     let entries = fleet_tier::connect_for_management(settings)
         .map_err(|err| err.to_string())
@@ -140,16 +135,33 @@ fn fleet_listing(settings: &FleetSettings, args: &StatsArgs) -> Option<FleetList
         })
         .map(|mut entries| {
             if let Some(filter) = &args.filter {
-                entries.retain(|entry| entry.title().contains(filter.as_str()));
+                entries.retain(|entry| entry.matches(filter));
             }
-            entries.sort_by_cached_key(|entry| (entry.title(), entry.key));
+            sort_fleet(&mut entries, args.sort);
+            if args.reverse {
+                entries.reverse();
+            }
             entries
         });
-    Some(FleetListing {
+    Ok(Some(FleetListing {
         store: config.url.to_string(),
         prefix: config.prefix,
         entries,
-    })
+    }))
+}
+
+/// The fleet rows in the order asked for, as the local ones: by name, oldest
+/// first, most copied first (the fleet's reads: a local hit is not counted
+/// there), largest first.
+fn sort_fleet(entries: &mut [FleetEntry], by: StatsSort) {
+    match by {
+        StatsSort::Name => entries.sort_by_cached_key(|entry| (entry.title(), entry.key)),
+        StatsSort::Age => entries.sort_by_key(|entry| entry.meta.finished_ms),
+        StatsSort::Hits => entries.sort_by_key(|entry| Reverse(entry.count("fills"))),
+        StatsSort::Size => {
+            entries.sort_by_key(|entry| Reverse(entry.meta.stdout_len + entry.meta.stderr_len))
+        }
+    }
 }
 
 /// The fleet section of the table: one row per fleet entry, with the
@@ -273,7 +285,7 @@ struct JsonFleetEntry {
     /// Commands run by any host (under the fleet lease).
     runs: u64,
     /// Values copied from the fleet into a host's cache.
-    fills: u64,
+    copies: u64,
     failures: u64,
     last_failure: Option<JsonFleetFailure>,
 }
@@ -320,7 +332,7 @@ impl JsonFleet {
                         exit_code: meta.exit_code,
                         duration_ms: meta.duration_ms,
                         runs: entry.count("runs"),
-                        fills: entry.count("fills"),
+                        copies: entry.count("fills"),
                         failures: entry.count("failures"),
                         last_failure: entry.failure.as_ref().map(|failure| JsonFleetFailure {
                             time: format_utc(failure.finished_ms),

@@ -197,35 +197,47 @@ impl Fleet {
 
     /// The stored header of `key`, if the fleet has a value for it.
     pub fn meta(&mut self, key: &Key) -> Result<Option<FleetMeta>, StoreError> {
-        let fields = self.hash(&self.name(key, "meta"))?;
-        let mut meta = FleetMeta {
-            generation: 0,
-            finished_ms: 0,
-            duration_ms: 0,
-            exit_code: 0,
-            jitter_ms: 0,
-            flags: 0,
-            stdout_len: 0,
-            stderr_len: 0,
-            details: Vec::new(),
-        };
-        for (field, value) in fields {
-            let number = || std::str::from_utf8(&value).ok()?.parse::<i128>().ok();
-            let number = number().unwrap_or(0);
-            match field.as_slice() {
-                b"gen" => meta.generation = number as u64,
-                b"finished_ms" => meta.finished_ms = number as u64,
-                b"duration_ms" => meta.duration_ms = number as u64,
-                b"exit_code" => meta.exit_code = number as i32,
-                b"jitter_ms" => meta.jitter_ms = number as u32,
-                b"flags" => meta.flags = number as u32,
-                b"stdout_len" => meta.stdout_len = number as u64,
-                b"stderr_len" => meta.stderr_len = number as u64,
-                b"details" => meta.details = value,
-                _ => {}
+        Ok(meta_from(self.hash(&self.name(key, "meta"))?))
+    }
+
+    /// Everything the fleet holds about each of `keys` (header, failure,
+    /// counters, lease), a few hundred keys per round trip: a listing of
+    /// thousands of entries must not cost a round trip per field.
+    pub fn snapshots(&mut self, keys: &[Key]) -> Result<Vec<Snapshot>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(256) {
+            let names: Vec<[String; 4]> = batch
+                .iter()
+                .map(|key| ["meta", "fail", "counts", "lease"].map(|part| self.name(key, part)))
+                .collect();
+            let mut commands: Vec<[&[u8]; 2]> = Vec::with_capacity(batch.len() * 4);
+            for [meta, fail, counts, lease] in &names {
+                commands.push([b"HGETALL", meta.as_bytes()]);
+                commands.push([b"HGETALL", fail.as_bytes()]);
+                commands.push([b"HGETALL", counts.as_bytes()]);
+                commands.push([b"EXISTS", lease.as_bytes()]);
+            }
+            let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
+            let mut replies = self.conn.pipeline(&commands)?.into_iter();
+            for key in batch {
+                let (Some(meta), Some(fail), Some(counts), Some(lease)) = (
+                    replies.next(),
+                    replies.next(),
+                    replies.next(),
+                    replies.next(),
+                ) else {
+                    return Err(self.broken("too few replies to a listing"));
+                };
+                found.push(Snapshot {
+                    key: *key,
+                    meta: meta_from(fields_of(meta)),
+                    failure: failure_from(&fields_of(fail)),
+                    counts: counts_from(fields_of(counts)),
+                    lease_held: lease == Value::Int(1),
+                });
             }
         }
-        Ok((meta.generation != 0).then_some(meta))
+        Ok(found)
     }
 
     /// Streams a value's bytes (stdout then stderr) to `out`, one chunk at a
@@ -434,26 +446,7 @@ impl Fleet {
 
     /// The last failed run of `key`, if one is recorded.
     pub fn failure(&mut self, key: &Key) -> Result<Option<FleetFailure>, StoreError> {
-        let fields = self.hash(&self.name(key, "fail"))?;
-        let number = |name: &str| {
-            fields
-                .iter()
-                .find(|(field, _)| field == name.as_bytes())
-                .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok())
-        };
-        let Some(finished_ms) = number("finished_ms") else {
-            return Ok(None);
-        };
-        Ok(Some(FleetFailure {
-            finished_ms: finished_ms as u64,
-            exit_code: number("exit_code").unwrap_or(0) as i32,
-            failures: number("failures").unwrap_or(1) as u32,
-            stderr_tail: fields
-                .iter()
-                .find(|(field, _)| field == b"stderr_tail")
-                .map(|(_, value)| value.clone())
-                .unwrap_or_default(),
-        }))
+        Ok(failure_from(&self.hash(&self.name(key, "fail"))?))
     }
 
     /// Adds one to a fleet-wide counter of `key` (`hits`, `misses`, ...).
@@ -469,19 +462,7 @@ impl Fleet {
 
     /// The fleet-wide counters of `key`.
     pub fn counts(&mut self, key: &Key) -> Result<Vec<(String, u64)>, StoreError> {
-        let fields = self.hash(&self.name(key, "counts"))?;
-        Ok(fields
-            .into_iter()
-            .map(|(field, value)| {
-                let value = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|v| v.parse().ok());
-                (
-                    String::from_utf8_lossy(&field).into_owned(),
-                    value.unwrap_or(0),
-                )
-            })
-            .collect())
+        Ok(counts_from(self.hash(&self.name(key, "counts"))?))
     }
 
     /// Marks the stored value stale for every host (`invalidate --refresh`);
@@ -573,17 +554,9 @@ impl Fleet {
     }
 
     fn hash(&mut self, name: &str) -> Result<Fields, StoreError> {
-        let Value::Array(Some(items)) = self.conn.command(&[b"HGETALL", name.as_bytes()])? else {
-            return Ok(Vec::new());
-        };
-        let mut pairs = Vec::new();
-        let mut items = items.into_iter();
-        while let (Some(Value::Bulk(Some(field))), Some(Value::Bulk(Some(value)))) =
-            (items.next(), items.next())
-        {
-            pairs.push((field, value));
-        }
-        Ok(pairs)
+        Ok(fields_of(
+            self.conn.command(&[b"HGETALL", name.as_bytes()])?,
+        ))
     }
 
     fn script(&mut self, body: &str, keys: &[&str], args: &[&[u8]]) -> Result<Value, StoreError> {
@@ -604,6 +577,101 @@ impl Fleet {
     fn broken(&self, what: &str) -> StoreError {
         self.io(io::Error::new(io::ErrorKind::InvalidData, what.to_owned()))
     }
+}
+
+/// Everything the fleet holds about one key (see [`Fleet::snapshots`]).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The key.
+    pub key: Key,
+    /// Its value's header, if it has a value.
+    pub meta: Option<FleetMeta>,
+    /// Its last failed run, if one is recorded.
+    pub failure: Option<FleetFailure>,
+    /// Its counters.
+    pub counts: Vec<(String, u64)>,
+    /// Some host holds its lease.
+    pub lease_held: bool,
+}
+
+/// A hash's field/value pairs from an HGETALL reply.
+fn fields_of(reply: Value) -> Fields {
+    let Value::Array(Some(items)) = reply else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::new();
+    let mut items = items.into_iter();
+    while let (Some(Value::Bulk(Some(field))), Some(Value::Bulk(Some(value)))) =
+        (items.next(), items.next())
+    {
+        pairs.push((field, value));
+    }
+    pairs
+}
+
+fn meta_from(fields: Fields) -> Option<FleetMeta> {
+    let mut meta = FleetMeta {
+        generation: 0,
+        finished_ms: 0,
+        duration_ms: 0,
+        exit_code: 0,
+        jitter_ms: 0,
+        flags: 0,
+        stdout_len: 0,
+        stderr_len: 0,
+        details: Vec::new(),
+    };
+    for (field, value) in fields {
+        let number = || std::str::from_utf8(&value).ok()?.parse::<i128>().ok();
+        let number = number().unwrap_or(0);
+        match field.as_slice() {
+            b"gen" => meta.generation = number as u64,
+            b"finished_ms" => meta.finished_ms = number as u64,
+            b"duration_ms" => meta.duration_ms = number as u64,
+            b"exit_code" => meta.exit_code = number as i32,
+            b"jitter_ms" => meta.jitter_ms = number as u32,
+            b"flags" => meta.flags = number as u32,
+            b"stdout_len" => meta.stdout_len = number as u64,
+            b"stderr_len" => meta.stderr_len = number as u64,
+            b"details" => meta.details = value,
+            _ => {}
+        }
+    }
+    (meta.generation != 0).then_some(meta)
+}
+
+fn failure_from(fields: &Fields) -> Option<FleetFailure> {
+    let number = |name: &str| {
+        fields
+            .iter()
+            .find(|(field, _)| field == name.as_bytes())
+            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok())
+    };
+    Some(FleetFailure {
+        finished_ms: number("finished_ms")? as u64,
+        exit_code: number("exit_code").unwrap_or(0) as i32,
+        failures: number("failures").unwrap_or(1) as u32,
+        stderr_tail: fields
+            .iter()
+            .find(|(field, _)| field == b"stderr_tail")
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default(),
+    })
+}
+
+fn counts_from(fields: Fields) -> Vec<(String, u64)> {
+    fields
+        .into_iter()
+        .map(|(field, value)| {
+            let value = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.parse().ok());
+            (
+                String::from_utf8_lossy(&field).into_owned(),
+                value.unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 /// 32 random hex digits from the kernel, unique per lease holder.

@@ -15,6 +15,6 @@ pub mod tls;
 pub mod url;
 
 pub use conn::{Connection, DEFAULT_CONNECT_TIMEOUT, StoreError};
-pub use fleet::{Fleet, FleetFailure, FleetLease, FleetMeta, LeaseRenewer, Published};
+pub use fleet::{Fleet, FleetFailure, FleetLease, FleetMeta, LeaseRenewer, Published, Snapshot};
 pub use resp::Value;
 pub use url::{StoreUrl, Transport};

@@ -11,6 +11,20 @@ use std::path::PathBuf;
 /// Environment variable with the password, for URLs that leave it out (so it
 /// need not appear in a command line, where `ps` shows it to every user).
 pub const ENV_PASSWORD: &str = "CACHEBACK_STORE_PASSWORD";
+/// The store's address when `--store` is not given.
+pub const ENV_STORE: &str = "CACHEBACK_STORE";
+
+/// Whether a store address holds a password (`scheme://user:password@...`).
+pub fn carries_password(text: &std::ffi::OsStr) -> bool {
+    let text = text.to_string_lossy();
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
 
 /// The Redis port when the URL gives none.
 pub const DEFAULT_PORT: u16 = 6379;

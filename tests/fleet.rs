@@ -1,0 +1,1525 @@
+//! The fleet tier through the binary: several "hosts" (each a cache
+//! directory of its own) sharing one real `redis-server` on loopback, real
+//! concurrent callers, real `kill -9`s and a server that is killed, stopped
+//! and restarted under them. Written from the contract of `--store`
+//! (README: the fleet store); every test skips where redis-server is missing.
+//!
+//! Every host runs the same argv, so the same entry; what differs between
+//! hosts is the environment, which is not part of the key: `$H` names the
+//! host, `$W` is a work directory shared by the whole fleet. The standard
+//! command ([`body`]) appends a token `HOST.PID` to `$W/runs` and prints it,
+//! so `$W/runs` lists every execution fleet-wide, and every value a caller
+//! prints must be one of its lines.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::harness::{BIN, alive, backdate_file, gate, installed, processes_with_env, wait_until};
+use crate::redis_harness::RedisServer;
+
+/// The fleet lease the tests give the hosts (`CACHEBACK_STORE_LEASE`).
+const LEASE: &str = "2s";
+/// Long enough for a dead lease to expire and its holder's waiters to notice.
+const LEASE_GONE: Duration = Duration::from_secs(10);
+/// The store's connect timeout in the tests that do not test it: generous,
+/// so that 200 callers on a busy 2-core machine never fall back to the local
+/// cache because the server was slow to be scheduled.
+const PATIENT: &str = "2s";
+/// Generous bound for background work (refreshes, fills) to be done.
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// One fleet: a redis-server, a shared work dir, hosts made on demand.
+struct Fleet {
+    root: tempfile::TempDir,
+    redis: RedisServer,
+}
+
+impl Fleet {
+    /// `None` (the test skips, saying so) without redis-server or redis-cli.
+    fn start(config: &[&str], test: &str) -> Option<Fleet> {
+        if !installed("redis-cli", test) {
+            return None;
+        }
+        let redis = RedisServer::start(config, test)?;
+        let root = tempfile::Builder::new()
+            .prefix("cacheback-fleet-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir(root.path().join("work")).unwrap();
+        Some(Fleet { root, redis })
+    }
+
+    /// The work directory every host's commands share (`$W`).
+    fn work(&self) -> PathBuf {
+        self.root.path().join("work")
+    }
+
+    /// A host: its own cache directory, the fleet's store.
+    fn host(&self, name: &str) -> Host {
+        Host {
+            name: name.to_owned(),
+            dir: self.root.path().join("hosts").join(name),
+            work: self.work(),
+            env: vec![
+                ("CACHEBACK_STORE".into(), self.redis.url()),
+                ("CACHEBACK_STORE_LEASE".into(), LEASE.into()),
+                ("CACHEBACK_STORE_TIMEOUT".into(), PATIENT.into()),
+            ],
+        }
+    }
+
+    /// Every execution so far, fleet-wide: the tokens in `$W/runs`.
+    fn runs(&self) -> Vec<String> {
+        fs::read_to_string(self.work().join("runs"))
+            .map(|text| text.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates `$W/NAME` (a flag the command tests, or a gate it waits at).
+    fn touch(&self, name: &str) {
+        fs::write(self.work().join(name), "").unwrap();
+    }
+
+    fn remove(&self, name: &str) {
+        let _ = fs::remove_file(self.work().join(name));
+    }
+
+    /// Reads a pid a command wrote to `$W/NAME`, waiting for it.
+    #[track_caller]
+    fn read_pid(&self, name: &str) -> u32 {
+        let path = self.work().join(name);
+        assert!(
+            wait_until(Duration::from_secs(15), || fs::read_to_string(&path)
+                .is_ok_and(|t| t.ends_with('\n'))),
+            "{name} never appeared"
+        );
+        fs::read_to_string(&path).unwrap().trim().parse().unwrap()
+    }
+
+    /// Live processes of this fleet: callers, refreshers, commands.
+    fn processes(&self) -> Vec<u32> {
+        processes_with_env(format!("W={}", self.work().display()).as_bytes())
+    }
+
+    /// Waits until every caller, refresher and command has finished.
+    fn settled(&self) -> bool {
+        wait_until(SETTLE, || self.processes().is_empty())
+    }
+
+    /// The fleet's keys matching a pattern, in database 0.
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .redis
+            .cli_text(&["--scan", "--pattern", pattern])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The one entry's Redis key for `part` (`lease`, `fail`, ...), from its
+    /// `meta` key: `cacheback:{KEYHEX}:PART`.
+    #[track_caller]
+    fn key(&self, part: &str) -> String {
+        let metas = self.keys("cacheback:*:meta");
+        assert_eq!(metas.len(), 1, "expected one value in the fleet: {metas:?}");
+        format!("{}:{part}", metas[0].strip_suffix(":meta").unwrap())
+    }
+
+    /// Waits until the fleet holds a value (a publish may finish after its
+    /// caller has exited).
+    #[track_caller]
+    fn wait_published(&self) {
+        assert!(
+            wait_until(SETTLE, || !self.keys("cacheback:*:meta").is_empty()),
+            "no value ever reached the fleet (no cacheback:*:meta key)"
+        );
+    }
+
+    /// Makes the fleet's values `secs` older: every `finished_ms` in the
+    /// `*:meta` hashes (or in `*:fail`, the failure records).
+    fn age_in_store(&self, kind: &str, secs: u64) {
+        for key in self.keys(&format!("cacheback:*:{kind}")) {
+            let finished = self.redis.cli_text(&["HGET", &key, "finished_ms"]);
+            let finished: u64 = finished
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{key} has no numeric finished_ms field: {finished:?}"));
+            let aged = (finished - secs * 1000).to_string();
+            self.redis.cli(&["HSET", &key, "finished_ms", &aged]);
+        }
+    }
+
+    /// Makes the entry stale everywhere: on these hosts and in the fleet.
+    fn age_all(&self, hosts: &[&Host], secs: u64) {
+        for host in hosts {
+            host.age(secs);
+        }
+        self.age_in_store("meta", secs);
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // Whatever a failed test left running (gated commands, stopped
+        // refreshers) is ours: end it by pid, woken first if stopped.
+        for pid in self.processes() {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+            signal(pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+fn signal_group(group: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group as i32), sig);
+}
+
+/// One host of a fleet: a cache directory and the store settings.
+struct Host {
+    name: String,
+    dir: PathBuf,
+    work: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Host {
+    /// The same host with one more (or a replaced) environment variable.
+    fn with_env(mut self, name: &str, value: &str) -> Host {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The same host without this variable.
+    fn without_env(mut self, name: &str) -> Host {
+        self.env.retain(|(n, _)| n != name);
+        self
+    }
+
+    fn cmd(&self) -> Command {
+        self.command(OsStr::new(BIN))
+    }
+
+    /// `program` with this host's environment (as `cacheback` would get it).
+    fn command(&self, program: &OsStr) -> Command {
+        let mut cmd = Command::new(program);
+        for name in [
+            "CACHEBACK_STORE",
+            "CACHEBACK_STORE_PASSWORD",
+            "CACHEBACK_STORE_TIMEOUT",
+            "CACHEBACK_STORE_MAX_VALUE",
+            "CACHEBACK_STORE_PREFIX",
+            "CACHEBACK_STORE_LEASE",
+        ] {
+            cmd.env_remove(name);
+        }
+        cmd.env("CACHEBACK_DIR", &self.dir)
+            .env("W", &self.work)
+            .env("H", &self.name)
+            .envs(self.env.iter().map(|(n, v)| (n, v)))
+            .current_dir(&self.work)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `cacheback run ARGS`, to completion.
+    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        self.cmd().arg("run").args(args).output().unwrap()
+    }
+
+    /// `cacheback run ARGS`, started with its output piped.
+    fn spawn_run<S: AsRef<OsStr>>(&self, args: &[S]) -> Child {
+        self.cmd()
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `cacheback ARGS` (any subcommand), to completion.
+    fn cacheback<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Makes this host's local entries `secs` older.
+    fn age(&self, secs: u64) {
+        for path in self.entries() {
+            backdate_file(&path, secs);
+        }
+    }
+
+    fn entries(&self) -> Vec<PathBuf> {
+        let Ok(listing) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        listing
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(".entry"))
+            .collect()
+    }
+
+    /// The marker a caller leaves when it found the store down.
+    fn down_marker(&self) -> PathBuf {
+        self.dir.join(".store-down")
+    }
+
+    /// Whether this host's callers skip the store now: a marker younger than
+    /// 30 s (an older one is retried, and removed, by the next caller).
+    fn store_skipped(&self) -> bool {
+        fs::metadata(self.down_marker())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age < Duration::from_secs(30))
+    }
+
+    /// `stats --json`'s one entry.
+    #[track_caller]
+    fn stats_entry(&self) -> serde_json::Value {
+        let out = self.cacheback(&["stats", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entries = json["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{json}");
+        entries[0].clone()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The standard command: appends its token (`HOST.PID`) to `$W/runs` and
+/// prints it. With `$W/slow-HOST` it writes its pid (its process group) to
+/// `$W/group-HOST` and its parent's (the refresher) to `$W/refresher-HOST`,
+/// then holds at the gate `go-HOST`; with `$W/fail` it fails, exit 3.
+fn body() -> String {
+    format!(
+        r#"t="$H.$$"; echo "$t" >> "$W/runs"; if [ -e "$W/slow-$H" ]; then echo $$ > "$W/group-$H"; echo $PPID > "$W/refresher-$H"; {}; fi; if [ -e "$W/fail" ]; then echo "boom $t" >&2; exit 3; fi; echo "$t""#,
+        gate("go-$H")
+    )
+}
+
+/// `OPTIONS -- sh -c BODY`.
+fn call(options: &[&str], body: &str) -> Vec<String> {
+    let mut args: Vec<String> = options.iter().map(|s| s.to_string()).collect();
+    args.extend(["--", "sh", "-c", body].map(str::to_owned));
+    args
+}
+
+/// `--ttl 1h -- sh -c BODY` with the standard body.
+fn standard() -> Vec<String> {
+    call(&["--ttl", "1h"], &body())
+}
+
+/// Asserts a caller printed exactly `value` (one line), quietly, exit 0.
+#[track_caller]
+fn assert_prints(output: &Output, value: &str, what: &str) {
+    assert_eq!(
+        text(&output.stdout),
+        format!("{value}\n"),
+        "{what}: stderr {:?}",
+        text(&output.stderr)
+    );
+    assert!(output.status.success(), "{what}: {:?}", output.status);
+    assert_eq!(text(&output.stderr), "", "{what}: no warning");
+}
+
+/// Primes the entry: host `first` runs it, and the others fill from the
+/// fleet without running it. Returns the token.
+#[track_caller]
+fn prime(fleet: &Fleet, first: &Host, others: &[&Host]) -> String {
+    let out = first.run(&standard());
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_prints(&out, &runs[0], "the first run");
+    fleet.wait_published();
+    for host in others {
+        assert_prints(
+            &host.run(&standard()),
+            &runs[0],
+            &format!("host {} fills from the fleet", host.name),
+        );
+    }
+    assert_eq!(fleet.runs().len(), 1, "a fill runs nothing");
+    runs[0].clone()
+}
+
+/// Polls `host` (stale or fresh hits) until it prints `value`.
+fn serves(host: &Host, value: &str) -> bool {
+    wait_until(SETTLE, || {
+        text(&host.run(&standard()).stdout) == format!("{value}\n")
+    })
+}
+
+// ---------------------------------------------------------------------------
+// 1. A fresh local copy never touches the store.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_fresh_local_copy_is_served_without_the_store_even_when_it_is_down() {
+    let Some(mut fleet) = Fleet::start(&[], "fleet::a_fresh_local_copy") else {
+        return;
+    };
+    // A hit that asked the store anything would wait out this timeout.
+    let a = fleet.host("a").with_env("CACHEBACK_STORE_TIMEOUT", "5s");
+    let value = prime(&fleet, &a, &[]);
+    fleet.redis.pause();
+    let started = Instant::now();
+    let hit = a.run(&standard());
+    let took = started.elapsed();
+    fleet.redis.resume();
+    assert_prints(&hit, &value, "a fresh hit with the store stopped");
+    assert!(
+        took < Duration::from_millis(2500),
+        "a fresh hit took {took:?}: it waited for the stopped store (timeout 5 s)"
+    );
+    fleet.redis.kill();
+    assert_prints(&a.run(&standard()), &value, "a fresh hit, store gone");
+    assert!(
+        !a.down_marker().exists(),
+        "a fresh hit never tried the store"
+    );
+    assert_eq!(fleet.runs().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// 3. A local miss is filled from the fleet.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_local_miss_is_filled_from_the_fleet_with_its_output_status_and_age() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_local_miss_is_filled") else {
+        return;
+    };
+    let (a, b, c) = (fleet.host("a"), fleet.host("b"), fleet.host("c"));
+    let script =
+        r#"echo "$H.$$" >> "$W/runs"; printf 'out from %s\n' "$H"; echo "err from $H" >&2; exit 3"#;
+    let failing = call(&["--ttl", "1h", "--cache-failures"], script);
+    let first = a.run(&failing);
+    assert_eq!(first.status.code(), Some(3));
+    assert_eq!(text(&first.stdout), "out from a\n");
+    assert_eq!(text(&first.stderr), "err from a\n");
+    fleet.wait_published();
+    // Produced two minutes ago: B judges it by that age, not by its fill.
+    a.age(120);
+    fleet.age_in_store("meta", 120);
+    let filled = b.run(&failing);
+    assert_eq!(fleet.runs().len(), 1, "B ran nothing");
+    assert_eq!(text(&filled.stdout), "out from a\n", "A's stdout on B");
+    assert_eq!(text(&filled.stderr), "err from a\n", "A's stderr on B");
+    assert_eq!(filled.status.code(), Some(3), "A's exit status on B");
+    let (on_a, on_b) = (a.stats_entry(), b.stats_entry());
+    assert_eq!(on_a["finished_at"], on_b["finished_at"], "{on_a}\n{on_b}");
+    let age = on_b["age_secs"].as_u64().unwrap();
+    assert!((120..600).contains(&age), "B shows A's age: {on_b}");
+    let show = b.cacheback(&[&["show", "--"][..], &["sh", "-c", script]].concat());
+    assert!(show.status.success(), "{}", text(&show.stderr));
+    let show = text(&show.stdout);
+    assert!(
+        show.contains("2m") || show.contains("120"),
+        "show on B: {show}"
+    );
+    // Older than C's --max-age: not usable, C runs it.
+    let capped = call(
+        &["--ttl", "1h", "--cache-failures", "--max-age", "1m"],
+        script,
+    );
+    let own = c.run(&capped);
+    assert_eq!(text(&own.stdout), "out from c\n");
+    assert_eq!(fleet.runs().len(), 2, "C ran it itself");
+}
+
+// ---------------------------------------------------------------------------
+// 2. A stale local copy: served at once, refreshed from the fleet.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_stale_hit_takes_a_newer_fleet_value_without_running_the_command() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_stale_hit_takes") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    // A refreshes: stale value at once, a new one in the fleet.
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A refreshed"
+    );
+    let second = fleet.runs()[1].clone();
+    assert!(serves(&a, &second), "A stores its refresh");
+    assert!(fleet.settled(), "processes linger");
+    // B's copy is stale, the fleet's is newer and fresh: B copies it.
+    assert_prints(&b.run(&standard()), &first, "B's stale hit");
+    assert!(serves(&b, &second), "B takes A's refresh from the fleet");
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs(), [first, second], "B ran nothing");
+    assert!(
+        fleet.keys("cacheback:*:lease").is_empty(),
+        "a finished refresh released its lease"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2 and 3 under load: one execution for the whole fleet.
+// ---------------------------------------------------------------------------
+
+/// Starts `per_host` callers on each host, interleaved.
+fn spawn_fleet_callers<S: AsRef<OsStr>>(
+    hosts: &[&Host],
+    per_host: usize,
+    args: &[S],
+) -> Vec<(String, Child)> {
+    let mut callers = Vec::new();
+    for _ in 0..per_host {
+        for host in hosts {
+            callers.push((host.name.clone(), host.spawn_run(args)));
+        }
+    }
+    callers
+}
+
+#[test]
+fn two_hosts_of_100_callers_on_a_cold_miss_run_the_command_once() {
+    let Some(fleet) = Fleet::start(&[], "fleet::two_hosts_of_100_callers_on_a_cold_miss") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let args = call(
+        &["--ttl", "1h"],
+        r#"t="$H.$$"; echo "$t" >> "$W/runs"; sleep 0.5; echo "$t""#,
+    );
+    let callers = spawn_fleet_callers(&[&a, &b], 100, &args);
+    let outputs: Vec<(String, Output)> = callers
+        .into_iter()
+        .map(|(host, child)| (host, child.wait_with_output().unwrap()))
+        .collect();
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 1, "one execution for 200 callers: {runs:?}");
+    for (host, output) in &outputs {
+        assert_prints(output, &runs[0], &format!("a caller on {host}"));
+    }
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs().len(), 1, "nothing ran afterwards");
+}
+
+#[test]
+fn two_hosts_of_100_callers_on_a_stale_entry_refresh_it_once() {
+    let Some(fleet) = Fleet::start(&[], "fleet::two_hosts_of_100_callers_on_a_stale") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    // Whichever host refreshes holds its run at a gate until every caller
+    // is back: a caller that waited for the refresh would not be back.
+    fleet.touch("slow-a");
+    fleet.touch("slow-b");
+    let started = Instant::now();
+    let callers = spawn_fleet_callers(&[&a, &b], 100, &standard());
+    for (host, child) in callers {
+        assert_prints(
+            &child.wait_with_output().unwrap(),
+            &first,
+            &format!("a stale caller on {host}"),
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the callers waited for the refresh (its gate opens by itself after 30 s)"
+    );
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "a refresh started"
+    );
+    fleet.touch("go-a");
+    fleet.touch("go-b");
+    let second = fleet.runs()[1].clone();
+    assert!(serves(&a, &second), "A has the refresh");
+    assert!(serves(&b, &second), "B has the refresh");
+    assert!(fleet.settled(), "processes linger");
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 2, "one refresh for 200 stale callers: {runs:?}");
+}
+
+#[test]
+fn a_failed_run_is_printed_to_the_callers_waiting_on_other_hosts() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_failed_run_is_printed") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let args = call(
+        &["--ttl", "1h"],
+        r#"echo "$H.$$" >> "$W/runs"; sleep 1; echo partial; echo "broken on $H" >&2; exit 3"#,
+    );
+    let callers = spawn_fleet_callers(&[&a, &b], 20, &args);
+    let outputs: Vec<(String, Output)> = callers
+        .into_iter()
+        .map(|(host, child)| (host, child.wait_with_output().unwrap()))
+        .collect();
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 1, "the waiters did not run it again: {runs:?}");
+    let holder = runs[0].split('.').next().unwrap();
+    for (host, output) in &outputs {
+        assert_eq!(output.status.code(), Some(3), "a caller on {host}");
+        assert!(
+            text(&output.stderr).contains(&format!("broken on {holder}")),
+            "a caller on {host} shows the holder's stderr: {:?}",
+            text(&output.stderr)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Back-off, fleet-wide.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_failed_refresh_on_one_host_backs_off_every_host() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_failed_refresh_backs_off") else {
+        return;
+    };
+    let (a, b, c) = (fleet.host("a"), fleet.host("b"), fleet.host("c"));
+    let first = prime(&fleet, &a, &[&b, &c]);
+    fleet.age_all(&[&a, &b, &c], 7200);
+    fleet.touch("fail");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A refreshed"
+    );
+    assert!(fleet.settled(), "processes linger");
+    assert!(
+        !fleet.keys("cacheback:*:fail").is_empty(),
+        "the failure is recorded in the fleet"
+    );
+    // Within the back-off, neither host tries again; both serve the old value.
+    for host in [&b, &a, &b] {
+        assert_prints(&host.run(&standard()), &first, "a stale hit in back-off");
+        assert!(fleet.settled(), "processes linger");
+        assert_eq!(
+            fleet.runs().len(),
+            2,
+            "host {} ran it in back-off",
+            host.name
+        );
+    }
+    // Once the back-off is over (the first failure 11 s ago), B tries again,
+    // and fails again: the next back-off is 20 s.
+    fleet.age_in_store("fail", 11);
+    assert_prints(&b.run(&standard()), &first, "B after the back-off");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 3),
+        "B refreshed after the first back-off"
+    );
+    assert!(fleet.settled(), "processes linger");
+    fleet.age_in_store("fail", 11);
+    for host in [&a, &b] {
+        assert_prints(&host.run(&standard()), &first, "a stale hit, 11 s into 20");
+        assert!(fleet.settled(), "processes linger");
+        assert_eq!(
+            fleet.runs().len(),
+            3,
+            "host {} ran it 11 s into a 20 s back-off",
+            host.name
+        );
+    }
+    // 21 s after the second failure, with the command mended, C refreshes.
+    // (Not A or B: their own failures are recorded locally too, and only
+    // the fleet's record was aged here, so their local back-off still runs.)
+    fleet.age_in_store("fail", 10);
+    fleet.remove("fail");
+    assert_prints(&c.run(&standard()), &first, "C after the second back-off");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 4),
+        "C refreshed after the second back-off"
+    );
+    let fourth = fleet.runs()[3].clone();
+    assert!(serves(&c, &fourth));
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs().len(), 4, "{:?}", fleet.runs());
+}
+
+// ---------------------------------------------------------------------------
+// 5. A killed refresher's lease expires.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_refresher_killed_with_kill_9_leaves_its_lease_to_expire() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_refresher_killed") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    let lease = fleet.key("lease");
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    let refresher = fleet.read_pid("refresher-a");
+    let group = fleet.read_pid("group-a");
+    assert_eq!(
+        fleet.redis.cli_text(&["EXISTS", &lease]).trim(),
+        "1",
+        "A's refresher holds the fleet lease"
+    );
+    signal(refresher, nix::sys::signal::Signal::SIGKILL);
+    assert!(wait_until(Duration::from_secs(5), || !alive(refresher)));
+    signal_group(group, nix::sys::signal::Signal::SIGKILL);
+    fleet.remove("slow-a");
+    // While the dead lease lasts, B's stale hit serves the old value.
+    assert_prints(&b.run(&standard()), &first, "B's stale hit");
+    assert!(
+        wait_until(LEASE_GONE, || fleet
+            .redis
+            .cli_text(&["EXISTS", &lease])
+            .trim()
+            == "0"),
+        "the dead refresher's lease never expired"
+    );
+    assert!(fleet.settled(), "processes linger");
+    // After it, a stale hit refreshes (B's may already have).
+    if fleet.runs().len() == 2 {
+        assert_prints(&b.run(&standard()), &first, "B's stale hit after expiry");
+    }
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 3),
+        "no refresh after the lease expired: {:?}",
+        fleet.runs()
+    );
+    let third = fleet.runs()[2].clone();
+    assert!(serves(&b, &third), "B serves the refresh");
+    assert!(serves(&a, &third), "A copies it");
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs().len(), 3, "A copied it without running");
+}
+
+#[test]
+fn a_refresh_longer_than_the_lease_keeps_it_renewed() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_refresh_longer_than_the_lease") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    let lease = fleet.key("lease");
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    fleet.read_pid("refresher-a");
+    // Two and a half lease lengths: only renewals keep it.
+    std::thread::sleep(Duration::from_millis(5000));
+    assert_eq!(
+        fleet.redis.cli_text(&["EXISTS", &lease]).trim(),
+        "1",
+        "A's lease lapsed while its refresh ran"
+    );
+    assert_prints(&b.run(&standard()), &first, "B's stale hit");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        fleet.runs().len(),
+        2,
+        "B ran it beside A: {:?}",
+        fleet.runs()
+    );
+    fleet.touch("go-a");
+    let second = fleet.runs()[1].clone();
+    assert!(serves(&b, &second), "B waited for A's result and copied it");
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs().len(), 2, "{:?}", fleet.runs());
+}
+
+// ---------------------------------------------------------------------------
+// 6. A refresher that lost its lease publishes nothing.
+// ---------------------------------------------------------------------------
+
+enum LeaseLoss {
+    /// `redis-cli DEL` of the lease.
+    Deleted,
+    /// The refresher is stopped (SIGSTOP) until its lease has expired.
+    Expired,
+}
+
+fn a_late_writer_cannot_overwrite(loss: LeaseLoss, test: &str) {
+    let Some(fleet) = Fleet::start(&[], test) else {
+        return;
+    };
+    let (a, b, c) = (fleet.host("a"), fleet.host("b"), fleet.host("c"));
+    let first = prime(&fleet, &a, &[&b]);
+    let lease = fleet.key("lease");
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    let refresher = fleet.read_pid("refresher-a");
+    match loss {
+        LeaseLoss::Deleted => {
+            fleet.redis.cli(&["DEL", &lease]);
+        }
+        LeaseLoss::Expired => {
+            signal(refresher, nix::sys::signal::Signal::SIGSTOP);
+            assert!(
+                wait_until(LEASE_GONE, || fleet
+                    .redis
+                    .cli_text(&["EXISTS", &lease])
+                    .trim()
+                    == "0"),
+                "the stopped refresher's lease never expired"
+            );
+        }
+    }
+    // B refreshes meanwhile and publishes.
+    assert_prints(&b.run(&standard()), &first, "B's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().iter().any(|t| t.starts_with("b."))),
+        "B never ran its refresh (did A take its lease back?): {:?}",
+        fleet.runs()
+    );
+    let from_b = fleet
+        .runs()
+        .into_iter()
+        .find(|t| t.starts_with("b."))
+        .unwrap();
+    assert!(serves(&b, &from_b), "B stores its refresh");
+    // Then A's run ends, later than B's: it must not replace B's value.
+    signal(refresher, nix::sys::signal::Signal::SIGCONT);
+    fleet.touch("go-a");
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(fleet.runs().len(), 3, "{:?}", fleet.runs());
+    assert_prints(
+        &c.run(&standard()),
+        &from_b,
+        "a new host gets B's value from the fleet, not A's late one",
+    );
+    assert_eq!(fleet.runs().len(), 3, "C ran nothing");
+}
+
+#[test]
+fn a_refresher_whose_lease_was_deleted_does_not_overwrite_a_newer_value() {
+    a_late_writer_cannot_overwrite(LeaseLoss::Deleted, "fleet::lease_deleted");
+}
+
+#[test]
+fn a_refresher_stopped_past_its_lease_does_not_overwrite_a_newer_value() {
+    a_late_writer_cannot_overwrite(LeaseLoss::Expired, "fleet::lease_expired");
+}
+
+// ---------------------------------------------------------------------------
+// 7. The store down, stopped or restarted.
+// ---------------------------------------------------------------------------
+
+/// Asserts stderr is one warning line about the store.
+#[track_caller]
+fn assert_one_warning(output: &Output, what: &str) {
+    let err = text(&output.stderr);
+    assert_eq!(err.lines().count(), 1, "{what}: one warning line: {err:?}");
+    assert!(
+        err.to_lowercase().contains("store"),
+        "{what}: the warning names the store: {err:?}"
+    );
+}
+
+#[test]
+fn a_dead_store_costs_one_warning_and_is_then_skipped() {
+    let Some(mut fleet) = Fleet::start(&[], "fleet::a_dead_store") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[]);
+    fleet.redis.kill();
+    let other = |n: usize| call(&["--ttl", "1h"], &format!("{} # {n}", body()));
+    // A miss: the command runs locally, one warning, the marker.
+    let miss = a.run(&other(1));
+    assert_eq!(fleet.runs().len(), 2, "the miss ran locally");
+    assert_eq!(text(&miss.stdout), format!("{}\n", fleet.runs()[1]));
+    assert!(miss.status.success());
+    assert_one_warning(&miss, "A's miss, store dead");
+    assert!(a.down_marker().exists(), "A marked the store down");
+    // Following callers: no warning. A second miss, a hit, a stale hit.
+    let miss = a.run(&other(2));
+    assert_prints(&miss, &fleet.runs()[2], "A's next miss");
+    assert_prints(&a.run(&other(1)), &fleet.runs()[1], "A's hit");
+    a.age(7200);
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() >= 4),
+        "A's stale hit refreshed locally"
+    );
+    assert!(fleet.settled(), "processes linger");
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    // (A's other entries were aged too: a hit on them would refresh them.)
+    assert_prints(&a.run(&standard()), &runs[3], "A's refreshed value");
+    // B has no marker yet: its first caller warns, once.
+    let b_miss = b.run(&standard());
+    assert_eq!(fleet.runs().len(), 5, "B ran it itself: {:?}", fleet.runs());
+    assert_eq!(text(&b_miss.stdout), format!("{}\n", fleet.runs()[4]));
+    assert_one_warning(&b_miss, "B's miss, store dead");
+    assert_prints(&b.run(&standard()), &fleet.runs()[4], "B's hit");
+    // Back up, and 30 s later (the marker aged): A uses the store again.
+    fleet.redis.restart();
+    let marker = fs::File::options()
+        .write(true)
+        .open(a.down_marker())
+        .unwrap();
+    marker
+        .set_modified(SystemTime::now() - Duration::from_secs(31))
+        .unwrap();
+    let back = a.run(&other(3));
+    assert_prints(&back, &fleet.runs()[5], "A's miss, store back");
+    assert!(!a.down_marker().exists(), "the marker is cleared");
+    fleet.wait_published();
+}
+
+#[test]
+fn a_stopped_store_costs_at_most_the_timeout_once() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_stopped_store") else {
+        return;
+    };
+    let a = fleet.host("a").with_env("CACHEBACK_STORE_TIMEOUT", "3s");
+    let first = prime(&fleet, &a, &[]);
+    fleet.redis.pause();
+    let other = |n: usize| call(&["--ttl", "1h"], &format!("{} # {n}", body()));
+    let started = Instant::now();
+    let miss = a.run(&other(0));
+    let took = started.elapsed();
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 2, "the miss ran locally");
+    assert_eq!(text(&miss.stdout), format!("{}\n", runs[1]));
+    assert_one_warning(&miss, "the first miss with the store stopped");
+    assert!(took < Duration::from_secs(10), "{took:?} for a 3 s timeout");
+    assert!(a.down_marker().exists());
+    // The callers after it skip the store: none waits the 3 s.
+    for n in 1..=3 {
+        let started = Instant::now();
+        let miss = a.run(&other(n));
+        let took = started.elapsed();
+        assert_prints(&miss, fleet.runs().last().unwrap(), "a later miss");
+        assert!(
+            took < Duration::from_millis(2500),
+            "{took:?}: it waited for the store"
+        );
+    }
+    let started = Instant::now();
+    assert_prints(&a.run(&standard()), &first, "a hit");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    fleet.redis.resume();
+}
+
+#[test]
+fn a_store_restarted_during_a_refresh_loses_nothing_local() {
+    let Some(mut fleet) = Fleet::start(&[], "fleet::a_store_restarted") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    fleet.read_pid("refresher-a");
+    // The server restarts empty while A's refresh runs.
+    fleet.redis.restart();
+    fleet.touch("go-a");
+    let second = fleet.runs()[1].clone();
+    assert!(serves(&a, &second), "A's refresh is stored locally");
+    assert!(fleet.settled(), "processes linger");
+    // B: its stale value at once; the fleet is empty, so it refreshes itself.
+    let b_hit = b.run(&standard());
+    assert_eq!(text(&b_hit.stdout), format!("{first}\n"));
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() >= 3),
+        "B refreshed"
+    );
+    let latest = fleet.runs().last().unwrap().clone();
+    assert!(serves(&b, &latest));
+    assert!(serves(&a, &second), "A kept its value");
+}
+
+#[test]
+fn a_store_stopped_during_a_refresh_delays_nothing_and_loses_nothing_local() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_store_stopped_during_a_refresh") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    fleet.read_pid("refresher-a");
+    fleet.redis.pause();
+    fleet.touch("go-a");
+    // A stale hit on B, with the store stopped: at once, from B's copy.
+    let started = Instant::now();
+    let b_hit = b.run(&standard());
+    let took = started.elapsed();
+    assert_eq!(text(&b_hit.stdout), format!("{first}\n"), "B's stale hit");
+    assert!(
+        took < Duration::from_millis(1500),
+        "B's stale hit took {took:?}"
+    );
+    // A's refresh ends while the store is stopped: stored locally all the same.
+    let second = fleet.runs()[1].clone();
+    let stored = serves(&a, &second);
+    fleet.redis.resume();
+    assert!(
+        stored,
+        "A's refresh was not stored locally while the store was stopped"
+    );
+    assert!(fleet.settled(), "processes linger");
+}
+
+// ---------------------------------------------------------------------------
+// 8. Large values: streamed, byte-exact, flat memory; over the limit, local.
+// ---------------------------------------------------------------------------
+
+/// Writes `len` pseudo-random bytes to `path`.
+fn write_payload(path: &Path, len: usize) {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    fs::write(path, bytes).unwrap();
+}
+
+/// True when the two files hold the same bytes (read in 1 MiB pieces).
+fn same_bytes(left: &Path, right: &Path) -> bool {
+    let (mut l, mut r) = (
+        fs::File::open(left).unwrap(),
+        fs::File::open(right).unwrap(),
+    );
+    let (mut lb, mut rb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = read_full(&mut l, &mut lb);
+        let m = read_full(&mut r, &mut rb);
+        if n != m || lb[..n] != rb[..m] {
+            return false;
+        }
+        if n == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(file: &mut fs::File, buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read(&mut buf[done..]).unwrap() {
+            0 => break,
+            n => done += n,
+        }
+    }
+    done
+}
+
+/// Runs `cacheback run ARGS` on `host` with stdout to `out`; returns its
+/// exit status and peak RSS in KiB: GNU time's `%M` where /usr/bin/time is
+/// installed, else the last VmHWM read from /proc while it ran.
+fn run_measured(host: &Host, args: &[String], out: &Path) -> (Option<i32>, u64) {
+    let stdout = fs::File::create(out).unwrap();
+    if Path::new("/usr/bin/time").is_file() {
+        let report = out.with_extension("rss");
+        let output = host
+            .command(OsStr::new("/usr/bin/time"))
+            .args(["-f", "%M", "-o"])
+            .arg(&report)
+            .arg(BIN)
+            .arg("run")
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let report = fs::read_to_string(&report).unwrap();
+        let kib = report.lines().last().unwrap_or("").trim().parse();
+        let kib = kib.unwrap_or_else(|_| panic!("/usr/bin/time said {report:?}"));
+        (output.status.code(), kib)
+    } else {
+        let mut child = host
+            .cmd()
+            .arg("run")
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut peak = 0;
+        let status = loop {
+            if let Ok(status) = fs::read_to_string(format!("/proc/{}/status", child.id())) {
+                for line in status.lines() {
+                    if let Some(kib) = line.strip_prefix("VmHWM:") {
+                        let kib = kib.trim().trim_end_matches("kB").trim().parse();
+                        peak = peak.max(kib.unwrap_or(0));
+                    }
+                }
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        (status.code(), peak)
+    }
+}
+
+#[test]
+fn a_100_mib_value_crosses_hosts_byte_exact_in_flat_memory() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_100_mib_value") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let payload = fleet.work().join("payload");
+    write_payload(&payload, 100 << 20);
+    let args = call(
+        &["--ttl", "1h"],
+        r#"echo "$H.$$" >> "$W/runs"; cat "$W/payload""#,
+    );
+    let (out_a, out_b) = (fleet.work().join("out-a"), fleet.work().join("out-b"));
+    let (status, peak_a) = run_measured(&a, &args, &out_a);
+    assert_eq!(status, Some(0));
+    assert!(same_bytes(&payload, &out_a), "A's own miss is byte-exact");
+    fleet.wait_published();
+    assert!(fleet.settled(), "processes linger");
+    let (status, peak_b) = run_measured(&b, &args, &out_b);
+    assert_eq!(status, Some(0));
+    assert_eq!(fleet.runs().len(), 1, "B filled from the fleet");
+    assert!(same_bytes(&payload, &out_b), "B's copy is byte-exact");
+    eprintln!("100 MiB: peak RSS of A's miss {peak_a} KiB, of B's fill {peak_b} KiB");
+    assert!(peak_b < 40 << 10, "B's fill peaked at {peak_b} KiB");
+    assert!(
+        peak_a < 40 << 10,
+        "A's miss and publish peaked at {peak_a} KiB"
+    );
+}
+
+#[test]
+fn a_value_over_the_store_limit_stays_local_with_one_warning() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_value_over_the_store_limit") else {
+        return;
+    };
+    let a = fleet.host("a");
+    let b = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE_MAX_VALUE", "1MiB");
+    write_payload(&fleet.work().join("payload"), 2 << 20);
+    let script = r#"echo "$H.$$" >> "$W/runs"; cat "$W/payload""#;
+    let expected = fs::read(fleet.work().join("payload")).unwrap();
+    let with_flag = [
+        vec!["--store-max-value".to_owned(), "1MiB".to_owned()],
+        call(&["--ttl", "1h"], script),
+    ]
+    .concat();
+    let miss = a.run(&with_flag);
+    assert!(miss.stdout == expected, "A's output is whole");
+    assert_one_warning(&miss, "A's miss over the limit");
+    assert!(fleet.settled(), "processes linger");
+    let stored: Vec<String> = fleet
+        .keys("cacheback:*")
+        .into_iter()
+        .filter(|k| !k.ends_with(":counts") && !k.ends_with(":lease"))
+        .collect();
+    assert!(stored.is_empty(), "the value stayed local: {stored:?}");
+    let hit = a.run(&with_flag);
+    assert!(hit.stdout == expected);
+    assert_eq!(text(&hit.stderr), "", "a hit does not warn");
+    // B (the limit from the environment) finds nothing in the fleet: runs it.
+    let own = b.run(&call(&["--ttl", "1h"], script));
+    assert!(own.stdout == expected);
+    assert_eq!(fleet.runs().len(), 2, "B ran it itself");
+    assert_one_warning(&own, "B's miss over the limit");
+}
+
+// ---------------------------------------------------------------------------
+// 9. The password shows nowhere.
+// ---------------------------------------------------------------------------
+
+/// Every file under `dir`, recursively, as bytes.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let Ok(listing) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in listing.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(all_files(&path));
+        } else if let Ok(bytes) = fs::read(&path) {
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[test]
+fn the_store_password_appears_in_no_output_and_no_file() {
+    const PW: &str = "s3cret-fleet-pw";
+    const WRONG: &str = "wr0ng-fleet-pw";
+    let Some(mut fleet) = Fleet::start(
+        &["user cacheback on >s3cret-fleet-pw ~* +@all"],
+        "fleet::the_store_password",
+    ) else {
+        return;
+    };
+    let port = fleet.redis.port;
+    let a = fleet.host("a").with_env(
+        "CACHEBACK_STORE",
+        &format!("redis://cacheback:{PW}@127.0.0.1:{port}"),
+    );
+    let b = fleet
+        .host("b")
+        .with_env(
+            "CACHEBACK_STORE",
+            &format!("redis://cacheback@127.0.0.1:{port}"),
+        )
+        .with_env("CACHEBACK_STORE_PASSWORD", PW);
+    let first = prime(&fleet, &a, &[&b]);
+    let mut outputs = Vec::new();
+    let script = body();
+    let shown = [&["show", "--"][..], &["sh", "-c", &script]].concat();
+    for host in [&a, &b] {
+        outputs.push(host.run(&standard()));
+        outputs.push(host.cacheback(&["stats"]));
+        outputs.push(host.cacheback(&["stats", "--json"]));
+        outputs.push(host.cacheback(&shown));
+    }
+    // A wrong password: a warning, the command runs, neither password shows.
+    let c = fleet.host("c").with_env(
+        "CACHEBACK_STORE",
+        &format!("redis://cacheback:{WRONG}@127.0.0.1:{port}"),
+    );
+    let refused = c.run(&standard());
+    assert_eq!(fleet.runs().len(), 2);
+    assert_eq!(text(&refused.stdout), format!("{}\n", fleet.runs()[1]));
+    assert_one_warning(&refused, "a wrong password");
+    assert!(
+        !contains(&refused.stderr, WRONG),
+        "{}",
+        text(&refused.stderr)
+    );
+    // The store gone: the warning names it without the password.
+    fleet.redis.kill();
+    let d = fleet.host("d").with_env(
+        "CACHEBACK_STORE",
+        &format!("redis://cacheback:{PW}@127.0.0.1:{port}"),
+    );
+    let down = d.run(&standard());
+    assert_one_warning(&down, "the store down");
+    outputs.push(down);
+    let e = fleet
+        .host("e")
+        .with_env(
+            "CACHEBACK_STORE",
+            &format!("redis://cacheback@127.0.0.1:{port}"),
+        )
+        .with_env("CACHEBACK_STORE_PASSWORD", PW);
+    let down = e.run(&standard());
+    assert_one_warning(&down, "the store down, password from the environment");
+    outputs.push(down);
+    for output in &outputs {
+        for stream in [&output.stdout, &output.stderr] {
+            assert!(
+                !contains(stream, PW),
+                "the password shows: {}",
+                text(stream)
+            );
+        }
+    }
+    for (path, bytes) in all_files(&fleet.root.path().join("hosts")) {
+        assert!(
+            !contains(&bytes, PW),
+            "the password is in {}",
+            path.display()
+        );
+    }
+    let _ = first;
+}
+
+// ---------------------------------------------------------------------------
+// Options: flags before or after the subcommand, their environment twins.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn store_options_work_as_flags_before_or_after_the_subcommand_and_from_the_environment() {
+    let Some(fleet) = Fleet::start(&[], "fleet::store_options") else {
+        return;
+    };
+    let url = fleet.redis.url();
+    let a = fleet.host("a").without_env("CACHEBACK_STORE");
+    let before = [
+        vec![
+            "--store".to_owned(),
+            url.clone(),
+            "--store-prefix".to_owned(),
+            "team".to_owned(),
+            "--store-timeout".to_owned(),
+            "2s".to_owned(),
+            "--store-max-value".to_owned(),
+            "10MiB".to_owned(),
+            "run".to_owned(),
+        ],
+        standard(),
+    ]
+    .concat();
+    let out = a.cacheback(&before);
+    let first = fleet.runs().first().cloned().unwrap_or_default();
+    assert_prints(&out, &first, "flags before `run`");
+    assert!(
+        wait_until(SETTLE, || !fleet.keys("team:*:meta").is_empty()),
+        "the value is under the prefix `team`: {:?}",
+        fleet.keys("*")
+    );
+    assert!(
+        fleet.keys("cacheback:*").is_empty(),
+        "{:?}",
+        fleet.keys("*")
+    );
+    // After the subcommand, on B: filled from `team`.
+    let b = fleet.host("b").without_env("CACHEBACK_STORE");
+    let after = [
+        vec![
+            "--store".to_owned(),
+            url.clone(),
+            "--store-prefix".to_owned(),
+            "team".to_owned(),
+            "--store-timeout".to_owned(),
+            "2s".to_owned(),
+        ],
+        standard(),
+    ]
+    .concat();
+    assert_prints(&b.run(&after), &first, "flags after `run`");
+    assert_eq!(fleet.runs().len(), 1, "B filled from the fleet");
+    // From the environment, over the Unix socket, database 5, another prefix.
+    let c = fleet
+        .host("c")
+        .with_env(
+            "CACHEBACK_STORE",
+            &format!("unix://{}?db=5", fleet.redis.socket.display()),
+        )
+        .with_env("CACHEBACK_STORE_PREFIX", "other");
+    let own = c.run(&standard());
+    assert_eq!(fleet.runs().len(), 2, "nothing under `other` yet: C ran it");
+    assert_prints(&own, &fleet.runs()[1], "C");
+    let in_db5 = || {
+        text(
+            &fleet
+                .redis
+                .cli(&["-n", "5", "--scan", "--pattern", "other:*:meta"])
+                .stdout,
+        )
+    };
+    assert!(
+        wait_until(SETTLE, || !in_db5().is_empty()),
+        "C's value is in database 5 under `other`"
+    );
+    // A flag wins over its environment twin.
+    let d = fleet
+        .host("d")
+        .with_env("CACHEBACK_STORE", "redis://127.0.0.1:1")
+        .with_env("CACHEBACK_STORE_PREFIX", "nothing-here");
+    assert_prints(&d.run(&after), &first, "the flags over the environment");
+    assert_eq!(fleet.runs().len(), 2, "D filled from `team`");
+}
+
+// ---------------------------------------------------------------------------
+// A seeded random model: several hosts, random operations, invariants.
+// ---------------------------------------------------------------------------
+
+/// The model's command: a token, a short run.
+const MODEL_BODY: &str = r#"t="$H.$$"; echo "$t" >> "$W/runs"; sleep 0.3; echo "$t""#;
+
+/// Seeded random steps over three hosts sharing one entry: concurrent calls
+/// on fresh and stale copies, ageing, invalidations, the server paused or
+/// restarted, refreshers killed. After every call every caller printed
+/// exactly one token some execution produced (never a mix, never nothing);
+/// and while the store stayed healthy, a stale period (from one ageing of
+/// every copy to the next) ran the command at most once fleet-wide. Replay
+/// a failure with `CACHEBACK_FLEET_CLI_SEED=<seed>`; `CACHEBACK_FLEET_CLI_STEPS`
+/// sets the number of steps (default 18).
+#[test]
+fn random_fleet_operations_keep_every_caller_whole_and_one_run_per_stale_period() {
+    let Some(mut fleet) = Fleet::start(&[], "fleet::random_fleet_operations") else {
+        return;
+    };
+    let seed: u64 = std::env::var("CACHEBACK_FLEET_CLI_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let steps: usize = std::env::var("CACHEBACK_FLEET_CLI_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(18);
+    eprintln!(
+        "fleet CLI model seed: {seed} (CACHEBACK_FLEET_CLI_SEED={seed} cargo test --release --test integration random_fleet_operations replays it)"
+    );
+    let mut state = seed;
+    let mut next = move |limit: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % limit
+    };
+    let hosts: Vec<Host> = ["a", "b", "c"].iter().map(|n| fleet.host(n)).collect();
+    let args = call(&["--ttl", "1h"], MODEL_BODY);
+    // The current stale period: runs when it began, and whether it is clean
+    // (no fault, no invalidation, no host skipping the store).
+    let mut period_start = 0usize;
+    let mut clean = true;
+    let mut log: Vec<String> = Vec::new();
+    let check_period = |fleet: &Fleet, start: usize, clean: bool, log: &[String], at: &str| {
+        assert!(
+            fleet.settled(),
+            "seed {seed}, {at}: processes linger; {log:?}"
+        );
+        let ran = fleet.runs().len() - start;
+        if clean {
+            assert!(
+                ran <= 1,
+                "seed {seed}, {at}: {ran} executions in one stale period with the store healthy; steps: {log:?}"
+            );
+        }
+    };
+    for step in 0..steps {
+        let at = format!("step {step}");
+        match next(10) {
+            0..=4 => {
+                // Concurrent callers on one or two hosts.
+                let n = 1 + next(4) as usize;
+                let chosen: Vec<&Host> =
+                    (0..1 + next(2)).map(|_| &hosts[next(3) as usize]).collect();
+                log.push(format!(
+                    "{at}: {n} callers on {:?}",
+                    chosen.iter().map(|h| &h.name).collect::<Vec<_>>()
+                ));
+                let callers = spawn_fleet_callers(&chosen, n, &args);
+                for (host, child) in callers {
+                    let output = child.wait_with_output().unwrap();
+                    let runs = fleet.runs();
+                    let printed = text(&output.stdout);
+                    let token = printed.strip_suffix('\n').unwrap_or("");
+                    assert!(
+                        output.status.success()
+                            && runs.iter().any(|t| t == token)
+                            && !token.contains('\n'),
+                        "seed {seed}, {at}: a caller on {host} printed {printed:?} (status {:?}, stderr {:?}); runs {runs:?}; steps: {log:?}",
+                        output.status,
+                        text(&output.stderr)
+                    );
+                }
+            }
+            5 | 6 => {
+                // A new stale period: every copy aged.
+                check_period(&fleet, period_start, clean, &log, &at);
+                let refs: Vec<&Host> = hosts.iter().collect();
+                fleet.age_all(&refs, 7200);
+                period_start = fleet.runs().len();
+                clean = hosts.iter().all(|h| !h.store_skipped());
+                log.push(format!("{at}: aged, clean {clean}"));
+            }
+            7 => {
+                let host = &hosts[next(3) as usize];
+                let inv = [&["invalidate", "--"][..], &["sh", "-c", MODEL_BODY]].concat();
+                let out = host.cacheback(&inv);
+                log.push(format!(
+                    "{at}: invalidate on {} -> {:?}",
+                    host.name,
+                    out.status.code()
+                ));
+                clean = false;
+            }
+            8 => {
+                clean = false;
+                if next(2) == 0 {
+                    log.push(format!("{at}: server paused for callers"));
+                    fleet.redis.pause();
+                    let host = &hosts[next(3) as usize];
+                    let out = host.run(&args);
+                    fleet.redis.resume();
+                    let runs = fleet.runs();
+                    let token = text(&out.stdout);
+                    assert!(
+                        out.status.success() && runs.iter().any(|t| format!("{t}\n") == token),
+                        "seed {seed}, {at}: with the server paused, {} printed {token:?}; runs {runs:?}; steps: {log:?}",
+                        host.name
+                    );
+                } else {
+                    log.push(format!("{at}: server restarted"));
+                    fleet.redis.restart();
+                }
+                // "30 s later": the hosts try the store again.
+                assert!(fleet.settled(), "seed {seed}, {at}: processes linger");
+                for host in &hosts {
+                    if let Ok(marker) = fs::File::options().write(true).open(host.down_marker()) {
+                        marker
+                            .set_modified(SystemTime::now() - Duration::from_secs(31))
+                            .unwrap();
+                    }
+                }
+            }
+            _ => {
+                // A stale hit, and its refresher killed with kill -9.
+                let host = &hosts[next(3) as usize];
+                host.age(7200);
+                let out = host.run(&args);
+                let refreshers: Vec<u32> = fleet
+                    .processes()
+                    .into_iter()
+                    .filter(|pid| {
+                        fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .is_ok_and(|c| c.trim() == "cacheback")
+                    })
+                    .collect();
+                for pid in &refreshers {
+                    signal(*pid, nix::sys::signal::Signal::SIGKILL);
+                }
+                log.push(format!(
+                    "{at}: stale hit on {} and {} refresher(s) killed",
+                    host.name,
+                    refreshers.len()
+                ));
+                clean = false;
+                let runs = fleet.runs();
+                let token = text(&out.stdout);
+                assert!(
+                    out.status.success() && runs.iter().any(|t| format!("{t}\n") == token),
+                    "seed {seed}, {at}: {} printed {token:?}; runs {runs:?}; steps: {log:?}",
+                    host.name
+                );
+                // Let the dead lease expire before the next step.
+                std::thread::sleep(Duration::from_millis(2200));
+            }
+        }
+    }
+    check_period(&fleet, period_start, clean, &log, "the end");
+    eprintln!(
+        "fleet CLI model seed {seed}: {steps} steps, {} executions; {}",
+        fleet.runs().len(),
+        log.join("; ")
+    );
+}
