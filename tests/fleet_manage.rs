@@ -406,7 +406,7 @@ fn fleet_manage_show_describes_the_fleet_value_and_one_only_the_fleet_has() {
         assert!(only.contains("\nname:         alpha\n"), "{only}");
         assert!(only.starts_with("key:          "), "{only}");
         assert!(only.contains("fleet:        fresh, produced"), "{only}");
-        assert!(only.contains("fleet counts: 1 runs"), "{only}");
+        assert!(only.contains("fleet counts: 1 run, "), "{only}");
         assert!(only.contains("not in this host's cache"), "{only}");
     }
     assert!(b.cache.files(".entry").is_empty(), "show copies nothing");
@@ -939,26 +939,33 @@ fn fleet_manage_two_prefixes_on_one_server_are_separate_caches() {
     assert_eq!(stats["fleet"]["entries"], serde_json::json!([]));
 }
 
+/// A prefix with SCAN glob characters (`\` escapes the next character in a
+/// pattern) would publish values that no listing finds: it is refused, by
+/// `run` with a warning (the local cache still works) and by the management
+/// commands as a usage error.
 #[test]
-fn fleet_manage_a_prefix_with_glob_escapes_lists_its_own_entries() {
-    let test = "fleet_manage_a_prefix_with_glob_escapes";
+fn fleet_manage_a_prefix_with_glob_characters_is_refused() {
+    let test = "fleet_manage_a_prefix_with_glob_characters";
     let Some((server, url)) = start(test, &[]) else {
         return;
     };
-    // `\` escapes the next character in a SCAN pattern.
-    let host = Host::new(&url).with("CACHEBACK_STORE_PREFIX", r"a\b");
-    host.produce(Some("escaped"));
-    assert_eq!(
-        scanned_meta_keys(&server, r"a\b").len(),
-        1,
-        "it was published"
-    );
-    let stats = host.stats(&[]);
-    assert_eq!(
-        fleet_keys_in_json(&stats),
-        scanned_meta_keys(&server, r"a\b"),
-        "{stats:#}"
-    );
+    for prefix in [r"a\b", "a]b", "a*"] {
+        let host = Host::new(&url).with("CACHEBACK_STORE_PREFIX", prefix);
+        let script = script(Some("escaped"));
+        let run = host.cb(&["run", "--ttl", "1h", "--", "sh", "-c", &script]);
+        assert!(run.status.success(), "{run:?}");
+        assert!(
+            stderr(&run).contains("not using the fleet store: store prefix"),
+            "{run:?}"
+        );
+        assert!(
+            scanned_meta_keys(&server, prefix).is_empty(),
+            "nothing published"
+        );
+        let stats = host.cb(&["stats"]);
+        assert_eq!(stats.status.code(), Some(2), "{stats:?}");
+        assert!(stderr(&stats).contains("store prefix"), "{stats:?}");
+    }
 }
 
 /// Random sequences of `run`, `invalidate` (by command, by label, `--all`),
@@ -1196,7 +1203,7 @@ fn fleet_manage_a_failed_refresh_shows_in_the_fleet_row() {
     assert!(row.contains("exit 3: boom"), "{table}");
     let shown = b.ok(&["show", "--name", "flaky"]);
     assert!(shown.contains("exit 3, 1 in a row"), "{shown}");
-    assert!(shown.contains("1 failures"), "{shown}");
+    assert!(shown.contains("1 failure\n"), "{shown}");
 }
 
 #[test]
@@ -1364,4 +1371,78 @@ fn fleet_manage_control_characters_in_fleet_rows_are_escaped() {
         .nth(2)
         .unwrap_or_else(|| panic!("no fleet row in\n{table}"));
     assert!(row.contains("exit 4: bad"), "{table}");
+}
+
+/// The wrapped command (whose output is cached and shared with the whole
+/// fleet) and the `--on-refresh` hook never see the store's password: not
+/// `CACHEBACK_STORE_PASSWORD`, and not a `CACHEBACK_STORE` whose URL holds
+/// it. A URL without a password is passed on, for commands that call
+/// cacheback themselves.
+#[test]
+fn fleet_manage_the_wrapped_command_never_sees_the_password() {
+    let test = "fleet_manage_the_wrapped_command_never_sees_the_password";
+    let password = "leak-me-Q7";
+    let acl = format!("user cb on >{password} ~cacheback:* +@all");
+    let Some((server, _)) = start(test, &[acl.as_str()]) else {
+        return;
+    };
+    let plain = format!("redis://cb@127.0.0.1:{}", server.port);
+    let inline = format!("redis://cb:{password}@127.0.0.1:{}", server.port);
+    for (store, from_env) in [(&plain, true), (&inline, false)] {
+        let mut host = Host::new(store);
+        if from_env {
+            host = host.with("CACHEBACK_STORE_PASSWORD", password);
+        }
+        let hook_out = host.cache.work().join("hook-env");
+        let hook = format!("env > '{}'", hook_out.display());
+        // Each round its own command: the second would otherwise copy the
+        // first's value from the fleet.
+        let command = format!("env; : {from_env}");
+        let run = host.cb(&["run", "--ttl", "1h", "--", "sh", "-c", &command]);
+        assert!(run.status.success(), "{run:?}");
+        let seen = stdout(&run);
+        assert!(
+            !seen.contains(password),
+            "the command saw the password:\n{seen}"
+        );
+        assert_eq!(
+            seen.contains(&plain),
+            from_env,
+            "a password-free URL is passed on"
+        );
+        // A refresh with a hook: the hook's environment is clean too.
+        host.ok(&["invalidate", "--refresh", "--", "sh", "-c", &command]);
+        let warmed = host.cb(&[
+            "warm",
+            "--ttl",
+            "1h",
+            "--on-refresh",
+            &hook,
+            "--",
+            "sh",
+            "-c",
+            "env; date +%N",
+        ]);
+        assert!(warmed.status.success(), "{warmed:?}");
+        host.settle();
+        let hook_env = fs::read_to_string(&hook_out).unwrap_or_default();
+        assert!(
+            hook_env.contains("CACHEBACK_KEY="),
+            "the hook ran: {hook_env}"
+        );
+        assert!(
+            !hook_env.contains(password),
+            "the hook saw the password:\n{hook_env}"
+        );
+        let published = server.cli_text(&["--scan", "--pattern", "cacheback:*"]);
+        assert!(!published.is_empty(), "values were published");
+        for name in published.lines() {
+            let kind = server.cli_text(&["type", name]);
+            let content = match kind.trim() {
+                "hash" => server.cli_text(&["hgetall", name]),
+                _ => server.cli_text(&["get", name]),
+            };
+            assert!(!content.contains(password), "{name} holds the password");
+        }
+    }
 }
