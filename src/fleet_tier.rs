@@ -120,11 +120,12 @@ impl FleetSettings {
             return Ok(None);
         }
         let password = env(crate::store::redis::url::ENV_PASSWORD);
-        let url = StoreUrl::parse(&text, password)?;
+        let mut url = StoreUrl::parse(&text, password)?;
         let ca_file = self
             .ca_file
             .clone()
             .or_else(|| env(ENV_CA_FILE).map(PathBuf::from));
+        url.ca_file = ca_file.clone();
         let connect_timeout = match self.timeout {
             Some(timeout) => timeout,
             None => from_env(ENV_TIMEOUT, crate::units::parse_timeout)?

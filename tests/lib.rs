@@ -16,4 +16,5 @@ mod prompts;
 mod recipes;
 mod redis_client;
 mod redis_harness;
+mod redis_tls;
 mod run;

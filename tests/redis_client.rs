@@ -160,12 +160,6 @@ fn a_store_found_down_is_skipped_for_a_while_by_every_caller_then_retried() {
     assert!(!marker.exists());
 }
 
-#[test]
-fn tls_addresses_say_they_are_not_supported_yet() {
-    let err = connect("rediss://127.0.0.1:1").err().unwrap();
-    assert!(err.to_string().contains("TLS"), "{err}");
-}
-
 mod fleet {
     use std::time::Duration;
 

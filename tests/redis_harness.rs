@@ -4,7 +4,7 @@
 //! (the protocol client) and `tests/fleet.rs` (the binary).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,30 @@ pub struct RedisServer {
     pub port: u16,
     /// Its Unix socket.
     pub socket: PathBuf,
+    /// Its TLS port on 127.0.0.1, when started with [`RedisServer::start_tls`].
+    pub tls_port: Option<u16>,
     conf: PathBuf,
+    tls: Option<Tls>,
     dir: tempfile::TempDir,
+}
+
+/// A TLS port and what it serves.
+#[derive(Clone)]
+struct Tls {
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
+    ask_clients: bool,
+}
+
+/// A port the kernel says is free: it picks one, we let go of it, redis
+/// takes it.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl RedisServer {
@@ -26,26 +48,45 @@ impl RedisServer {
         if !crate::harness::installed("redis-server", test) {
             return None;
         }
+        Some(RedisServer::launch(config, None))
+    }
+
+    /// [`RedisServer::start`] with a TLS port besides the plain one, serving
+    /// `cert` and `key` (PEM files) without asking clients for a certificate
+    /// unless `config` has a `tls-auth-clients` line.
+    pub fn start_tls(config: &[&str], cert: &Path, key: &Path, test: &str) -> Option<RedisServer> {
+        if !crate::harness::installed("redis-server", test) {
+            return None;
+        }
+        let tls = Tls {
+            port: free_port(),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            ask_clients: config
+                .iter()
+                .any(|line| line.starts_with("tls-auth-clients")),
+        };
+        Some(RedisServer::launch(config, Some(tls)))
+    }
+
+    fn launch(config: &[&str], tls: Option<Tls>) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("redis.conf");
         std::fs::write(&conf, config.join("\n")).unwrap();
         let socket = dir.path().join("redis.sock");
-        // A free port: the kernel picks one, we let go of it, redis takes it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = spawn(&conf, port, &socket, &dir);
+        let port = free_port();
+        let child = spawn(&conf, port, &socket, &dir, tls.as_ref());
         let server = RedisServer {
             child,
             port,
             socket,
+            tls_port: tls.as_ref().map(|tls| tls.port),
             conf,
+            tls,
             dir,
         };
         server.wait_ready();
-        Some(server)
+        server
     }
 
     fn wait_ready(&self) {
@@ -99,7 +140,13 @@ impl RedisServer {
     /// port and socket.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.conf, self.port, &self.socket, &self.dir);
+        self.child = spawn(
+            &self.conf,
+            self.port,
+            &self.socket,
+            &self.dir,
+            self.tls.as_ref(),
+        );
         self.wait_ready();
     }
 
@@ -121,15 +168,37 @@ impl RedisServer {
     }
 }
 
-fn spawn(conf: &PathBuf, port: u16, socket: &PathBuf, dir: &tempfile::TempDir) -> Child {
-    Command::new("redis-server")
+fn spawn(
+    conf: &PathBuf,
+    port: u16,
+    socket: &PathBuf,
+    dir: &tempfile::TempDir,
+    tls: Option<&Tls>,
+) -> Child {
+    let mut command = Command::new("redis-server");
+    command
         .arg(conf)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--unixsocket")
         .arg(socket)
         .args(["--unixsocketperm", "700", "--dir"])
-        .arg(dir.path())
+        .arg(dir.path());
+    if let Some(tls) = tls {
+        command
+            .args(["--tls-port", &tls.port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&tls.cert)
+            .arg("--tls-key-file")
+            .arg(&tls.key)
+            // Redis wants a CA even when it asks clients for nothing.
+            .arg("--tls-ca-cert-file")
+            .arg(&tls.cert);
+        if !tls.ask_clients {
+            command.args(["--tls-auth-clients", "no"]);
+        }
+    }
+    command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::resp::{self, Value};
+use super::tls::{TlsStream, Trust};
 use super::url::{StoreUrl, Transport};
 
 /// Default limit on connecting (and on each reply), short enough that a
@@ -43,6 +44,15 @@ pub enum StoreError {
         /// The server's message.
         message: String,
     },
+    /// TLS could not be set up: the CA file cannot be read or holds no
+    /// certificate, or no system CA bundle was found.
+    #[error("store {url}: {what}")]
+    Tls {
+        /// The address, without its password.
+        url: String,
+        /// What, naming the file.
+        what: String,
+    },
     /// Something this build cannot do.
     #[error("store {url}: {what}")]
     Unsupported {
@@ -56,16 +66,10 @@ pub enum StoreError {
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
-    fn try_clone(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Stream::Tcp(stream) => Stream::Tcp(stream.try_clone()?),
-            Stream::Unix(stream) => Stream::Unix(stream.try_clone()?),
-        })
-    }
-
     fn set_timeouts(&self, limit: Duration) -> io::Result<()> {
         match self {
             Stream::Tcp(stream) => {
@@ -76,7 +80,25 @@ impl Stream {
                 stream.set_read_timeout(Some(limit))?;
                 stream.set_write_timeout(Some(limit))
             }
+            Stream::Tls(stream) => {
+                stream.sock.set_read_timeout(Some(limit))?;
+                stream.sock.set_write_timeout(Some(limit))
+            }
         }
+    }
+
+    /// Sends the commands in one buffered write.
+    fn send(&mut self, commands: &[&[&[u8]]]) -> io::Result<()> {
+        let mut writer = io::BufWriter::new(self);
+        let sent = commands
+            .iter()
+            .try_for_each(|args| resp::write_command(&mut writer, args))
+            .and_then(|()| writer.flush());
+        if sent.is_err() {
+            // Drop what could not be sent rather than wait on it once more.
+            let _ = writer.into_parts();
+        }
+        sent
     }
 }
 
@@ -85,6 +107,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(stream) => stream.read(buf),
             Stream::Unix(stream) => stream.read(buf),
+            Stream::Tls(stream) => stream.read(buf).map_err(super::tls::explain),
         }
     }
 }
@@ -94,6 +117,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(stream) => stream.write(buf),
             Stream::Unix(stream) => stream.write(buf),
+            Stream::Tls(stream) => stream.write(buf),
         }
     }
 
@@ -101,20 +125,22 @@ impl Write for Stream {
         match self {
             Stream::Tcp(stream) => stream.flush(),
             Stream::Unix(stream) => stream.flush(),
+            Stream::Tls(stream) => stream.flush(),
         }
     }
 }
 
 /// An open, authenticated connection with its database selected.
 pub struct Connection {
-    reader: BufReader<Stream>,
-    writer: io::BufWriter<Stream>,
+    /// Read through the buffer, written past it (see [`Stream::send`]).
+    stream: BufReader<Stream>,
     url: String,
 }
 
 impl Connection {
-    /// Connects within `connect_timeout`, then authenticates and selects the
-    /// database; every later reply must come within `io_timeout`.
+    /// Connects within `connect_timeout` (with `rediss://`, the TLS
+    /// handshake included), then authenticates and selects the database;
+    /// every later reply must come within `io_timeout`.
     pub fn open(
         url: &StoreUrl,
         connect_timeout: Duration,
@@ -125,25 +151,31 @@ impl Connection {
             url: shown.clone(),
             source,
         };
+        let deadline = Instant::now() + connect_timeout;
         let stream = match &url.transport {
             Transport::Tcp { host, port } => {
-                Stream::Tcp(connect_tcp(host, *port, connect_timeout).map_err(connect_error)?)
+                Stream::Tcp(connect_tcp(host, *port, deadline).map_err(connect_error)?)
             }
             Transport::Unix(path) => {
                 Stream::Unix(UnixStream::connect(path).map_err(connect_error)?)
             }
-            Transport::Tls { .. } => {
-                return Err(StoreError::Unsupported {
-                    url: shown,
-                    what: "TLS (rediss://) is not supported by this build",
-                });
+            Transport::Tls { host, port } => {
+                // The CA file first: its errors need no network.
+                let trust =
+                    Trust::load(url.ca_file.as_deref()).map_err(|what| StoreError::Tls {
+                        url: shown.clone(),
+                        what,
+                    })?;
+                let tcp = connect_tcp(host, *port, deadline).map_err(connect_error)?;
+                let tls = trust
+                    .handshake(tcp, host, deadline)
+                    .map_err(connect_error)?;
+                Stream::Tls(Box::new(tls))
             }
         };
         stream.set_timeouts(io_timeout).map_err(connect_error)?;
-        let reader = BufReader::new(stream.try_clone().map_err(connect_error)?);
         let mut connection = Connection {
-            reader,
-            writer: io::BufWriter::new(stream),
+            stream: BufReader::new(stream),
             url: shown,
         };
         if let Some(password) = &url.password {
@@ -172,17 +204,15 @@ impl Connection {
             url: url.to_owned(),
             source,
         };
-        for args in commands {
-            resp::write_command(&mut self.writer, args).map_err(|err| io_error(&self.url, err))?;
-        }
-        self.writer
-            .flush()
+        self.stream
+            .get_mut()
+            .send(commands)
             .map_err(|err| io_error(&self.url, err))?;
         let mut replies = Vec::with_capacity(commands.len());
         let mut refused = None;
         for args in commands {
             let reply =
-                resp::read_value(&mut self.reader).map_err(|err| io_error(&self.url, err))?;
+                resp::read_value(&mut self.stream).map_err(|err| io_error(&self.url, err))?;
             if let (Value::Error(message), None) = (&reply, &refused) {
                 refused = Some(StoreError::Refused {
                     url: self.url.clone(),
@@ -201,7 +231,7 @@ impl Connection {
 
     /// Changes how long each later reply may take.
     pub fn set_io_timeout(&mut self, limit: Duration) {
-        let _ = self.writer.get_ref().set_timeouts(limit);
+        let _ = self.stream.get_ref().set_timeouts(limit);
     }
 
     /// The server's address, without its password, for messages.
@@ -214,9 +244,8 @@ impl Connection {
     }
 }
 
-/// Connects to the first address of `host` that answers, all within `limit`.
-fn connect_tcp(host: &str, port: u16, limit: Duration) -> io::Result<TcpStream> {
-    let deadline = Instant::now() + limit;
+/// Connects to the first address of `host` that answers, all by `deadline`.
+fn connect_tcp(host: &str, port: u16, deadline: Instant) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name has no address");
     for address in (host, port).to_socket_addrs()? {
         let left = deadline.saturating_duration_since(Instant::now());

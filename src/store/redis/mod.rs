@@ -11,6 +11,7 @@ pub mod conn;
 pub mod fleet;
 pub mod health;
 pub mod resp;
+pub mod tls;
 pub mod url;
 
 pub use conn::{Connection, DEFAULT_CONNECT_TIMEOUT, StoreError};

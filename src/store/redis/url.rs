@@ -83,6 +83,10 @@ pub struct StoreUrl {
     pub password: Option<Secret>,
     /// The logical database.
     pub db: u32,
+    /// With `rediss://`, the PEM file whose certificates alone are trusted
+    /// (`--store-ca-file`); `None` trusts the system's roots. Never set by
+    /// [`StoreUrl::parse`].
+    pub ca_file: Option<PathBuf>,
 }
 
 impl StoreUrl {
@@ -140,6 +144,7 @@ impl StoreUrl {
                     user,
                     password,
                     db,
+                    ca_file: None,
                 }
             }
             "unix" => {
@@ -159,6 +164,7 @@ impl StoreUrl {
                     user: None,
                     password: None,
                     db,
+                    ca_file: None,
                 }
             }
             _ => return Err(invalid("the scheme must be redis, rediss or unix")),
