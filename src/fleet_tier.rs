@@ -97,8 +97,6 @@ impl From<StoreArgs> for FleetSettings {
 pub struct FleetConfig {
     /// Where it is (the password inside is never printed).
     pub url: StoreUrl,
-    /// The certificate authorities trusted for `rediss://`.
-    pub ca_file: Option<PathBuf>,
     /// How long to wait for it to accept a connection and answer once.
     pub connect_timeout: Duration,
     /// Largest value shared; larger ones stay local.
@@ -121,11 +119,10 @@ impl FleetSettings {
         }
         let password = env(crate::store::redis::url::ENV_PASSWORD);
         let mut url = StoreUrl::parse(&text, password)?;
-        let ca_file = self
+        url.ca_file = self
             .ca_file
             .clone()
             .or_else(|| env(ENV_CA_FILE).map(PathBuf::from));
-        url.ca_file = ca_file.clone();
         let connect_timeout = match self.timeout {
             Some(timeout) => timeout,
             None => from_env(ENV_TIMEOUT, crate::units::parse_timeout)?
@@ -152,7 +149,6 @@ impl FleetSettings {
             .unwrap_or(DEFAULT_LEASE);
         Ok(Some(FleetConfig {
             url,
-            ca_file,
             connect_timeout,
             max_value,
             prefix,

@@ -53,14 +53,6 @@ pub enum StoreError {
         /// What, naming the file.
         what: String,
     },
-    /// Something this build cannot do.
-    #[error("store {url}: {what}")]
-    Unsupported {
-        /// The address, without its password.
-        url: String,
-        /// What.
-        what: &'static str,
-    },
 }
 
 enum Stream {
