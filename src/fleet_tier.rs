@@ -537,8 +537,10 @@ impl Leased {
     /// After the run: publishes the local entry it stored (or records its
     /// failure fleet-wide) and gives the lease back. `warn`: the caller is
     /// in the foreground, with a stderr to say that a value stays local.
-    pub fn share(mut self, store: &FsStore, key: &Key, warn: bool) -> Option<Published> {
+    pub fn share(mut self, store: &FsStore, warn: bool) -> Option<Published> {
         self.keeper.stop();
+        // A copy: the lease itself is given back at the end.
+        let key = &{ *self.lease.key() };
         let entry = store.peek(key, FileKind::Entry);
         let failure = store.peek(key, FileKind::Failure);
         let fresh_entry = entry

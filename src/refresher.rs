@@ -64,7 +64,7 @@ pub fn run(
         break;
     }
     if let Some(leased) = leased {
-        leased.share(store, key, false);
+        leased.share(store, false);
     }
     if let Some(hook) = &args.on_refresh
         && stored

@@ -198,7 +198,14 @@ fn run_in_foreground(
     if let Some(err) = damaged {
         output::warn(format_args!("replacing unreadable cache entry: {err}"));
     }
-    let ran = match execute(store, key, inputs, args, &lock, true) {
+    let ran = execute(store, key, inputs, args, &lock, true);
+    // Whatever became of the run: the fleet gets its value or its failure
+    // (a command that could not start is one), and the lease goes back, so
+    // other hosts' callers stop waiting now, not when the lease expires.
+    if let Some(leased) = leased {
+        leased.share(store, true);
+    }
+    let ran = match ran {
         Ok(ran) => ran,
         // The command itself could not start (its failure is recorded);
         // any other error is the cache's, and the command still runs.
@@ -210,9 +217,6 @@ fn run_in_foreground(
             return uncached_after(&err, args);
         }
     };
-    if let Some(leased) = leased {
-        leased.share(store, key, true);
-    }
     report_timeout(ran.termination, args);
     match &ran.stdout_error {
         Some(err) => Ok(stdout_failed(err)),
