@@ -1425,7 +1425,17 @@ fn fleet_manage_the_wrapped_command_never_sees_the_password() {
         ]);
         assert!(warmed.status.success(), "{warmed:?}");
         host.settle();
-        let hook_env = fs::read_to_string(&hook_out).unwrap_or_default();
+        // The hook is detached and not waited for by anyone: wait for its
+        // output (generously; a busy machine may take a while).
+        let started = std::time::Instant::now();
+        let mut hook_env = String::new();
+        while started.elapsed() < std::time::Duration::from_secs(30) {
+            hook_env = fs::read_to_string(&hook_out).unwrap_or_default();
+            if hook_env.contains("CACHEBACK_KEY=") && hook_env.ends_with('\n') {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         assert!(
             hook_env.contains("CACHEBACK_KEY="),
             "the hook ran: {hook_env}"
