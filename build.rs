@@ -3,7 +3,8 @@
 //! - Passes `src/hit_path.ld` to the linker on Linux (glibc and musl), so the
 //!   code a cache hit runs sits together (see that file).
 //!   `CACHEBACK_DEFAULT_LAYOUT=1` skips it, for linkers that do not take
-//!   `INSERT` scripts (mold, gold).
+//!   `INSERT` scripts (mold, gold). With it goes a link map in `OUT_DIR`, which
+//!   tests/layout.rs reads.
 //! - Says loudly when the tuned flags of `.cargo/config.toml` are missing: a
 //!   `RUSTFLAGS` from the environment replaces them without a word from
 //!   cargo. The binary is still correct, only slower (docs/platforms.md has
@@ -45,6 +46,13 @@ fn main() {
         // space would not survive `-Wl,`.
         println!("cargo::rustc-link-arg-bin=cacheback=-T");
         println!("cargo::rustc-link-arg-bin=cacheback={}", script.display());
+        // The link map, so tests/layout.rs can check by name that the hit's
+        // functions landed in `.text.hit` (the released binary is stripped).
+        let map = Path::new(&env::var("OUT_DIR").unwrap()).join("cacheback.map");
+        for arg in ["-Xlinker", "-Map", "-Xlinker"] {
+            println!("cargo::rustc-link-arg-bin=cacheback={arg}");
+        }
+        println!("cargo::rustc-link-arg-bin=cacheback={}", map.display());
     }
     check_tuned_flags(&target_env);
 }

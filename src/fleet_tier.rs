@@ -107,6 +107,14 @@ pub struct FleetConfig {
     pub lease: Duration,
 }
 
+impl FleetConfig {
+    /// How long a reply may take once the store has answered once: longer
+    /// than the connect timeout, which bounds only the first round trip.
+    pub fn reply_timeout(&self) -> Duration {
+        MIN_REPLY_TIMEOUT.max(self.connect_timeout * 10)
+    }
+}
+
 impl FleetSettings {
     /// The store to use: `Ok(None)` when none is configured (no `--store`,
     /// `CACHEBACK_STORE` unset or empty); `Err` is a one-line reason.
@@ -264,6 +272,30 @@ pub enum MissOutcome {
     Run(Box<Leased>),
 }
 
+/// The fleet's metadata of `key`, or `None` when the store failed (it is
+/// then marked down). The first read is bounded by the connect timeout;
+/// once the store has `answered`, later replies get [`FleetConfig::reply_timeout`].
+fn read_meta(
+    fleet: &mut Fleet,
+    config: &FleetConfig,
+    store: &FsStore,
+    key: &Key,
+    answered: &mut bool,
+) -> Option<Option<FleetMeta>> {
+    match fleet.meta(key) {
+        Ok(meta) => {
+            if !std::mem::replace(answered, true) {
+                fleet.set_reply_timeout(config.reply_timeout());
+            }
+            Some(meta)
+        }
+        Err(err) => {
+            went_down(store, &err);
+            None
+        }
+    }
+}
+
 /// A local miss, under the local lock: copies a usable fleet value, or waits
 /// for the host running the command, or returns the lease to run it here.
 pub fn on_miss(
@@ -280,17 +312,9 @@ pub fn on_miss(
     // Bounded: each turn ends in a copy, a lease or a wait for a holder, and
     // only a holder that vanished without a result brings another turn.
     for _ in 0..8 {
-        let meta = match fleet.meta(key) {
-            Ok(meta) => meta,
-            Err(err) => {
-                went_down(store, &err);
-                return MissOutcome::Local;
-            }
+        let Some(meta) = read_meta(&mut fleet, &config, store, key, &mut answered) else {
+            return MissOutcome::Local;
         };
-        if !answered {
-            answered = true;
-            fleet.set_reply_timeout(MIN_REPLY_TIMEOUT.max(config.connect_timeout * 10));
-        }
         let now = now_ms();
         if let Some(meta) = &meta
             && preamble_of(meta).is_usable(now, args.max_age.map(millis))
@@ -383,17 +407,9 @@ pub fn before_refresh(
     let mut stored = false;
     let mut answered = false;
     for _ in 0..8 {
-        let meta = match fleet.meta(key) {
-            Ok(meta) => meta,
-            Err(err) => {
-                went_down(store, &err);
-                return RefreshPlan::Local;
-            }
+        let Some(meta) = read_meta(&mut fleet, &config, store, key, &mut answered) else {
+            return RefreshPlan::Local;
         };
-        if !answered {
-            answered = true;
-            fleet.set_reply_timeout(MIN_REPLY_TIMEOUT.max(config.connect_timeout * 10));
-        }
         let now = now_ms();
         let local = store.peek(key, FileKind::Entry);
         if let Some(meta) = &meta {
@@ -737,8 +753,7 @@ pub fn connect_for_management(settings: &FleetSettings) -> crate::error::Result<
     let Some(config) = config else {
         return Ok(None);
     };
-    let timeout = MIN_REPLY_TIMEOUT.max(config.connect_timeout * 10);
-    let conn = Connection::open(&config.url, config.connect_timeout, timeout)
+    let conn = Connection::open(&config.url, config.connect_timeout, config.reply_timeout())
         .map_err(|err| store_error(&err))?;
     Ok(Some(Connected {
         fleet: Fleet::new(conn, &config.prefix, MIN_EXPIRY),

@@ -1,14 +1,46 @@
 //! The binary's code layout: the hit path's functions sit together in
 //! `.text.hit` (see src/hit_path.ld). The script's patterns name functions by
-//! path, so a rename can quietly stop one matching; this catches the loss of
-//! any large part of the hit path. build.rs passes the script on Linux only
-//! (glibc and musl), so the test is Linux's.
+//! path, and a pattern that matches nothing is silently ignored, so a rename
+//! or a moved module quietly drops a function out of the section (it has
+//! happened). The released binary is stripped, so the test reads the link map
+//! build.rs asks the linker for, and names the functions that must be there.
+//! build.rs passes the script on Linux only (glibc and musl), so the test is
+//! Linux's.
 #![cfg(all(target_os = "linux", target_endian = "little"))]
 
 use crate::harness::BIN;
 
 /// The section's size when the patterns were written was 47 KiB (release).
 const MIN_HIT_SECTION: u64 = 40 * 1024;
+
+/// Functions a fresh or stale hit runs, which must be in `.text.hit`. When
+/// one is missing, either its pattern in src/hit_path.ld stopped matching
+/// (fix the pattern) or the optimiser now inlines it (drop it from here).
+const HIT_FUNCTIONS: &[&str] = &[
+    "main",
+    "cacheback::main",
+    "cacheback::fast_args::Partial::finish",
+    "cacheback::env_defaults::apply_to_run",
+    "cacheback::key::KeyInputs::key",
+    "cacheback::units::parse_duration",
+    "cacheback::cmd::run::run",
+    "cacheback::cmd::run::replay",
+    "cacheback::store::fs::FsStore::open",
+    "cacheback::store::fs::StoredEntry::copy_range",
+    "cacheback::store::fs::events::record",
+    "cacheback::output::write_all",
+    "sha2::sha256::compress256",
+    "cacheback::refresh::start",
+    "cacheback::store::fs::FsStore::try_lock",
+    "cacheback::store::fs::lock::EntryLock::try_acquire",
+];
+
+/// glibc's start-up, allocator and system call wrappers (static glibc only;
+/// musl's are small and its archive members have other names).
+#[cfg(target_env = "gnu")]
+const LIBC_HIT_FUNCTIONS: &[&str] = &["__libc_start_main", "malloc", "free", "getenv", "read"];
+#[cfg(not(target_env = "gnu"))]
+const LIBC_HIT_FUNCTIONS: &[&str] = &[];
 
 /// Size of the named section in an ELF64 little-endian file, from its section headers.
 fn section_size(elf: &[u8], wanted: &str) -> Option<u64> {
@@ -39,6 +71,100 @@ fn hit_path_code_is_grouped() {
         size >= MIN_HIT_SECTION,
         ".text.hit holds {size} bytes, expected at least {MIN_HIT_SECTION}: patterns in src/hit_path.ld stopped matching"
     );
+    let map_path = concat!(env!("OUT_DIR"), "/cacheback.map");
+    let map = std::fs::read_to_string(map_path)
+        .unwrap_or_else(|err| panic!("reading the link map {map_path}: {err}"));
+    let grouped = symbols_in(&map, ".text.hit");
+    let missing: Vec<&str> = HIT_FUNCTIONS
+        .iter()
+        .chain(LIBC_HIT_FUNCTIONS)
+        .copied()
+        .filter(|name| !grouped.contains(*name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in .text.hit: {missing:?}. Its pattern in src/hit_path.ld stopped matching \
+         (fix it), or it is now inlined (take it out of this test's list)"
+    );
+}
+
+/// The names (hash suffixes dropped) of the symbols the link map places in
+/// output section `wanted`. Reads lld's map (fixed columns: VMA, LMA, Size,
+/// Align, then the output section at column 49, inputs and symbols indented
+/// further) and GNU ld's (output sections at column 0, mangled names), which
+/// the musl target links with.
+fn symbols_in(map: &str, wanted: &str) -> std::collections::HashSet<String> {
+    const LLD_OUT_COLUMN: usize = 49;
+    let output_section = |line: &str| -> Option<String> {
+        if line.starts_with('.') {
+            return line.split_whitespace().next().map(str::to_owned);
+        }
+        let bytes = line.as_bytes();
+        let numbers = line.get(..LLD_OUT_COLUMN)?;
+        let is_lld_row = numbers.split_whitespace().count() == 4
+            && numbers
+                .split_whitespace()
+                .all(|f| f.bytes().all(|b| b.is_ascii_hexdigit()));
+        (is_lld_row
+            && bytes
+                .get(LLD_OUT_COLUMN)
+                .is_some_and(|b| !b.is_ascii_whitespace()))
+        .then(|| line[LLD_OUT_COLUMN..].trim().to_owned())
+    };
+    let mut inside = false;
+    let mut names = std::collections::HashSet::new();
+    for line in map.lines() {
+        if let Some(section) = output_section(line) {
+            inside = section == wanted;
+        } else if inside {
+            // A symbol's row ends with its name; with function sections an
+            // input section is named after its function too, and GNU ld
+            // lists only global symbols, so take both.
+            for field in line.split_whitespace() {
+                let section = field.rsplit_once(":(").map_or(field, |(_, s)| s);
+                if let Some(function) = section.strip_prefix(".text.") {
+                    names.insert(plain_name(function.trim_end_matches(')')));
+                }
+            }
+            if let Some(last) = line.split_whitespace().last() {
+                names.insert(plain_name(last));
+            }
+        }
+    }
+    names
+}
+
+/// `a::b::c` for a legacy-mangled `_ZN1a1b1c17h<hash>E` or a demangled
+/// `a::b::c::h<hash>`; other names unchanged.
+fn plain_name(symbol: &str) -> String {
+    let is_hash = |part: &str| {
+        part.len() == 17
+            && part.starts_with('h')
+            && part[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(mut rest) = symbol.strip_prefix("_ZN") {
+        while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
+            let Ok(len) = rest[..digits].parse::<usize>() else {
+                break;
+            };
+            let Some(part) = rest.get(digits..digits + len) else {
+                break;
+            };
+            parts.push(part.to_owned());
+            rest = &rest[digits + len..];
+        }
+    } else {
+        parts = symbol.split("::").map(str::to_owned).collect();
+    }
+    if parts.len() > 1 && parts.last().is_some_and(|last| is_hash(last)) {
+        parts.pop();
+    }
+    if parts.is_empty() {
+        symbol.to_owned()
+    } else {
+        parts.join("::")
+    }
 }
 
 /// The tuned Linux build (build.rs sets `cacheback_tuned` when the flags of
