@@ -15,6 +15,7 @@ mod model;
 mod prompts;
 mod recipes;
 mod redis_client;
+mod redis_cluster;
 mod redis_harness;
 mod redis_tls;
 mod run;

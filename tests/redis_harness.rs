@@ -1,7 +1,8 @@
 //! A private `redis-server` for the tests of the fleet tier (Debian's
 //! package; `.ci/run` installs it): started on a loopback port and a Unix
 //! socket in a temp dir, stopped by PID. Shared by `tests/redis_client.rs`
-//! (the protocol client) and `tests/fleet.rs` (the binary).
+//! (the protocol client) and `tests/fleet.rs` (the binary); three of them
+//! make the Redis Cluster of `tests/redis_cluster.rs` ([`RedisCluster`]).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -213,5 +214,154 @@ impl Drop for RedisServer {
             libc::kill(self.pid(), libc::SIGCONT);
         }
         let _ = self.child.wait();
+    }
+}
+
+/// Three `redis-server`s with cluster support on loopback, formed into one
+/// Redis Cluster by the test itself (`CLUSTER ADDSLOTSRANGE` on each,
+/// `CLUSTER MEET`, then `CLUSTER INFO` polled until every node says
+/// `cluster_state:ok`), each stopped by PID when dropped.
+pub struct RedisCluster {
+    /// The nodes; node `i` was given the `i`-th third of the slots.
+    pub nodes: Vec<RedisServer>,
+}
+
+/// The slots node `i` is given first.
+pub const THIRDS: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+
+impl RedisCluster {
+    /// Starts and forms the cluster; `None` (the test skips, saying so)
+    /// without redis-server or redis-cli. A node declares another failed
+    /// after `node_timeout_ms` without an answer.
+    pub fn start(test: &str, node_timeout_ms: u32) -> Option<RedisCluster> {
+        if !crate::harness::installed("redis-cli", test) {
+            return None;
+        }
+        let mut nodes = Vec::new();
+        let mut buses = Vec::new();
+        for _ in 0..3 {
+            // The bus port defaults to port + 10000, which a high free port
+            // would push past 65535: give it a free port of its own (and
+            // MEET must then be told it).
+            buses.push(free_port());
+            let bus = format!("cluster-port {}", buses[buses.len() - 1]);
+            let timeout = format!("cluster-node-timeout {node_timeout_ms}");
+            let config = [
+                "cluster-enabled yes",
+                "cluster-config-file nodes.conf",
+                bus.as_str(),
+                timeout.as_str(),
+            ];
+            nodes.push(RedisServer::start(&config, test)?);
+        }
+        let cluster = RedisCluster { nodes };
+        for (node, (first, last)) in cluster.nodes.iter().zip(THIRDS) {
+            let said = node.cli_text(&[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &first.to_string(),
+                &last.to_string(),
+            ]);
+            assert_eq!(said.trim(), "OK", "ADDSLOTSRANGE on port {}", node.port);
+        }
+        for (other, bus) in cluster.nodes[1..].iter().zip(&buses[1..]) {
+            let said = cluster.nodes[0].cli_text(&[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &other.port.to_string(),
+                &bus.to_string(),
+            ]);
+            assert_eq!(said.trim(), "OK", "MEET port {}", other.port);
+        }
+        cluster.wait_ok(Duration::from_secs(60));
+        Some(cluster)
+    }
+
+    /// Waits until every node sees the whole cluster, every slot served.
+    #[track_caller]
+    pub fn wait_ok(&self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let infos: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|node| node.cli_text(&["CLUSTER", "INFO"]))
+                .collect();
+            let ok = infos.iter().all(|info| {
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_known_nodes:3")
+                    && info.contains("cluster_slots_ok:16384")
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the cluster did not form within {limit:?}: {infos:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT` of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        self.nodes[i].url()
+    }
+
+    /// `CLUSTER KEYSLOT name`, as the server computes it.
+    pub fn slot_of(&self, name: &str) -> u16 {
+        let slot = self.nodes[0].cli_text(&["CLUSTER", "KEYSLOT", name]);
+        slot.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("KEYSLOT {name}: {slot:?}"))
+    }
+
+    /// The node serving `slot` now, as node 0's `CLUSTER NODES` says.
+    pub fn owner_of(&self, slot: u16) -> usize {
+        let nodes = self.nodes[0].cli_text(&["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let owns = fields.iter().skip(8).any(|range| {
+                let (first, last) = range.split_once('-').unwrap_or((range, range));
+                matches!((first.parse::<u16>(), last.parse::<u16>()),
+                    (Ok(first), Ok(last)) if (first..=last).contains(&slot))
+            });
+            if owns {
+                let port: u16 = fields[1]
+                    .split('@')
+                    .next()
+                    .and_then(|address| address.rsplit_once(':'))
+                    .and_then(|(_, port)| port.parse().ok())
+                    .unwrap();
+                return self
+                    .nodes
+                    .iter()
+                    .position(|node| node.port == port)
+                    .unwrap();
+            }
+        }
+        panic!("no node serves slot {slot}: {nodes}")
+    }
+
+    /// The key names on node `i` matching `pattern` (its own, as SCAN lists them).
+    pub fn keys_on(&self, i: usize, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self.nodes[i]
+            .cli_text(&["--scan", "--pattern", pattern])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl RedisCluster {
+    /// Node `i`'s id (`CLUSTER MYID`).
+    pub fn id(&self, i: usize) -> String {
+        self.nodes[i]
+            .cli_text(&["CLUSTER", "MYID"])
+            .trim()
+            .to_owned()
     }
 }

@@ -53,6 +53,53 @@ pub enum StoreError {
         /// What, naming the file.
         what: String,
     },
+    /// A Redis Cluster answered `CLUSTERDOWN`: it serves nobody until its
+    /// slots are covered again. Callers treat it as a store that is down.
+    #[error("store {url}: the cluster is down ({message})")]
+    ClusterDown {
+        /// The node that said so, without its password.
+        url: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A Redis Cluster could not serve a command: `TRYAGAIN` still after
+    /// the retries (a slot in migration), `CROSSSLOT` (keys of several
+    /// slots in one command, a bug of cacheback's), or more redirections
+    /// (`MOVED`, `ASK`) than [`MAX_REDIRECTIONS`](super::cluster::MAX_REDIRECTIONS),
+    /// which only a misconfigured or constantly resharding cluster sends.
+    #[error("store {url}: the cluster could not serve {command}: {what}")]
+    Cluster {
+        /// The node that answered last, without its password.
+        url: String,
+        /// The command's name (never its arguments).
+        command: String,
+        /// What went wrong, in one line.
+        what: String,
+    },
+}
+
+/// The error for an error reply `message` of `url` to `command`: the
+/// cluster's own refusals get variants of their own, so that a cluster that
+/// is down reads as one.
+pub fn refusal(url: &str, command: &[u8], message: &str) -> StoreError {
+    let url = url.to_owned();
+    let command = String::from_utf8_lossy(command).to_ascii_uppercase();
+    let message = message.to_owned();
+    if message.starts_with("CLUSTERDOWN") {
+        StoreError::ClusterDown { url, message }
+    } else if message.starts_with("TRYAGAIN") || message.starts_with("CROSSSLOT") {
+        StoreError::Cluster {
+            url,
+            command,
+            what: message,
+        }
+    } else {
+        StoreError::Refused {
+            url,
+            command,
+            message,
+        }
+    }
 }
 
 enum Stream {
@@ -127,6 +174,11 @@ pub struct Connection {
     /// Read through the buffer, written past it (see [`Stream::send`]).
     stream: BufReader<Stream>,
     url: String,
+    /// How it was opened, so that a Redis Cluster's other nodes can be
+    /// reached alike (same user, password, TLS trust and time limits).
+    origin: StoreUrl,
+    connect_timeout: Duration,
+    io_timeout: Duration,
 }
 
 impl Connection {
@@ -169,6 +221,9 @@ impl Connection {
         let mut connection = Connection {
             stream: BufReader::new(stream),
             url: shown,
+            origin: url.clone(),
+            connect_timeout,
+            io_timeout,
         };
         if let Some(password) = &url.password {
             let password = password.expose().as_bytes();
@@ -192,37 +247,80 @@ impl Connection {
     /// Sends several commands in one write and reads their replies in order;
     /// the first error reply fails the whole batch.
     pub fn pipeline(&mut self, commands: &[&[&[u8]]]) -> Result<Vec<Value>, StoreError> {
-        let io_error = |url: &str, source| StoreError::Io {
-            url: url.to_owned(),
-            source,
-        };
+        self.send(commands)?;
+        let replies = self.receive(commands.len())?;
+        for (args, reply) in commands.iter().zip(&replies) {
+            if let Value::Error(message) = reply {
+                let name = args.first().copied().unwrap_or_default();
+                return Err(refusal(&self.url, name, message));
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Sends several commands in one write without reading their replies:
+    /// [`Connection::receive`] reads them, so that the commands of several
+    /// connections (a cluster's nodes) wait on the network together.
+    pub fn send(&mut self, commands: &[&[&[u8]]]) -> Result<(), StoreError> {
         self.stream
             .get_mut()
             .send(commands)
-            .map_err(|err| io_error(&self.url, err))?;
-        let mut replies = Vec::with_capacity(commands.len());
-        let mut refused = None;
-        for args in commands {
-            let reply =
-                resp::read_value(&mut self.stream).map_err(|err| io_error(&self.url, err))?;
-            if let (Value::Error(message), None) = (&reply, &refused) {
-                refused = Some(StoreError::Refused {
+            .map_err(|source| StoreError::Io {
+                url: self.url.clone(),
+                source,
+            })
+    }
+
+    /// Reads `count` replies, error replies included (as [`Value::Error`]).
+    pub fn receive(&mut self, count: usize) -> Result<Vec<Value>, StoreError> {
+        (0..count)
+            .map(|_| {
+                resp::read_value(&mut self.stream).map_err(|source| StoreError::Io {
                     url: self.url.clone(),
-                    command: String::from_utf8_lossy(args.first().copied().unwrap_or_default())
-                        .to_ascii_uppercase(),
-                    message: message.clone(),
-                });
-            }
-            replies.push(reply);
-        }
-        match refused {
-            Some(err) => Err(err),
-            None => Ok(replies),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Opens a connection to another node of the same Redis Cluster, at
+    /// `host:port` as the cluster names it, with this one's credentials,
+    /// database, TLS trust and time limits. A Unix-socket origin reaches
+    /// its peers over TCP: a cluster names its nodes by address.
+    pub fn open_peer(&self, host: &str, port: u16) -> Result<Connection, StoreError> {
+        let mut url = self.origin.clone();
+        let host = host.to_owned();
+        url.transport = match url.transport {
+            Transport::Tls { .. } => Transport::Tls { host, port },
+            Transport::Tcp { .. } | Transport::Unix(_) => Transport::Tcp { host, port },
+        };
+        Connection::open(&url, self.connect_timeout, self.io_timeout)
+    }
+
+    /// The host of this connection's address (for a cluster's redirections
+    /// that leave it out); `None` on a Unix socket.
+    pub fn host(&self) -> Option<&str> {
+        match &self.origin.transport {
+            Transport::Tcp { host, .. } | Transport::Tls { host, .. } => Some(host),
+            Transport::Unix(_) => None,
         }
     }
 
-    /// Changes how long each later reply may take.
+    /// `host:port` of this connection, as a cluster would name the node
+    /// (`None` on a Unix socket).
+    pub fn address(&self) -> Option<String> {
+        match &self.origin.transport {
+            Transport::Tcp { host, port } | Transport::Tls { host, port } => {
+                Some(format!("{host}:{port}"))
+            }
+            Transport::Unix(_) => None,
+        }
+    }
+
+    /// Changes how long each later reply may take (on this connection, and
+    /// on the peers [`Connection::open_peer`] opens after).
     pub fn set_io_timeout(&mut self, limit: Duration) {
+        self.io_timeout = limit;
         let _ = self.stream.get_ref().set_timeouts(limit);
     }
 

@@ -23,6 +23,7 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use super::cluster::{Router, slot};
 use super::conn::{Connection, StoreError};
 use super::resp::Value;
 use crate::key::Key;
@@ -173,26 +174,29 @@ pub enum Published {
     Superseded,
 }
 
-/// The fleet tier of one server and key prefix.
+/// The fleet tier of one server (or Redis Cluster) and key prefix.
 pub struct Fleet {
-    conn: Connection,
+    /// Every command goes through the router: to the one server, or to the
+    /// cluster node serving its key (all of one entry's keys share a slot).
+    conn: Router,
     prefix: String,
     expiry_ms: u64,
 }
 
 impl Fleet {
     /// The fleet tier on `conn`, keys under `prefix` (e.g. `cacheback`),
-    /// each expiring `expiry` after its last write.
+    /// each expiring `expiry` after its last write. When `conn`'s server is
+    /// a Redis Cluster node, the others are found from its redirections.
     pub fn new(conn: Connection, prefix: &str, expiry: Duration) -> Fleet {
         Fleet {
-            conn,
+            conn: Router::new(conn),
             prefix: prefix.to_owned(),
             expiry_ms: expiry.as_millis().max(1) as u64,
         }
     }
 
     fn name(&self, key: &Key, part: &str) -> String {
-        format!("{}:{{{}}}:{part}", self.prefix, key.to_hex())
+        entry_key(&self.prefix, key, part)
     }
 
     /// The stored header of `key`, if the fleet has a value for it.
@@ -511,40 +515,18 @@ impl Fleet {
     /// server for as long as it takes).
     pub fn keys(&mut self) -> Result<Vec<Key>, StoreError> {
         let pattern = format!("{}:{{*}}:*", self.prefix);
-        let mut cursor = b"0".to_vec();
-        let mut keys = Vec::new();
-        loop {
-            let reply = self.conn.command(&[
-                b"SCAN",
-                &cursor,
-                b"MATCH",
-                pattern.as_bytes(),
-                b"COUNT",
-                b"1000",
-            ])?;
-            let Value::Array(Some(mut parts)) = reply else {
-                return Err(self.broken("unexpected reply to SCAN"));
-            };
-            let (Some(Value::Array(Some(found))), Some(Value::Bulk(Some(next)))) =
-                (parts.pop(), parts.pop())
-            else {
-                return Err(self.broken("unexpected reply to SCAN"));
-            };
-            for name in found {
-                if let Value::Bulk(Some(name)) = name
-                    && let Some(key) = self.key_of(&name)
-                {
-                    keys.push(key);
-                }
-            }
-            if next == b"0" {
-                break;
-            }
-            cursor = next;
-        }
+        // On a cluster, every master's keys: each holds its own slots'.
+        let names = self.conn.scan(pattern.as_bytes())?;
+        let mut keys: Vec<Key> = names.iter().filter_map(|name| self.key_of(name)).collect();
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    /// Whether the store showed itself a Redis Cluster so far (it
+    /// redirected a command, or a listing asked it).
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     fn key_of(&self, name: &[u8]) -> Option<Key> {
@@ -560,6 +542,13 @@ impl Fleet {
     }
 
     fn script(&mut self, body: &str, keys: &[&str], args: &[&[u8]]) -> Result<Value, StoreError> {
+        // A cluster runs a script only when its KEYS share a slot (else
+        // CROSSSLOT): each script here takes the keys of one entry.
+        debug_assert!(
+            keys.windows(2)
+                .all(|pair| slot(pair[0].as_bytes()) == slot(pair[1].as_bytes())),
+            "a script's KEYS span slots: {keys:?}"
+        );
         let count = keys.len().to_string();
         let mut command: Vec<&[u8]> = vec![b"EVAL", body.as_bytes(), count.as_bytes()];
         command.extend(keys.iter().map(|key| key.as_bytes()));
@@ -577,6 +566,13 @@ impl Fleet {
     fn broken(&self, what: &str) -> StoreError {
         self.io(io::Error::new(io::ErrorKind::InvalidData, what.to_owned()))
     }
+}
+
+/// The store's name of one `part` of an entry: `PREFIX:{KEY}:PART`, the
+/// key in braces a Redis Cluster hash tag, so all of an entry's keys share a
+/// slot (and a node).
+fn entry_key(prefix: &str, key: &Key, part: &str) -> String {
+    format!("{prefix}:{{{}}}:{part}", key.to_hex())
 }
 
 /// Everything the fleet holds about one key (see [`Fleet::snapshots`]).
@@ -679,4 +675,58 @@ fn random_token() -> io::Result<String> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `redis.call(CMD, FIRST` of a script, FIRST being the key the
+    /// command touches.
+    fn calls(body: &str) -> Vec<(String, String)> {
+        body.split("redis.call(")
+            .skip(1)
+            .map(|call| {
+                let mut args = call.split(',').map(|arg| arg.trim().to_owned());
+                (
+                    args.next().unwrap_or_default(),
+                    args.next().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_key_of_one_entry_shares_a_slot() {
+        let key = Key::from_hex(&"c0ffee".repeat(11)[..64]).unwrap();
+        let parts = ["meta", "fail", "counts", "lease", "123456:0", "123456:99"];
+        for prefix in ["cacheback", "team-a:cache", "x"] {
+            let slots: Vec<u16> = parts
+                .iter()
+                .map(|part| slot(entry_key(prefix, &key, part).as_bytes()))
+                .collect();
+            assert!(slots.iter().all(|&s| s == slots[0]), "{prefix}: {slots:?}");
+            assert_eq!(
+                slots[0],
+                slot(key.to_hex().as_bytes()),
+                "the tag is the key"
+            );
+        }
+    }
+
+    #[test]
+    fn scripts_touch_only_the_keys_they_are_given() {
+        // A cluster routes a script by its KEYS and refuses keys of other
+        // slots; a key name built inside a script would escape both.
+        for body in [PUBLISH, RECORD_FAILURE, MARK_STALE, RELEASE, RENEW] {
+            let calls = calls(body);
+            assert!(!calls.is_empty());
+            for (command, first) in calls {
+                assert!(
+                    first.starts_with("KEYS["),
+                    "{command} on {first} in:\n{body}"
+                );
+            }
+        }
+    }
 }

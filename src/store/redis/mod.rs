@@ -7,6 +7,7 @@
 //! the local copy in front) are still to come; nothing on the local hit path
 //! refers to this module, so it costs a cache hit nothing.
 
+pub mod cluster;
 pub mod conn;
 pub mod fleet;
 pub mod health;
