@@ -330,14 +330,37 @@ pub fn on_miss(
             Ok(failure) => failure.map(|failure| failure.finished_ms),
             Err(_) => return MissOutcome::Local,
         };
+        let generation = meta.as_ref().map(|meta| meta.generation);
         match fleet.try_lease(key, config.lease) {
             Ok(Some(lease)) => {
+                // The lease is free also when a host's run ended between
+                // our reads and our lease: its result is ours, as if we had
+                // waited for it (found by the seeded cluster model test).
+                let Some(now) = fleet
+                    .snapshots(std::slice::from_ref(key))
+                    .ok()
+                    .and_then(|mut snapshots| snapshots.pop())
+                else {
+                    let _ = fleet.release(lease);
+                    return MissOutcome::Local;
+                };
+                let failed = now.failure.filter(|f| Some(f.finished_ms) != seen_failure);
+                if now.meta.as_ref().map(|meta| meta.generation) != generation {
+                    let _ = fleet.release(lease);
+                    continue;
+                }
+                if let Some(failure) = failed {
+                    let _ = fleet.release(lease);
+                    return MissOutcome::FailedElsewhere {
+                        exit_code: failure.exit_code,
+                        stderr_tail: failure.stderr_tail,
+                    };
+                }
                 return MissOutcome::Run(Box::new(Leased::new(fleet, config, lease)));
             }
             Ok(None) => {}
             Err(_) => return MissOutcome::Local,
         }
-        let generation = meta.as_ref().map(|meta| meta.generation);
         match wait_for_holder(&mut fleet, key, generation, seen_failure) {
             Waited::Value | Waited::Gone => continue,
             Waited::Failed {
