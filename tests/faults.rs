@@ -12,7 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cacheback::store::entry::{FAILED_SINCE_OFFSET, FORMAT_VERSION, Preamble};
 use nix::sys::signal::{Signal, kill};
@@ -22,37 +22,6 @@ use crate::harness::*;
 
 /// uid and gid of `nobody`, the "other user" for ownership checks (we run as root).
 const NOBODY: u32 = 65534;
-
-/// A small xorshift generator: random kill moments, reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(what: &str) -> Rng {
-        let seed = std::env::var("CACHEBACK_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        println!("{what}: seed {seed} (CACHEBACK_FAULT_SEED to repeat)");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, limit: u64) -> u64 {
-        self.next() % limit.max(1)
-    }
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -134,7 +103,7 @@ fn whole_generation(stdout: &[u8], newest: u64) -> Option<u64> {
 
 fn refresher_kill_loop(kills: u64) {
     let cache = Cache::new();
-    let mut rng = Rng::seeded("refresher kills");
+    let mut rng = Rng::seeded("CACHEBACK_FAULT_SEED", "refresher kills");
     fs::write(cache.work().join("gen"), "0\n").unwrap();
     let args = [&["--ttl", "1h", "--"][..], &sh(LARGE)].concat();
     let start = Instant::now();
@@ -240,7 +209,7 @@ fn soak_refresher_kills() {
 #[test]
 fn caller_killed_during_a_miss_leaves_no_entry_or_a_whole_one_and_blocks_no_one() {
     let cache = Cache::new();
-    let mut rng = Rng::seeded("caller kills");
+    let mut rng = Rng::seeded("CACHEBACK_FAULT_SEED", "caller kills");
     let body = "i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); sleep 0.01; done";
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     let whole: String = (0..40).map(|i| format!("line {i}\n")).collect();
@@ -409,7 +378,7 @@ fn damaged_and_other_version_entries_are_misses_with_one_warning() {
     cache.run(&args);
     let entry = cache.entry();
     let good = fs::read(&entry).unwrap();
-    let mut rng = Rng::seeded("garbage entries");
+    let mut rng = Rng::seeded("CACHEBACK_FAULT_SEED", "garbage entries");
     let mut damages: Vec<(String, Vec<u8>)> = vec![
         ("older version 0".into(), with_version(&good, 0)),
         (

@@ -248,3 +248,39 @@ pub fn processes_with_env(var: &[u8]) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A small xorshift generator for the randomized tests, reproducible from
+/// the seed it prints.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from the environment variable `var` when set, else from the
+    /// clock; prints the seed and how to replay it.
+    pub fn seeded(var: &str, what: &str) -> Rng {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        println!("{what}: seed {seed} ({var}={seed} to repeat)");
+        Rng(seed)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..limit`.
+    pub fn below(&mut self, limit: u64) -> u64 {
+        self.next() % limit.max(1)
+    }
+}

@@ -679,3 +679,126 @@ fn cluster_a_redirection_loop_ends_in_one_warning() {
     assert_eq!(stats.status.code(), Some(125), "{stats:?}");
     assert!(!text(&stats.stderr).contains("hunter2"), "{stats:?}");
 }
+
+/// Seeded random steps over three hosts, each given a different node's URL,
+/// and six entries spread over the cluster's nodes: bursts of concurrent
+/// callers on one to three hosts, invalidations, and listings. A model
+/// holds each host's local copy and the cluster's value of every entry,
+/// and after every step:
+/// - a host with a local copy prints it; one without prints the cluster's
+///   value; with neither anywhere, every caller of the burst prints the one
+///   run the burst made;
+/// - the command ran once for a burst on an entry nobody had, else never;
+/// - `stats` through any node lists exactly the entries the model holds.
+///
+/// Replay a failure with `CACHEBACK_CLUSTER_SEED=<seed>`;
+/// `CACHEBACK_CLUSTER_STEPS` sets the number of steps (default 24).
+#[test]
+fn cluster_random_operations_match_a_model_of_the_two_tiers() {
+    let Some(world) = World::start("cluster_random_operations", NODE_TIMEOUT_MS) else {
+        return;
+    };
+    const ENTRIES: usize = 6;
+    let mut rng = crate::harness::Rng::seeded("CACHEBACK_CLUSTER_SEED", "cluster model");
+    let steps: usize = std::env::var("CACHEBACK_CLUSTER_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
+    let hosts: Vec<Host> = (0..3)
+        .map(|node| world.host(&format!("h{node}"), node))
+        .collect();
+    // The model: each host's local copy, and the cluster's value.
+    let mut local: Vec<Vec<Option<String>>> = vec![vec![None; ENTRIES]; hosts.len()];
+    let mut shared: Vec<Option<String>> = vec![None; ENTRIES];
+    let mut log: Vec<String> = Vec::new();
+    for step in 0..steps {
+        match rng.below(8) {
+            0..=4 => {
+                let i = rng.below(ENTRIES as u64) as usize;
+                let mut chosen: Vec<usize> = (0..1 + rng.below(3))
+                    .map(|_| rng.below(3) as usize)
+                    .collect();
+                chosen.sort();
+                chosen.dedup();
+                let per_host = 1 + rng.below(4) as usize;
+                log.push(format!(
+                    "step {step}: entry {i}, {per_host} callers on hosts {chosen:?}"
+                ));
+                let before = world.runs_of(i).len();
+                let mut callers = Vec::new();
+                for _ in 0..per_host {
+                    for &h in &chosen {
+                        let child = hosts[h]
+                            .cmd()
+                            .args(entry(i, ""))
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::piped())
+                            .spawn()
+                            .unwrap();
+                        callers.push((h, child));
+                    }
+                }
+                let outputs: Vec<(usize, Output)> = callers
+                    .into_iter()
+                    .map(|(h, child)| (h, child.wait_with_output().unwrap()))
+                    .collect();
+                world.settle();
+                let runs = world.runs_of(i);
+                let cold = shared[i].is_none() && chosen.iter().any(|&h| local[h][i].is_none());
+                let ran = runs.len() - before;
+                assert_eq!(
+                    ran,
+                    usize::from(cold),
+                    "step {step}: entry {i} ran {ran} times (cold: {cold}); runs {runs:?}; steps {log:#?}"
+                );
+                let fresh_run = runs.last().cloned();
+                for (h, output) in &outputs {
+                    let expected = local[*h][i]
+                        .clone()
+                        .or_else(|| shared[i].clone())
+                        .or_else(|| fresh_run.clone())
+                        .unwrap();
+                    assert_prints(
+                        output,
+                        &expected,
+                        &format!("step {step}: entry {i} on host h{h}; steps {log:#?}"),
+                    );
+                }
+                // A host with a fresh copy serves it and publishes nothing:
+                // the cluster gains a value only from a run.
+                let produced = shared[i].clone().or(fresh_run.filter(|_| cold));
+                for &h in &chosen {
+                    if local[h][i].is_none() {
+                        local[h][i] = produced.clone();
+                    }
+                }
+                shared[i] = produced;
+            }
+            5 | 6 => {
+                let (h, i) = (rng.below(3) as usize, rng.below(ENTRIES as u64) as usize);
+                log.push(format!("step {step}: invalidate entry {i} on host h{h}"));
+                let out = hosts[h].cb(&["invalidate", "--name", &format!("e{i}")]);
+                // A name neither this host nor the cluster holds is an error (1).
+                let known = local[h][i].is_some() || shared[i].is_some();
+                assert_eq!(
+                    out.status.code(),
+                    Some(if known { 0 } else { 1 }),
+                    "step {step}: invalidate of entry {i} (known: {known}) on h{h}: {}; steps {log:#?}",
+                    text(&out.stderr)
+                );
+                local[h][i] = None;
+                shared[i] = None;
+            }
+            _ => {
+                let h = rng.below(3) as usize;
+                log.push(format!("step {step}: stats on host h{h}"));
+                let listed = hosts[h].fleet_keys().len();
+                let held = shared.iter().filter(|value| value.is_some()).count();
+                assert_eq!(
+                    listed, held,
+                    "step {step}: stats through node {h} lists {listed} entries, the model holds {held}; steps {log:#?}"
+                );
+            }
+        }
+    }
+}
