@@ -26,7 +26,6 @@ const HIT_FUNCTIONS: &[&str] = &[
     "cacheback::cmd::run::run",
     "cacheback::cmd::run::replay",
     "cacheback::store::fs::FsStore::open",
-    "cacheback::store::fs::StoredEntry::copy_range",
     "cacheback::store::fs::events::record",
     "cacheback::output::write_all",
     "sha2::sha256::compress256",
@@ -35,11 +34,19 @@ const HIT_FUNCTIONS: &[&str] = &[
     "cacheback::store::fs::lock::EntryLock::try_acquire",
 ];
 
-/// glibc's start-up, allocator and system call wrappers (static glibc only;
-/// musl's are small and its archive members have other names).
-#[cfg(target_env = "gnu")]
+/// The Linux fast path's copy to stdout (`--cfg cacheback_portable` builds
+/// the portable one, which inlines).
+#[cfg(not(cacheback_portable))]
+const FAST_PATH_FUNCTIONS: &[&str] = &["cacheback::store::fs::StoredEntry::copy_range"];
+#[cfg(cacheback_portable)]
+const FAST_PATH_FUNCTIONS: &[&str] = &[];
+
+/// glibc's start-up, allocator and system call wrappers, when glibc is
+/// linked in statically (the tuned build; musl's are small and its archive
+/// members have other names).
+#[cfg(all(target_env = "gnu", cacheback_tuned))]
 const LIBC_HIT_FUNCTIONS: &[&str] = &["__libc_start_main", "malloc", "free", "getenv", "read"];
-#[cfg(not(target_env = "gnu"))]
+#[cfg(not(all(target_env = "gnu", cacheback_tuned)))]
 const LIBC_HIT_FUNCTIONS: &[&str] = &[];
 
 /// Size of the named section in an ELF64 little-endian file, from its section headers.
@@ -77,6 +84,7 @@ fn hit_path_code_is_grouped() {
     let grouped = symbols_in(&map, ".text.hit");
     let missing: Vec<&str> = HIT_FUNCTIONS
         .iter()
+        .chain(FAST_PATH_FUNCTIONS)
         .chain(LIBC_HIT_FUNCTIONS)
         .copied()
         .filter(|name| !grouped.contains(*name))
