@@ -336,7 +336,7 @@ pub fn on_miss(
                 // The lease is free also when a host's run ended between
                 // our reads and our lease: its result is ours, as if we had
                 // waited for it (found by the seeded cluster model test).
-                let Some(now) = fleet
+                let Some(latest) = fleet
                     .snapshots(std::slice::from_ref(key))
                     .ok()
                     .and_then(|mut snapshots| snapshots.pop())
@@ -344,8 +344,10 @@ pub fn on_miss(
                     let _ = fleet.release(lease);
                     return MissOutcome::Local;
                 };
-                let failed = now.failure.filter(|f| Some(f.finished_ms) != seen_failure);
-                if now.meta.as_ref().map(|meta| meta.generation) != generation {
+                let failed = latest
+                    .failure
+                    .filter(|f| Some(f.finished_ms) != seen_failure);
+                if latest.meta.as_ref().map(|meta| meta.generation) != generation {
                     let _ = fleet.release(lease);
                     continue;
                 }
