@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::harness::{BIN, alive, backdate_file, gate, installed, processes_with_env, wait_until};
-use crate::redis_harness::RedisServer;
+use crate::redis_harness::{RedisServer, STORE_VARIABLES};
 
 /// The fleet lease the tests give the hosts (`CACHEBACK_STORE_LEASE`).
 const LEASE: &str = "2s";
@@ -112,14 +112,7 @@ impl Fleet {
 
     /// The fleet's keys matching a pattern, in database 0.
     fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .redis
-            .cli_text(&["--scan", "--pattern", pattern])
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        keys.sort();
-        keys
+        self.redis.scan_keys(pattern)
     }
 
     /// The one entry's Redis key for `part` (`lease`, `fail`, ...), from its
@@ -212,14 +205,7 @@ impl Host {
     /// `program` with this host's environment (as `cacheback` would get it).
     fn command(&self, program: &OsStr) -> Command {
         let mut cmd = Command::new(program);
-        for name in [
-            "CACHEBACK_STORE",
-            "CACHEBACK_STORE_PASSWORD",
-            "CACHEBACK_STORE_TIMEOUT",
-            "CACHEBACK_STORE_MAX_VALUE",
-            "CACHEBACK_STORE_PREFIX",
-            "CACHEBACK_STORE_LEASE",
-        ] {
+        for name in STORE_VARIABLES {
             cmd.env_remove(name);
         }
         cmd.env("CACHEBACK_DIR", &self.dir)
@@ -1361,30 +1347,13 @@ fn random_fleet_operations_keep_every_caller_whole_and_one_run_per_stale_period(
     let Some(mut fleet) = Fleet::start(&[], "fleet::random_fleet_operations") else {
         return;
     };
-    let seed: u64 = std::env::var("CACHEBACK_FLEET_CLI_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let mut rng = crate::harness::Rng::seeded("CACHEBACK_FLEET_CLI_SEED", "fleet CLI model");
+    let seed = rng.seed();
     let steps: usize = std::env::var("CACHEBACK_FLEET_CLI_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(18);
-    eprintln!(
-        "fleet CLI model seed: {seed} (CACHEBACK_FLEET_CLI_SEED={seed} cargo test --release --test integration random_fleet_operations replays it)"
-    );
-    let mut state = seed;
-    let mut next = move |limit: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % limit
-    };
+    let mut next = move |limit: u64| rng.below(limit);
     let hosts: Vec<Host> = ["a", "b", "c"].iter().map(|n| fleet.host(n)).collect();
     let args = call(&["--ttl", "1h"], MODEL_BODY);
     // The current stale period: runs when it began, and whether it is clean

@@ -983,24 +983,9 @@ fn fleet_manage_random_sequences_keep_the_invariants() {
     let Some((server, url)) = start(test, &[]) else {
         return;
     };
-    let seed: u64 = std::env::var("CACHEBACK_FLEET_MANAGE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("{test} seed: {seed} (CACHEBACK_FLEET_MANAGE_SEED={seed} replays it)");
-    let mut state = seed;
-    let mut next = move |limit: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % limit
-    };
+    let mut rng = crate::harness::Rng::seeded("CACHEBACK_FLEET_MANAGE_SEED", "fleet manage model");
+    let seed = rng.seed();
+    let mut next = move |limit: u64| rng.below(limit);
     let hosts: Vec<Host> = (0..3).map(|_| Host::new(&url)).collect();
     let names = ["one", "two"];
     let scripts = names.map(|name| script(Some(name)));

@@ -251,7 +251,10 @@ pub fn processes_with_env(var: &[u8]) -> Vec<u32> {
 
 /// A small xorshift generator for the randomized tests, reproducible from
 /// the seed it prints.
-pub struct Rng(u64);
+pub struct Rng {
+    state: u64,
+    seed: u64,
+}
 
 impl Rng {
     /// Seeded from the environment variable `var` when set, else from the
@@ -268,15 +271,20 @@ impl Rng {
                     | 1
             });
         println!("{what}: seed {seed} ({var}={seed} to repeat)");
-        Rng(seed)
+        Rng { state: seed, seed }
+    }
+
+    /// The seed it started from, for failure messages.
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     /// The next number.
     pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
     }
 
     /// A number in `0..limit`.

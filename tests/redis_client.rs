@@ -413,24 +413,9 @@ mod fleet {
         let Some(server) = RedisServer::start(&[], "fleet::random_interleavings") else {
             return;
         };
-        let seed: u64 = std::env::var("CACHEBACK_FLEET_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("fleet model seed: {seed} (CACHEBACK_FLEET_SEED={seed} replays it)");
-        let mut state = seed;
-        let mut next = move |limit: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % limit
-        };
+        let mut rng = crate::harness::Rng::seeded("CACHEBACK_FLEET_SEED", "fleet model");
+        let seed = rng.seed();
+        let mut next = move |limit: u64| rng.below(limit);
         let mut hosts: Vec<Fleet> = (0..3).map(|_| fleet(&server)).collect();
         let key = key("model");
         // The model: which host holds the lease (by token identity), and the

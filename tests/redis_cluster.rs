@@ -19,7 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{BIN, processes_with_env, wait_until};
-use crate::redis_harness::RedisCluster;
+use crate::redis_harness::{RedisCluster, STORE_VARIABLES};
 
 /// Generous for 2 cores shared with other work: a node's first answer may
 /// come late, and a late answer would read as a store that is down.
@@ -149,14 +149,7 @@ impl Host {
 
     fn cmd(&self) -> Command {
         let mut cmd = Command::new(BIN);
-        for name in [
-            "CACHEBACK_STORE",
-            "CACHEBACK_STORE_PASSWORD",
-            "CACHEBACK_STORE_TIMEOUT",
-            "CACHEBACK_STORE_MAX_VALUE",
-            "CACHEBACK_STORE_PREFIX",
-            "CACHEBACK_STORE_LEASE",
-        ] {
+        for name in STORE_VARIABLES {
             cmd.env_remove(name);
         }
         cmd.env("CACHEBACK_DIR", &self.dir)

@@ -167,6 +167,18 @@ impl RedisServer {
     pub fn cli_text(&self, args: &[&str]) -> String {
         String::from_utf8_lossy(&self.cli(args).stdout).into_owned()
     }
+
+    /// The key names matching `pattern` in database 0, sorted (listed with
+    /// SCAN, as cacheback lists them).
+    pub fn scan_keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .cli_text(&["--scan", "--pattern", pattern])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    }
 }
 
 fn spawn(
@@ -346,13 +358,7 @@ impl RedisCluster {
 
     /// The key names on node `i` matching `pattern` (its own, as SCAN lists them).
     pub fn keys_on(&self, i: usize, pattern: &str) -> Vec<String> {
-        let mut keys: Vec<String> = self.nodes[i]
-            .cli_text(&["--scan", "--pattern", pattern])
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        keys.sort();
-        keys
+        self.nodes[i].scan_keys(pattern)
     }
 }
 
@@ -365,3 +371,14 @@ impl RedisCluster {
             .to_owned()
     }
 }
+
+/// The variables that configure the fleet store, which a test host sets
+/// itself: none may leak in from the environment the tests run in.
+pub const STORE_VARIABLES: [&str; 6] = [
+    "CACHEBACK_STORE",
+    "CACHEBACK_STORE_PASSWORD",
+    "CACHEBACK_STORE_TIMEOUT",
+    "CACHEBACK_STORE_MAX_VALUE",
+    "CACHEBACK_STORE_PREFIX",
+    "CACHEBACK_STORE_LEASE",
+];
