@@ -527,6 +527,16 @@ impl Sequence {
             ));
         };
         shift_finished(&path, 3_600_000);
+        // The run log's order is not the stored times' order: an earlier
+        // `stale` step backdates entries but not failure records, so an old
+        // failure can now be newer than the entry, and back-off is then right.
+        let failure = finished_of(&path.with_extension("fail"));
+        if failure.is_some_and(|failed| Some(failed) > finished_of(&path)) {
+            self.ops.push(format!(
+                "future k{key}: skipped (a failure record newer than the entry: back-off)"
+            ));
+            return Ok(());
+        }
         let pos = self.log().len;
         self.callers(&[(key, false, Flavor::Plain)], "future-dated entry, then")?;
         let refreshed = wait_until(Duration::from_secs(30), || {
@@ -1423,6 +1433,15 @@ fn parse_log(text: &str) -> Log {
 }
 
 /// Moves an entry's finish time by `delta_ms`; an entry replaced or removed meanwhile is left alone.
+/// When the result stored at `path` (an entry or a failure record) finished.
+fn finished_of(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = [0u8; 8];
+    let file = fs::File::open(path).ok()?;
+    file.read_exact_at(&mut bytes, FINISHED_OFFSET).ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
 fn shift_finished(path: &Path, delta_ms: i64) {
     use std::os::unix::fs::FileExt;
     let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(path) else {
