@@ -130,10 +130,9 @@ impl Counts {
 
 const TOTALS_MAGIC: &[u8; 4] = b"CBKc";
 
-/// Bytes of the totals record at the start of a lock file. The lock file's
-/// stale generation lives right after it, at this offset: everything here
-/// reads and writes only the first `TOTALS_LEN` bytes and never truncates.
-pub const TOTALS_LEN: usize = 8 + 6 * 8 + 8;
+/// The lock file's layout is the lock's (see `store::lock`): everything here
+/// reads and writes only its first `TOTALS_LEN` bytes and never truncates.
+pub use super::lock::TOTALS_LEN;
 
 /// Size at which the hit that appends to an events log folds it: 64 KiB is
 /// 65,536 hits between folds, enough that a fold is rare next to the hits

@@ -133,9 +133,14 @@ impl EntryLock {
     }
 }
 
+/// Bytes of the counters' totals record at the start of a lock file
+/// (written by `store::events`). The layout of the lock file is defined here,
+/// below the events that use it: events depend on the lock, not the reverse.
+pub const TOTALS_LEN: usize = 8 + 6 * 8 + 8;
+
 /// Byte offset of the stale generation in the lock file: right after the
-/// counters' totals record (see `store::events`), which never grows into it.
-pub const GENERATION_OFFSET: u64 = crate::store::events::TOTALS_LEN as u64;
+/// counters' totals record, which never grows into it.
+pub const GENERATION_OFFSET: u64 = TOTALS_LEN as u64;
 
 /// Counts up the stale generation of the lock file at `path` (creating it
 /// if need be), without taking the lock: a run in flight sees the change when
