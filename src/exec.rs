@@ -599,4 +599,16 @@ impl StderrSource for Capture {
         }
         Ok(self.len)
     }
+
+    fn copy_tail_to(&mut self, mut out: &File, limit: u64) -> io::Result<u64> {
+        let tail = self.len.min(limit);
+        match &mut self.spill {
+            None => out.write_all(&self.memory[self.memory.len() - tail as usize..])?,
+            Some(file) => {
+                file.seek(SeekFrom::Start(self.len - tail))?;
+                io::copy(&mut Read::take(&mut *file, tail), &mut out)?;
+            }
+        }
+        Ok(tail)
+    }
 }

@@ -24,7 +24,7 @@ use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::StoreArgs;
 use crate::clock::now_ms;
@@ -35,9 +35,10 @@ use crate::rules::{self, FailureMark};
 use crate::store::entry::{self, PREAMBLE_LEN, Preamble};
 use crate::store::lock::EntryLock;
 use crate::store::redis::{
-    Connection, Fleet, FleetLease, FleetMeta, LeaseRenewer, Published, StoreError, StoreUrl, health,
+    Connection, Fleet, FleetLease, FleetMeta, LeaseRenewer, Published, Snapshot, StoreError,
+    StoreUrl, health,
 };
-use crate::store::tiers::{self, Shared};
+use crate::store::tiers::{self, FillError, Shared};
 use crate::store::{FileKind, FsStore};
 use crate::units::{format_duration_brief, format_size, parse_duration, parse_size};
 
@@ -64,6 +65,11 @@ pub const MIN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Shortest wait for a reply once the store has answered once: a value's
 /// chunks take longer than the first round trip, which the connect timeout bounds.
 pub const MIN_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How far apart two reads of one fleet value may put its time: each
+/// carries the store's clock over to this host's with its own round trip.
+/// A stale fleet value must be newer than the local copy by more than this
+/// to be taken for a later one (and copied before the refresh runs).
+pub const SAME_VALUE_SLACK_MS: u64 = 1000;
 /// Bytes of a failed run's stderr kept fleet-wide, for the callers of other
 /// hosts who waited for it.
 pub const FAILURE_TAIL: u64 = 4096;
@@ -272,27 +278,89 @@ pub enum MissOutcome {
     Run(Box<Leased>),
 }
 
-/// The fleet's metadata of `key`, or `None` when the store failed (it is
-/// then marked down). The first read is bounded by the connect timeout;
-/// once the store has `answered`, later replies get [`FleetConfig::reply_timeout`].
-fn read_meta(
+/// Everything the fleet holds about `key`, or `None` when the store failed
+/// (it is then marked down). The first read is bounded by the connect
+/// timeout; once the store has `answered`, later replies get
+/// [`FleetConfig::reply_timeout`].
+fn read_entry(
     fleet: &mut Fleet,
     config: &FleetConfig,
     store: &FsStore,
     key: &Key,
     answered: &mut bool,
-) -> Option<Option<FleetMeta>> {
-    match fleet.meta(key) {
-        Ok(meta) => {
+) -> Option<Snapshot> {
+    match fleet.read(key) {
+        Ok(snapshot) => {
             if !std::mem::replace(answered, true) {
                 fleet.set_reply_timeout(config.reply_timeout());
             }
-            Some(meta)
+            Some(snapshot)
         }
         Err(err) => {
             went_down(store, &err);
             None
         }
+    }
+}
+
+/// The fleet's value in `snapshot` if this host may copy it: a header that
+/// does not hold together, or a value larger than `--store-max-value`,
+/// counts as no value (said once, through `warned`), and the run that
+/// follows replaces it.
+fn copyable<'s>(
+    snapshot: &'s Snapshot,
+    config: &FleetConfig,
+    warned: &mut bool,
+) -> Option<&'s FleetMeta> {
+    if let Some(why) = &snapshot.invalid {
+        warn_bad_value(&format!("its header is not valid: {why}"), warned);
+        return None;
+    }
+    let meta = snapshot.meta.as_ref()?;
+    if meta.len() > config.max_value {
+        warn_bad_value(
+            &format!(
+                "it is larger ({}) than --store-max-value ({})",
+                format_size(meta.len()),
+                format_size(config.max_value)
+            ),
+            warned,
+        );
+        return None;
+    }
+    Some(meta)
+}
+
+/// Says once per caller that the fleet's value of an entry was not used.
+fn warn_bad_value(why: &str, warned: &mut bool) {
+    if !std::mem::replace(warned, true) {
+        output::warn(format_args!(
+            "not using the fleet store's value of this entry ({why}): running the command"
+        ));
+    }
+}
+
+/// Copies the fleet's value into the local entry. `Err(None)`: it could
+/// not be used (said once), and the run goes on as if it were missing;
+/// `Err(Some(()))`: the store failed mid-copy and is marked down.
+fn fill(
+    store: &FsStore,
+    lock: &EntryLock,
+    fleet: &mut Fleet,
+    meta: &FleetMeta,
+    warned: &mut bool,
+) -> Result<(), Option<()>> {
+    match tiers::fill_local(store, lock, fleet, meta) {
+        Ok(_) => Ok(()),
+        Err(FillError::Store(err)) => {
+            went_down(store, &err);
+            Err(Some(()))
+        }
+        Err(FillError::BadValue(why)) => {
+            warn_bad_value(&why, warned);
+            Err(None)
+        }
+        Err(FillError::Local(_)) => Err(None),
     }
 }
 
@@ -308,50 +376,57 @@ pub fn on_miss(
     let Some(Connected { mut fleet, config }) = connect(settings, store, args.ttl()) else {
         return MissOutcome::Local;
     };
-    let mut answered = false;
+    let (mut answered, mut warned) = (false, false);
+    // Another host's run is waited for as long as this caller would let its
+    // own run go on (`--timeout`), plus the lease that outlives a dead holder.
+    let deadline = args
+        .timeout
+        .map(|limit| Instant::now() + limit + config.lease);
     // Bounded: each turn ends in a copy, a lease or a wait for a holder, and
     // only a holder that vanished without a result brings another turn.
     for _ in 0..8 {
-        let Some(meta) = read_meta(&mut fleet, &config, store, key, &mut answered) else {
+        let Some(snapshot) = read_entry(&mut fleet, &config, store, key, &mut answered) else {
             return MissOutcome::Local;
         };
         let now = now_ms();
-        if let Some(meta) = &meta
+        if let Some(meta) = copyable(&snapshot, &config, &mut warned)
             && preamble_of(meta).is_usable(now, args.max_age.map(millis))
-            && tiers::fill_local(store, lock, &mut fleet, meta).is_ok()
         {
-            let _ = fleet.count(key, "fills");
-            let stale = store
-                .peek(key, FileKind::Entry)
-                .is_none_or(|local| local.is_stale(now, millis(args.ttl())));
-            return MissOutcome::Filled { stale };
+            match fill(store, lock, &mut fleet, meta, &mut warned) {
+                Ok(()) => {
+                    let _ = fleet.count(key, "fills");
+                    let stale = store
+                        .peek(key, FileKind::Entry)
+                        .is_none_or(|local| local.is_stale(now, millis(args.ttl())));
+                    return MissOutcome::Filled { stale };
+                }
+                Err(Some(())) => return MissOutcome::Local,
+                Err(None) => {}
+            }
         }
-        let seen_failure = match fleet.failure(key) {
-            Ok(failure) => failure.map(|failure| failure.finished_ms),
-            Err(_) => return MissOutcome::Local,
-        };
-        let generation = meta.as_ref().map(|meta| meta.generation);
+        let seen_failure = snapshot.failure.as_ref().map(|failure| failure.stamp_ms);
+        let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
         match fleet.try_lease(key, config.lease) {
             Ok(Some(lease)) => {
                 // The lease is free also when a host's run ended between
                 // our reads and our lease: its result is ours, as if we had
                 // waited for it (found by the seeded cluster model test).
-                let Some(latest) = fleet
-                    .snapshots(std::slice::from_ref(key))
-                    .ok()
-                    .and_then(|mut snapshots| snapshots.pop())
-                else {
-                    let _ = fleet.release(lease);
-                    return MissOutcome::Local;
+                let latest = match fleet.read(key) {
+                    Ok(latest) => latest,
+                    Err(err) => {
+                        let _ = fleet.release(lease);
+                        went_down(store, &err);
+                        return MissOutcome::Local;
+                    }
                 };
-                let failed = latest
-                    .failure
-                    .filter(|f| Some(f.finished_ms) != seen_failure);
                 if latest.meta.as_ref().map(|meta| meta.generation) != generation {
                     let _ = fleet.release(lease);
                     continue;
                 }
-                if let Some(failure) = failed {
+                if let Some(failure) = latest
+                    .failure
+                    .filter(|failure| Some(failure.stamp_ms) != seen_failure)
+                {
                     let _ = fleet.release(lease);
                     return MissOutcome::FailedElsewhere {
                         exit_code: failure.exit_code,
@@ -361,9 +436,12 @@ pub fn on_miss(
                 return MissOutcome::Run(Box::new(Leased::new(fleet, config, lease)));
             }
             Ok(None) => {}
-            Err(_) => return MissOutcome::Local,
+            Err(err) => {
+                went_down(store, &err);
+                return MissOutcome::Local;
+            }
         }
-        match wait_for_holder(&mut fleet, key, generation, seen_failure) {
+        match wait_for_holder(&mut fleet, &config, key, generation, seen_failure, deadline) {
             Waited::Value | Waited::Gone => continue,
             Waited::Failed {
                 exit_code,
@@ -374,7 +452,17 @@ pub fn on_miss(
                     stderr_tail,
                 };
             }
-            Waited::Broken => return MissOutcome::Local,
+            Waited::Broken(err) => {
+                went_down(store, &err);
+                return MissOutcome::Local;
+            }
+            Waited::TimedOut => {
+                output::warn(format_args!(
+                    "another host's run of this command is still going after --timeout: \
+                     running it here"
+                ));
+                return MissOutcome::Local;
+            }
         }
     }
     MissOutcome::Local
@@ -430,68 +518,87 @@ pub fn before_refresh(
     };
     let ttl_ms = millis(args.ttl());
     let mut stored = false;
-    let mut answered = false;
+    let (mut answered, mut warned) = (false, false);
+    let deadline = Some(Instant::now() + crate::produce::background_timeout(args) + config.lease);
     for _ in 0..8 {
-        let Some(meta) = read_meta(&mut fleet, &config, store, key, &mut answered) else {
+        let Some(snapshot) = read_entry(&mut fleet, &config, store, key, &mut answered) else {
             return RefreshPlan::Local;
         };
         let now = now_ms();
         let local = store.peek(key, FileKind::Entry);
-        if let Some(meta) = &meta {
+        if let Some(meta) = copyable(&snapshot, &config, &mut warned) {
             let shared = preamble_of(meta);
-            // A value marked stale fleet-wide is copied only into an empty
-            // cache: anything is better than nothing, but not worth replacing
-            // a copy with just before the run that replaces it again.
+            // Copied when it is fresh, or when it is a later value than ours.
+            // A value marked stale fleet-wide, or from the future, is copied
+            // only into an empty cache: anything is better than nothing, but
+            // not worth replacing a copy with just before the run that
+            // replaces it again.
             let newer = match &local {
                 None => true,
-                Some(local) => shared.finished_ms > local.finished_ms && !shared.forced_stale(),
+                Some(local) => {
+                    !shared.forced_stale()
+                        && (!shared.is_stale(now, ttl_ms)
+                            || (shared.finished_ms <= now
+                                && shared.finished_ms
+                                    > local.finished_ms.saturating_add(SAME_VALUE_SLACK_MS)))
+                }
             };
-            if newer
-                && shared.is_usable(now, args.max_age.map(millis))
-                && tiers::fill_local(store, lock, &mut fleet, meta).is_ok()
-            {
-                stored = true;
-                let _ = fleet.count(key, "fills");
-                // `warm` and `invalidate --refresh` (`force`) asked for a run.
-                if !shared.is_stale(now, ttl_ms) && !args.force {
-                    return RefreshPlan::Done { stored };
+            if newer && shared.is_usable(now, args.max_age.map(millis)) {
+                match fill(store, lock, &mut fleet, meta, &mut warned) {
+                    Ok(()) => {
+                        stored = true;
+                        let _ = fleet.count(key, "fills");
+                        // `warm` and `invalidate --refresh` (`force`) asked for a run.
+                        if !shared.is_stale(now, ttl_ms) && !args.force {
+                            return RefreshPlan::Done { stored };
+                        }
+                    }
+                    Err(Some(())) => return RefreshPlan::Local,
+                    Err(None) => {}
                 }
             }
         }
-        let failure = match fleet.failure(key) {
-            Ok(failure) => failure,
-            Err(_) => return RefreshPlan::Local,
-        };
-        let mark = failure.as_ref().map(|failure| FailureMark {
+        let mark = snapshot.failure.as_ref().map(|failure| FailureMark {
             finished_ms: failure.finished_ms,
             failures: failure.failures,
         });
-        let value_finished = meta.as_ref().map(|meta| meta.finished_ms);
+        let value_finished = snapshot.meta.as_ref().map(|meta| meta.finished_ms);
         if !args.force && rules::backing_off(mark, value_finished, args.ttl(), now) {
             return RefreshPlan::Done { stored }; // a host failed lately: every host backs off
         }
-        let generation = meta.as_ref().map(|meta| meta.generation);
+        let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
         match fleet.try_lease(key, config.lease) {
             Ok(Some(lease)) => {
                 // A host may have published between our read and our lease.
                 match fleet.meta(key) {
-                    Ok(now_meta) if now_meta.as_ref().map(|m| m.generation) == generation => {
+                    Ok(latest) if latest.as_ref().map(|m| m.generation) == generation => {
                         return RefreshPlan::Run(Box::new(Leased::new(fleet, config, lease)));
                     }
                     Ok(_) => {
                         let _ = fleet.release(lease);
                         continue;
                     }
-                    Err(_) => return RefreshPlan::Local,
+                    Err(err) => {
+                        let _ = fleet.release(lease);
+                        went_down(store, &err);
+                        return RefreshPlan::Local;
+                    }
                 }
             }
             Ok(None) => {}
-            Err(_) => return RefreshPlan::Local,
+            Err(err) => {
+                went_down(store, &err);
+                return RefreshPlan::Local;
+            }
         }
-        let seen_failure = failure.map(|failure| failure.finished_ms);
-        match wait_for_holder(&mut fleet, key, generation, seen_failure) {
+        let seen_failure = snapshot.failure.as_ref().map(|failure| failure.stamp_ms);
+        match wait_for_holder(&mut fleet, &config, key, generation, seen_failure, deadline) {
             Waited::Value | Waited::Gone => continue,
-            Waited::Failed { .. } | Waited::Broken => return RefreshPlan::Done { stored },
+            Waited::Broken(err) => {
+                went_down(store, &err);
+                return RefreshPlan::Done { stored };
+            }
+            Waited::Failed { .. } | Waited::TimedOut => return RefreshPlan::Done { stored },
         }
     }
     RefreshPlan::Done { stored }
@@ -509,48 +616,64 @@ enum Waited {
     /// Its lease ended with neither (it died, or lost the lease).
     Gone,
     /// The store stopped answering.
-    Broken,
+    Broken(StoreError),
+    /// The deadline passed with the holder still running.
+    TimedOut,
 }
 
 /// Polls until the value's generation moves on from `generation`, or the
 /// lease is gone; a failure record other than `seen_failure` then tells of
 /// a failed run. As long as the holder lives (it renews its lease), so does
-/// the wait, as a caller waits on a local run.
+/// the wait, up to `deadline`. A lease that would outlive cacheback's own
+/// lease length (one stored without an expiry) is cut to it, so a lease
+/// nobody renews ends.
 fn wait_for_holder(
     fleet: &mut Fleet,
+    config: &FleetConfig,
     key: &Key,
     generation: Option<u64>,
     seen_failure: Option<u64>,
+    deadline: Option<Instant>,
 ) -> Waited {
     let mut pause = Duration::from_millis(10);
     loop {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Waited::TimedOut;
+        }
         std::thread::sleep(pause);
         pause = (pause * 3 / 2).min(Duration::from_millis(200));
-        let Ok(meta) = fleet.meta(key) else {
-            return Waited::Broken;
+        let snapshot = match fleet.read(key) {
+            Ok(snapshot) => snapshot,
+            Err(err) => return Waited::Broken(err),
         };
-        if meta.as_ref().map(|meta| meta.generation) != generation {
+        if snapshot.meta.as_ref().map(|meta| meta.generation) != generation {
             return Waited::Value;
         }
-        match fleet.lease_held(key) {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(_) => return Waited::Broken,
-        }
-        // The lease is gone: a value published just before is seen next turn.
-        match (fleet.meta(key), fleet.failure(key)) {
-            (Ok(meta), _) if meta.as_ref().map(|meta| meta.generation) != generation => {
-                return Waited::Value;
+        if snapshot.lease_held {
+            match fleet.lease_held(key, config.lease) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => return Waited::Broken(err),
             }
-            (Ok(_), Ok(Some(failure))) if Some(failure.finished_ms) != seen_failure => {
-                return Waited::Failed {
-                    exit_code: failure.exit_code,
-                    stderr_tail: failure.stderr_tail,
-                };
-            }
-            (Ok(_), Ok(_)) => return Waited::Gone,
-            _ => return Waited::Broken,
         }
+        // The lease is gone: read once more for what its holder left.
+        let latest = match fleet.read(key) {
+            Ok(latest) => latest,
+            Err(err) => return Waited::Broken(err),
+        };
+        if latest.meta.as_ref().map(|meta| meta.generation) != generation {
+            return Waited::Value;
+        }
+        return match latest
+            .failure
+            .filter(|failure| Some(failure.stamp_ms) != seen_failure)
+        {
+            Some(failure) => Waited::Failed {
+                exit_code: failure.exit_code,
+                stderr_tail: failure.stderr_tail,
+            },
+            None => Waited::Gone,
+        };
     }
 }
 

@@ -69,6 +69,9 @@ pub struct Failure {
     pub duration_ms: u64,
     /// Failed runs in a row that it ended.
     pub consecutive: u32,
+    /// It came after the entry (or there is none), so it is the newest run
+    /// ([`Preamble::failed_since`]).
+    pub after_entry: bool,
     /// The end of its stderr.
     pub stderr_tail: Vec<u8>,
 }
@@ -336,6 +339,7 @@ pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> Entr
                 exit_code: record.preamble.exit_code,
                 duration_ms: u64::from(record.preamble.duration_ms),
                 consecutive: record.preamble.failures,
+                after_entry: record.preamble.failed_since(entry.as_ref()),
                 stderr_tail: record.stderr_tail(STDERR_TAIL).unwrap_or_default(),
             })
         }
@@ -347,9 +351,7 @@ pub fn inspect(store: &FsStore, key: &Key, size_bytes: u64, now_ms: u64) -> Entr
     };
     let (counts, last_event) = events::read(store, key);
     let refreshing = lock::is_held(&store.path(key, FileKind::Lock));
-    let failing = failure
-        .as_ref()
-        .is_some_and(|failure| entry.is_none_or(|entry| failure.finished_ms > entry.finished_ms));
+    let failing = failure.as_ref().is_some_and(|failure| failure.after_entry);
     // Checked against a second reading of the clock too: a run that stored
     // its result after the caller read `now_ms` is new, not from the future.
     let finished_in_future = entry.is_some_and(|entry| {

@@ -115,7 +115,12 @@ pub fn start_refresh<S: Store>(
         finished_ms: failure.finished_ms,
         failures: failure.failures,
     });
-    let value_finished = current.as_ref().map(|current| current.finished_ms);
+    // A value flagged as failed since it was stored has no success after
+    // the failure, whatever the two times say (see `Preamble::failed_since`).
+    let value_finished = current
+        .as_ref()
+        .filter(|current| !current.failed_since_stored())
+        .map(|current| current.finished_ms);
     if backing_off(failure, value_finished, ttl, now_ms) {
         return Ok(Start::BackingOff(lease));
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::harness::{BIN, alive, backdate_file, gate, installed, processes_with_env, wait_until};
 use crate::redis_harness::{RedisServer, STORE_VARIABLES};
+use crate::store_proxy::{Fault, Proxy};
 
 /// The fleet lease the tests give the hosts (`CACHEBACK_STORE_LEASE`).
 const LEASE: &str = "2s";
@@ -1490,5 +1491,270 @@ fn random_fleet_operations_keep_every_caller_whole_and_one_run_per_stale_period(
         "fleet CLI model seed {seed}: {steps} steps, {} executions; {}",
         fleet.runs().len(),
         log.join("; ")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 9. What an outside test found: a value from the future, a store that
+//    stalls or drops mid-reply, a lease without an expiry, forged headers and
+//    values that do not match their digest.
+// ---------------------------------------------------------------------------
+
+/// Stamps the fleet's value `secs` in the future, as an older cacheback on a
+/// host whose clock ran ahead did (this one has the store stamp values).
+fn stamp_in_future(fleet: &Fleet, secs: u64) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ahead = (now + secs * 1000).to_string();
+    fleet
+        .redis
+        .cli(&["HSET", &fleet.key("meta"), "finished_ms", &ahead]);
+}
+
+/// The fleet's value's `finished_ms` as stored.
+fn stored_finished_ms(fleet: &Fleet) -> u64 {
+    let text = fleet
+        .redis
+        .cli_text(&["HGET", &fleet.key("meta"), "finished_ms"]);
+    text.trim().parse().unwrap_or(0)
+}
+
+/// Three hosts with a 3 s TTL call for `secs` after the fleet's value was
+/// stamped `ahead` seconds in the future: it is stale for every host,
+/// replaced once, and the replacement stands, so the fleet runs the command
+/// about once per TTL (not once per host per TTL, as when every host kept
+/// copying the pinned value back over its own newer one).
+fn a_value_from_the_future_is_replaced(ahead: u64, test: &str) {
+    let Some(fleet) = Fleet::start(&[], test) else {
+        return;
+    };
+    let hosts = [fleet.host("a"), fleet.host("b"), fleet.host("c")];
+    let args = call(&["--ttl", "3s"], &body());
+    assert!(hosts[0].run(&args).status.success());
+    fleet.wait_published();
+    stamp_in_future(&fleet, ahead);
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        for host in &hosts {
+            let out = host.run(&args);
+            let value = text(&out.stdout);
+            assert!(
+                fleet.runs().iter().any(|run| format!("{run}\n") == value),
+                "host {} printed {value:?}, which no run produced",
+                host.name
+            );
+            calls += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(fleet.settled(), "processes linger");
+    let runs = fleet.runs();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        stored_finished_ms(&fleet) <= now + 1000,
+        "the value stamped {ahead} s ahead is still in the fleet: nothing replaced it"
+    );
+    // The first run, the replacement of the future value, then one per 3 s
+    // TTL period of the 10 s (and a period's edge may see one more).
+    assert!(
+        (2..=7).contains(&runs.len()),
+        "{} runs for 3 hosts x 10 s with a 3 s TTL ({calls} calls): {runs:?}",
+        runs.len()
+    );
+}
+
+#[test]
+fn a_value_stamped_ten_minutes_ahead_is_replaced_once_not_pinned() {
+    a_value_from_the_future_is_replaced(600, "fleet::ten_minutes_ahead");
+}
+
+#[test]
+fn a_value_stamped_a_year_ahead_is_replaced_once_not_pinned() {
+    a_value_from_the_future_is_replaced(365 * 86_400, "fleet::a_year_ahead");
+}
+
+/// Finding: a reply that stalls or drops mid-value. The caller runs the
+/// command itself after the reply timeout, says so once, and marks the store
+/// down, so the next caller does not pay the wait again.
+fn a_store_failing_mid_reply_is_marked_down(fault: Fault, test: &str) {
+    let Some(fleet) = Fleet::start(&[], test) else {
+        return;
+    };
+    let big = r#"echo "$H.$$" >> "$W/runs"; echo "$H.$$"; head -c 3000000 /dev/zero | tr '\0' x"#;
+    let args = call(&["--ttl", "1h"], big);
+    assert!(fleet.host("a").run(&args).status.success());
+    fleet.wait_published();
+    // The header's reply passes; the value's first chunk (1 MiB) does not.
+    let proxy = Proxy::start(fleet.redis.port, 16 * 1024, fault);
+    let b = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE", &proxy.url())
+        .with_env("CACHEBACK_STORE_TIMEOUT", "200ms");
+    let started = Instant::now();
+    let miss = b.run(&args);
+    let took = started.elapsed();
+    assert!(miss.status.success(), "{}", text(&miss.stderr));
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 2, "B ran the command itself: {runs:?}");
+    assert!(text(&miss.stdout).starts_with(&format!("{}\n", runs[1])));
+    assert_eq!(miss.stdout.len(), runs[1].len() + 1 + 3_000_000);
+    assert_one_warning(&miss, "B's miss through a failing link");
+    assert!(took < Duration::from_secs(15), "the miss took {took:?}");
+    // The next caller skips the store: no wait, no warning.
+    let other = call(&["--ttl", "1h"], &format!("{} # other", body()));
+    let started = Instant::now();
+    let next = b.run(&other);
+    let took = started.elapsed();
+    assert_prints(&next, fleet.runs().last().unwrap(), "B's next miss");
+    assert!(
+        took < Duration::from_millis(1500),
+        "the next miss took {took:?}: it tried the failing store again"
+    );
+}
+
+#[test]
+fn a_store_that_stalls_mid_reply_costs_one_wait_and_one_warning() {
+    a_store_failing_mid_reply_is_marked_down(Fault::Stall, "fleet::stalls_mid_reply");
+}
+
+#[test]
+fn a_store_that_drops_mid_reply_costs_one_warning() {
+    a_store_failing_mid_reply_is_marked_down(Fault::Drop, "fleet::drops_mid_reply");
+}
+
+/// Waits for a child for at most `limit`, killing it past that.
+#[track_caller]
+fn finish_within(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let done = wait_until(limit, || !alive(pid));
+    if !done {
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(done, "{what}: still waiting after {limit:?}");
+    out
+}
+
+#[test]
+fn a_lease_stored_without_an_expiry_holds_up_no_host() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_lease_without_expiry") else {
+        return;
+    };
+    let a = fleet.host("a");
+    prime(&fleet, &a, &[]);
+    // No value, and a lease nobody renews and nothing expires, as a script
+    // or another program might leave.
+    let (meta, lease) = (fleet.key("meta"), fleet.key("lease"));
+    for (host, options) in [
+        ("b", &["--ttl", "1h"][..]),
+        ("c", &["--ttl", "1h", "--timeout", "2"][..]),
+    ] {
+        assert!(fleet.settled(), "processes linger");
+        fleet.redis.cli(&["DEL", &meta]);
+        fleet.redis.cli(&["SET", &lease, "forged"]);
+        let caller = fleet.host(host).spawn_run(&call(options, &body()));
+        let out = finish_within(
+            caller,
+            Duration::from_secs(15),
+            &format!("host {host}'s miss"),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let runs = fleet.runs();
+        assert_eq!(text(&out.stdout), format!("{}\n", runs.last().unwrap()));
+    }
+    let left = fleet.redis.cli_text(&["PTTL", &lease]);
+    assert_ne!(left.trim(), "-1", "the lease still has no expiry");
+}
+
+/// A header a host cannot trust: the miss runs the command, says so once,
+/// and the local entry it stores is whole (the next call is a plain hit).
+#[track_caller]
+fn a_bad_fleet_value_is_a_miss(fleet: &Fleet, host: &str, what: &str) {
+    let host = fleet.host(host);
+    let before = fleet.runs().len();
+    let miss = host.run(&standard());
+    let runs = fleet.runs();
+    assert_eq!(
+        runs.len(),
+        before + 1,
+        "{what}: the host ran the command: {runs:?}"
+    );
+    assert_eq!(text(&miss.stdout), format!("{}\n", runs[before]), "{what}");
+    assert!(miss.status.success(), "{what}: {:?}", miss.status);
+    assert_one_warning(&miss, what);
+    assert_prints(
+        &host.run(&standard()),
+        &runs[before],
+        &format!("{what}: the next call"),
+    );
+}
+
+#[test]
+fn a_forged_or_damaged_fleet_value_is_a_miss_with_one_warning() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_forged_header") else {
+        return;
+    };
+    prime(&fleet, &fleet.host("a"), &[]);
+    let meta = fleet.key("meta");
+    fleet
+        .redis
+        .cli(&["HSET", &meta, "stdout_len", "18446744073709551615"]);
+    a_bad_fleet_value_is_a_miss(&fleet, "b", "lengths that overflow");
+    assert!(fleet.settled());
+    fleet.redis.cli(&["HSET", &meta, "stderr_len", "-1"]);
+    a_bad_fleet_value_is_a_miss(&fleet, "c", "a negative length");
+    assert!(fleet.settled());
+    fleet.redis.cli(&["HSET", &meta, "chunks", "7"]);
+    a_bad_fleet_value_is_a_miss(&fleet, "d", "a chunk count that does not fit");
+    assert!(fleet.settled());
+    // The right length, other bytes: the digest tells.
+    let generation = fleet.redis.cli_text(&["HGET", &meta, "gen"]);
+    let chunk = fleet.key(&format!("{}:0", generation.trim()));
+    fleet.redis.cli(&["SETRANGE", &chunk, "0", "Z"]);
+    a_bad_fleet_value_is_a_miss(&fleet, "e", "bytes that do not match the digest");
+    // Its length changed: the chunk check tells.
+    assert!(fleet.settled());
+    let generation = fleet.redis.cli_text(&["HGET", &meta, "gen"]);
+    let chunk = fleet.key(&format!("{}:0", generation.trim()));
+    fleet.redis.cli(&["APPEND", &chunk, "more"]);
+    a_bad_fleet_value_is_a_miss(&fleet, "f", "a chunk of the wrong length");
+}
+
+#[test]
+fn a_store_that_trickles_its_reply_holds_no_caller_for_long() {
+    let Some(fleet) = Fleet::start(&[], "fleet::trickles") else {
+        return;
+    };
+    let big = r#"echo "$H.$$" >> "$W/runs"; echo "$H.$$"; head -c 3000000 /dev/zero | tr '\0' x"#;
+    let args = call(&["--ttl", "1h"], big);
+    assert!(fleet.host("a").run(&args).status.success());
+    fleet.wait_published();
+    // 20 kB/s: the 3 MB value would take two and a half minutes.
+    let proxy = Proxy::start(fleet.redis.port, 16 * 1024, Fault::Trickle(20_000));
+    let b = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE", &proxy.url())
+        .with_env("CACHEBACK_STORE_TIMEOUT", "100ms");
+    let callers: Vec<Child> = (0..3).map(|_| b.spawn_run(&args)).collect();
+    for (n, caller) in callers.into_iter().enumerate() {
+        let out = finish_within(caller, Duration::from_secs(30), &format!("caller {n}"));
+        assert!(out.status.success(), "caller {n}: {}", text(&out.stderr));
+        let line = out.stdout.iter().position(|&c| c == b'\n').unwrap();
+        assert_eq!(
+            out.stdout.len(),
+            line + 1 + 3_000_000,
+            "caller {n}: the whole value"
+        );
+    }
+    let runs = fleet.runs();
+    assert!(
+        runs.len() <= 2,
+        "one local run served the host's callers: {runs:?}"
     );
 }

@@ -1,6 +1,8 @@
 //! Integration tests: the built binary, real commands, a temp cache directory.
 
+mod clock_steps;
 mod concurrency;
+mod disk_full;
 mod display;
 mod edges;
 mod faults;
@@ -12,6 +14,7 @@ mod harness;
 mod layout;
 mod manage;
 mod model;
+mod module_cycles;
 mod prompts;
 mod recipes;
 mod redis_client;
@@ -19,3 +22,4 @@ mod redis_cluster;
 mod redis_harness;
 mod redis_tls;
 mod run;
+mod store_proxy;

@@ -194,7 +194,19 @@ mod fleet {
             stdout_len,
             stderr_len,
             details: b"\x00details\xff".to_vec(),
+            digest: None,
         }
+    }
+
+    /// A time read back from the store: it keeps times on its own clock
+    /// and carries them over to the reader's, which may move them by the
+    /// round trips in between (well under a second on loopback).
+    #[track_caller]
+    fn assert_near(found: u64, expected: u64, what: &str) {
+        assert!(
+            found.abs_diff(expected) < 1000,
+            "{what}: read back {found}, published {expected}"
+        );
     }
 
     fn body(len: usize, seed: u8) -> Vec<u8> {
@@ -226,7 +238,9 @@ mod fleet {
             .unwrap();
         assert_eq!(outcome, Published::Stored);
         let stored = fleet.meta(&key).unwrap().unwrap();
-        assert_eq!((stored.finished_ms, stored.jitter_ms), (1000, 7));
+        assert_near(stored.finished_ms, 1000, "finished_ms");
+        assert_eq!(stored.jitter_ms, 7);
+        assert!(stored.digest.is_some(), "the publish adds a digest");
         assert_eq!(stored.details, b"\x00details\xff");
         let mut read = Vec::new();
         fleet.read_value(&key, &stored, &mut read).unwrap();
@@ -270,7 +284,7 @@ mod fleet {
     }
 
     #[test]
-    fn a_writer_that_lost_its_lease_or_is_older_changes_nothing() {
+    fn a_writer_that_lost_its_lease_changes_nothing() {
         let Some(server) = RedisServer::start(&[], "fleet::a_writer_that_lost") else {
             return;
         };
@@ -292,11 +306,8 @@ mod fleet {
         let late_value = body(100, 3);
         let refused = late.publish(&lost, meta(3000, 100, 0), &mut &late_value[..]);
         assert_eq!(refused.unwrap(), Published::LeaseLost);
-        // Under a lease, but older than what is stored: refused too.
-        let older = current.publish(&lease, meta(1500, 100, 0), &mut &late_value[..]);
-        assert_eq!(older.unwrap(), Published::Superseded);
         let meta_now = current.meta(&key).unwrap().unwrap();
-        assert_eq!(meta_now.finished_ms, 2000);
+        assert_near(meta_now.finished_ms, 2000, "the current writer's value");
         let mut read = Vec::new();
         current.read_value(&key, &meta_now, &mut read).unwrap();
         assert_eq!(read, value);
@@ -440,19 +451,20 @@ mod fleet {
                 }
                 1 | 2 => {
                     let Some(lease) = &leases[host] else { continue };
-                    clock += 1;
+                    // Seconds apart, so a time read back (see `assert_near`)
+                    // tells one value from another.
+                    clock += 10_000;
                     // Sometimes a value produced earlier than what is stored.
-                    let finished = if next(4) == 0 { clock - 500 } else { clock };
+                    let finished = if next(4) == 0 { clock - 5_000 } else { clock };
                     let len = [0, 1, 5000, CHUNK_LEN + 7][next(4) as usize];
                     let value = body(len, next(250) as u8);
                     let outcome = hosts[host]
                         .publish(lease, meta(finished, len as u64, 0), &mut &value[..])
                         .unwrap();
-                    let newer = stored.as_ref().is_none_or(|(at, _)| finished > *at);
+                    // The lease alone decides: what the holder publishes is
+                    // the newest value, whatever its producer's clock said.
                     let expected = if holder != Some(host) {
                         Published::LeaseLost
-                    } else if !newer {
-                        Published::Superseded
                     } else {
                         Published::Stored
                     };
@@ -489,7 +501,7 @@ mod fleet {
             match (reader.meta(&key).unwrap(), &stored) {
                 (None, None) => {}
                 (Some(header), Some((finished, value))) => {
-                    assert_eq!(header.finished_ms, *finished, "{context}: header");
+                    assert_near(header.finished_ms, *finished, &format!("{context}: header"));
                     let mut read = Vec::new();
                     reader.read_value(&key, &header, &mut read).unwrap();
                     assert!(read == *value, "{context}: the value reads back whole");

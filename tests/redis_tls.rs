@@ -139,6 +139,7 @@ fn meta(stdout_len: u64, stderr_len: u64) -> FleetMeta {
         stdout_len,
         stderr_len,
         details: b"\x00details\xff".to_vec(),
+        digest: None,
     }
 }
 

@@ -8,6 +8,8 @@ use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt as _;
 use std::time::Duration;
 
+use std::os::unix::fs::MetadataExt as _;
+
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
@@ -135,6 +137,13 @@ fn start_in_background(
     Ok(code)
 }
 
+/// The device and inode of the file at `path`, if there is one.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
+}
+
 /// Warns once that the cache cannot work, then runs the command without it.
 #[cold]
 #[inline(never)]
@@ -152,7 +161,10 @@ fn run_in_foreground(
     damaged: Option<OpenError>,
     fleet: &FleetSettings,
 ) -> Result<u8> {
-    let wait_started = now_ms();
+    // A failure another caller stores while we wait is a new file (every
+    // commit renames one into place): told by its inode, not by the clock,
+    // which may be stepped during the wait.
+    let failure_before = file_identity(&store.path(key, FileKind::Failure));
     let locked = store.prepare().and_then(|()| store.lock(key));
     let (lock, waited) = match locked {
         Ok(locked) => locked,
@@ -169,7 +181,10 @@ fn run_in_foreground(
             return Ok(replay(&entry));
         }
         if let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head)
-            && failure.preamble.finished_ms >= wait_started
+            && failure
+                .file()
+                .metadata()
+                .is_ok_and(|meta| Some((meta.dev(), meta.ino())) != failure_before)
         {
             return Ok(replay(&failure));
         }

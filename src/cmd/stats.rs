@@ -366,7 +366,7 @@ fn hits(info: &EntryInfo) -> u64 {
 /// Exit status and duration of the newest run, successful or not.
 fn last_run(info: &EntryInfo) -> Option<(i32, u64)> {
     match (&info.entry, &info.failure) {
-        (Some(entry), Some(failure)) if failure.finished_ms > entry.finished_ms => {
+        (Some(_), Some(failure)) if failure.after_entry => {
             Some((failure.exit_code, failure.duration_ms))
         }
         (Some(entry), _) => Some((entry.exit_code, u64::from(entry.duration_ms))),

@@ -20,18 +20,48 @@ use crate::store::lock::EntryLock;
 /// with, below what would strain a server's memory.
 pub const DEFAULT_FLEET_MAX_VALUE: u64 = 256 << 20;
 
+/// Why [`fill_local`] stored nothing.
+#[derive(Debug)]
+pub enum FillError {
+    /// The store stopped answering (or answered nonsense) mid-copy.
+    Store(StoreError),
+    /// The fleet's value cannot be used: its details do not decode, a
+    /// chunk is missing or of the wrong length, or its bytes do not match
+    /// its digest. The store works; the value counts as missing.
+    BadValue(String),
+    /// The local side failed (the cache directory, the disk).
+    Local(Error),
+}
+
+impl From<StoreError> for FillError {
+    fn from(err: StoreError) -> FillError {
+        if super::redis::fleet::is_bad_value(&err) {
+            FillError::BadValue(err.to_string())
+        } else {
+            FillError::Store(err)
+        }
+    }
+}
+
+impl From<Error> for FillError {
+    fn from(err: Error) -> FillError {
+        FillError::Local(err)
+    }
+}
+
 /// Stores the fleet's value of the lock's key (described by `meta`) as the
 /// local entry; the fleet's chunks stream into the local temp file, one
-/// chunk in memory at a time.
+/// chunk in memory at a time, and the copy is kept only if it is whole and
+/// matches the value's digest.
 pub fn fill_local(
     store: &FsStore,
     lock: &EntryLock,
     fleet: &mut Fleet,
     meta: &FleetMeta,
-) -> Result<Committed> {
+) -> Result<Committed, FillError> {
     let key = lock.key();
     let details = Details::decode(&meta.details, FORMAT_VERSION)
-        .map_err(|err| Error::io("reading the fleet's value", io::Error::other(err)))?;
+        .map_err(|err| FillError::BadValue(format!("its details do not decode: {err}")))?;
     let mut writer = store.writer(lock, &details)?;
     if meta.flags & super::entry::FLAG_FORCED_STALE != 0 {
         writer.mark_stale();
@@ -40,9 +70,7 @@ pub fn fill_local(
         .stdout_sink()
         .map_err(|err| Error::io("preparing the copy", err))?;
     // Stdout and stderr arrive as one stream, already in the file's order.
-    fleet
-        .read_value(key, meta, &mut sink)
-        .map_err(|err| fleet_error(&err))?;
+    fleet.read_value(key, meta, &mut sink)?;
     io::Write::flush(&mut sink).map_err(|err| Error::io("writing the copy", err))?;
     drop(sink);
     let record = RunRecord {
@@ -53,12 +81,12 @@ pub fn fill_local(
         failures: 0,
         stdout_len: meta.stdout_len,
     };
-    writer.commit(
+    Ok(writer.commit(
         store,
         FileKind::Entry,
         record,
         &mut AlreadyWritten(meta.stderr_len),
-    )
+    )?)
 }
 
 /// What became of [`publish_local`].
@@ -110,6 +138,7 @@ pub fn publish_local(
         stdout_len: preamble.stdout_len,
         stderr_len: preamble.stderr_len,
         details: details.encode(),
+        digest: None, // computed by the publish, from the bytes it sends
     };
     let mut file = entry.file();
     file.seek(SeekFrom::Start(preamble.stdout_start()))
@@ -127,6 +156,13 @@ struct AlreadyWritten(u64);
 impl StderrSource for AlreadyWritten {
     fn copy_to(&mut self, _out: &std::fs::File) -> io::Result<u64> {
         Ok(self.0)
+    }
+
+    fn copy_tail_to(&mut self, _out: &std::fs::File, _limit: u64) -> io::Result<u64> {
+        // A copy is always stored as the entry, never as a failure record.
+        Err(io::Error::other(
+            "a copy of a fleet value is not a failure record",
+        ))
     }
 }
 

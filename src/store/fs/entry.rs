@@ -188,9 +188,13 @@ impl Preamble {
 
     /// For a failure record: true when it came after `entry` (or there is no
     /// entry), so it counts against it. The `failing` state, the back-off and
-    /// the consecutive-failure count all rest on this one rule.
+    /// the consecutive-failure count all rest on this one rule. The entry's
+    /// [`FLAG_FAILED_SINCE`] says so whatever the clocks did: an entry dated
+    /// in the future (a clock stepped back, a copied cache) must not hide
+    /// the failures that came after it.
     pub fn failed_since(&self, entry: Option<&Preamble>) -> bool {
-        entry.is_none_or(|entry| self.finished_ms > entry.finished_ms)
+        entry
+            .is_none_or(|entry| entry.failed_since_stored() || self.finished_ms > entry.finished_ms)
     }
 
     /// True when `invalidate --refresh` marked the entry stale.

@@ -15,7 +15,7 @@ use std::fs::OpenOptions;
 #[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use fs2::FileExt as _;
 
@@ -96,7 +96,18 @@ pub fn collect(
             }
             continue;
         }
-        let last_read = last_read_ms(files);
+        let mut last_read = last_read_ms(files);
+        // A last read from the future (a clock stepped back, a copied
+        // cache) has an unknown age. Taken as "just used" it would keep the
+        // entry for ever; its age starts now instead (the files' times are
+        // set to now), so it goes one --older-than later if nobody reads it.
+        // The clock is read again: a file written since `now_ms` is not one.
+        if last_read > now_ms && last_read > system_ms(SystemTime::now()) {
+            if !dry_run {
+                restart_age(store, key, files);
+            }
+            last_read = now_ms;
+        }
         if now_ms.saturating_sub(last_read) >= millis(older_than)
             && remove_key(store, key, dry_run)?
         {
@@ -127,6 +138,24 @@ pub fn collect(
     }
     report.remaining = (live.len(), total);
     Ok(report)
+}
+
+/// Sets the modification time of `key`'s files that are dated in the future
+/// to now (best effort: a file that cannot be changed keeps its time).
+fn restart_age(store: &FsStore, key: &Key, files: &KeyFiles) {
+    let now = SystemTime::now();
+    for (kind, meta) in &files.files {
+        if *kind == FileKind::Lock || meta.modified().is_ok_and(|modified| modified <= now) {
+            continue;
+        }
+        if let Ok(file) = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(store.path(key, *kind))
+        {
+            let _ = file.set_modified(now);
+        }
+    }
 }
 
 /// When the entry was last read or stored, from its files' modification times

@@ -643,9 +643,23 @@ impl<'l> EntryWriter<'l> {
         stderr: &mut dyn StderrSource,
     ) -> Result<Committed> {
         let (lock, key) = (self.lock, self.lock.key());
-        let file = self.temp.as_file();
+        let mut file = self.temp.as_file();
         let fail = |err| Error::path(self.temp.path(), err);
-        let stderr_len = stderr.copy_to(file).map_err(fail)?;
+        let (stdout_len, stderr_len) = if kind == FileKind::Failure {
+            // A failure record tells why a run failed: its status and the end
+            // of its stderr. Its stdout may be partial (a full disk, a crash)
+            // and is never served, so it is dropped, which also keeps a record
+            // small on a filesystem that is running out of space.
+            let stdout_start = PREAMBLE_LEN as u64 + u64::from(self.details_len);
+            file.set_len(stdout_start).map_err(fail)?;
+            file.seek(io::SeekFrom::Start(stdout_start)).map_err(fail)?;
+            let len = stderr
+                .copy_tail_to(file, FAILURE_STDERR_TAIL)
+                .map_err(fail)?;
+            (0, len)
+        } else {
+            (record.stdout_len, stderr.copy_to(file).map_err(fail)?)
+        };
         let before_rename = lock.stale_generation();
         let mut flags = self.flags;
         if before_rename != self.generation {
@@ -661,7 +675,7 @@ impl<'l> EntryWriter<'l> {
             jitter_ms: record.jitter_ms,
             details_len: self.details_len,
             failures: record.failures,
-            stdout_len: record.stdout_len,
+            stdout_len,
             stderr_len,
         };
         file.write_all_at(&preamble.encode(), 0).map_err(fail)?;
@@ -695,10 +709,16 @@ impl<'l> EntryWriter<'l> {
     }
 }
 
+/// Bytes of stderr a failure record keeps: the end, where a command says
+/// what went wrong.
+pub const FAILURE_STDERR_TAIL: u64 = 64 << 10;
+
 /// Where captured stderr is kept until the entry is committed.
 pub trait StderrSource {
     /// Appends everything captured to `out`, returning the byte count.
     fn copy_to(&mut self, out: &File) -> io::Result<u64>;
+    /// Appends the last `limit` bytes captured to `out`, returning their count.
+    fn copy_tail_to(&mut self, out: &File, limit: u64) -> io::Result<u64>;
 }
 
 /// Stderr that cacheback wrote itself (why a command could not start).
@@ -706,5 +726,13 @@ impl StderrSource for &[u8] {
     fn copy_to(&mut self, mut out: &File) -> io::Result<u64> {
         out.write_all(self)?;
         Ok(self.len() as u64)
+    }
+
+    fn copy_tail_to(&mut self, mut out: &File, limit: u64) -> io::Result<u64> {
+        let skip = self
+            .len()
+            .saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
+        out.write_all(&self[skip..])?;
+        Ok((self.len() - skip) as u64)
     }
 }

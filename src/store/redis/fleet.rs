@@ -23,9 +23,13 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use sha2::{Digest as _, Sha256};
+
 use super::cluster::{Router, slot};
 use super::conn::{Connection, StoreError};
 use super::resp::Value;
+use crate::clock::now_ms;
+use crate::digest::DIGEST_LEN;
 use crate::key::Key;
 
 /// Bytes per chunk: large enough that a 100 MiB value is 100 round trips,
@@ -34,35 +38,65 @@ pub const CHUNK_LEN: usize = 1 << 20;
 /// How long a replaced generation's chunks stay readable.
 pub const OLD_CHUNKS_GRACE: Duration = Duration::from_secs(60);
 
-/// Switches the header to a new generation if the lease is still ours and
-/// the stored value is older. KEYS: lease, meta. ARGV: token, finished_ms,
-/// expiry_ms, then field/value pairs. Returns the replaced generation (0 for
-/// none), -1 when the lease is lost, -2 when a newer value is stored.
-const PUBLISH: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local stored = redis.call('HGET', KEYS[2], 'finished_ms')
-if stored and tonumber(stored) >= tonumber(ARGV[2]) then return -2 end
-local old = tonumber(redis.call('HGET', KEYS[2], 'gen') or '0')
-local old_chunks = tonumber(redis.call('HGET', KEYS[2], 'chunks') or '0')
+/// The server's clock in milliseconds, in a script: the one clock every
+/// host of a fleet agrees on, whatever their own say.
+macro_rules! server_now {
+    () => {
+        "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"
+    };
+}
+
+/// Switches the header to a new generation if the lease is still ours. The
+/// value is stamped with the server's clock (less its age when published),
+/// never the producing host's: a host whose clock runs ahead must not make
+/// its value look newer than the next one for days. The lease alone decides
+/// who may write, so nothing else is compared. KEYS: lease, meta. ARGV:
+/// token, age_ms, expiry_ms, then field/value pairs. Returns the replaced
+/// generation and its chunk count ({0, 0} for none), or -1 when the lease is lost.
+const PUBLISH: &str = concat!(
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n",
+    server_now!(),
+    r"local old = tonumber(redis.call('HGET', KEYS[2], 'gen') or '0') or 0
+local old_chunks = tonumber(redis.call('HGET', KEYS[2], 'chunks') or '0') or 0
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], 'finished_ms', string.format('%.0f', now - tonumber(ARGV[2])), unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {old, old_chunks}
-";
+"
+);
 
-/// Records a failed run under the lease; the count restarts after a success
-/// (a header newer than the last failure). KEYS: lease, fail, meta. ARGV:
-/// token, finished_ms, exit_code, expiry_ms, stderr tail. Returns the
-/// consecutive failures, or -1 when the lease is lost.
-const RECORD_FAILURE: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local entry = tonumber(redis.call('HGET', KEYS[3], 'finished_ms') or '0')
-local last = tonumber(redis.call('HGET', KEYS[2], 'finished_ms') or '0')
+/// Records a failed run under the lease, stamped like [`PUBLISH`]; the count
+/// restarts after a success (a header newer than the last failure). KEYS:
+/// lease, fail, meta. ARGV: token, age_ms, exit_code, expiry_ms, stderr
+/// tail. Returns the consecutive failures, or -1 when the lease is lost.
+const RECORD_FAILURE: &str = concat!(
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n",
+    server_now!(),
+    r"local entry = tonumber(redis.call('HGET', KEYS[3], 'finished_ms') or '0') or 0
+local last = tonumber(redis.call('HGET', KEYS[2], 'finished_ms') or '0') or 0
 local failures = 1
-if last > entry then failures = tonumber(redis.call('HGET', KEYS[2], 'failures') or '0') + 1 end
-redis.call('HSET', KEYS[2], 'finished_ms', ARGV[2], 'exit_code', ARGV[3], 'failures', failures, 'stderr_tail', ARGV[5])
+if last > entry then failures = (tonumber(redis.call('HGET', KEYS[2], 'failures') or '0') or 0) + 1 end
+redis.call('HSET', KEYS[2], 'finished_ms', string.format('%.0f', now - tonumber(ARGV[2])), 'exit_code', ARGV[3], 'failures', failures, 'stderr_tail', ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return failures
+"
+);
+
+/// The clock of the server that holds an entry. KEYS: one of the entry's
+/// keys, so a cluster sends it to the node that stamps the entry's times.
+const SERVER_TIME: &str = "return redis.call('TIME')";
+
+/// Whether a lease is held, bounding its life by `length`: a lease stored
+/// without an expiry (or with a longer one than cacheback sets) would make
+/// every host wait for a holder that may not exist. KEYS: lease. ARGV:
+/// length_ms. Returns 1 when held.
+const BOUND_LEASE: &str = r"
+local left = redis.call('PTTL', KEYS[1])
+if left == -2 then return 0 end
+if left == -1 or left > tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
 ";
 
 /// Sets the forced-stale flag (bit 0) of a stored header. KEYS: meta.
@@ -91,8 +125,11 @@ type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 /// The last failed run of an entry, fleet-wide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetFailure {
-    /// When it finished.
+    /// When it finished, on this host's clock (see [`FleetMeta::finished_ms`]).
     pub finished_ms: u64,
+    /// When it finished on the store's clock: the same in every read, so it
+    /// tells one failure from the next.
+    pub stamp_ms: u64,
     /// Its exit status.
     pub exit_code: i32,
     /// Failed runs in a row, since the last success.
@@ -106,8 +143,10 @@ pub struct FleetFailure {
 pub struct FleetMeta {
     /// Which chunks hold the bytes (set by [`Fleet::publish`]).
     pub generation: u64,
-    /// When the value was produced, on the producing host's clock: every
-    /// host judges its age from this.
+    /// When the value was produced, on this host's clock. The store keeps
+    /// it on its own clock (the publish stamps it) and a read carries it
+    /// over to the reader's, so every host judges a value's age alike
+    /// however far apart their clocks are.
     pub finished_ms: u64,
     /// How long the run took.
     pub duration_ms: u64,
@@ -123,11 +162,25 @@ pub struct FleetMeta {
     pub stderr_len: u64,
     /// The encoded details (argv, label, key inputs).
     pub details: Vec<u8>,
+    /// SHA-256 of the bytes (stdout then stderr), set by [`Fleet::publish`];
+    /// `None` in a value an older cacheback published.
+    pub digest: Option<[u8; DIGEST_LEN]>,
 }
 
 impl FleetMeta {
+    /// Bytes of the value: stdout and stderr. A decoded header's lengths
+    /// are checked to add up ([`decode_meta`]).
+    pub fn len(&self) -> u64 {
+        self.stdout_len.saturating_add(self.stderr_len)
+    }
+
+    /// Whether the value has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn chunks(&self) -> u64 {
-        (self.stdout_len + self.stderr_len).div_ceil(CHUNK_LEN as u64)
+        self.len().div_ceil(CHUNK_LEN as u64)
     }
 }
 
@@ -170,8 +223,6 @@ pub enum Published {
     Stored,
     /// The lease had expired or was taken over: nothing changed.
     LeaseLost,
-    /// A newer value was already there: nothing changed.
-    Superseded,
 }
 
 /// The fleet tier of one server (or Redis Cluster) and key prefix.
@@ -199,9 +250,15 @@ impl Fleet {
         entry_key(&self.prefix, key, part)
     }
 
-    /// The stored header of `key`, if the fleet has a value for it.
+    /// The stored header of `key`, if the fleet has a readable value for it.
     pub fn meta(&mut self, key: &Key) -> Result<Option<FleetMeta>, StoreError> {
-        Ok(meta_from(self.hash(&self.name(key, "meta"))?))
+        Ok(self.read(key)?.meta)
+    }
+
+    /// Everything the fleet holds about `key`, in one round trip.
+    pub fn read(&mut self, key: &Key) -> Result<Snapshot, StoreError> {
+        let mut found = self.snapshots(std::slice::from_ref(key))?;
+        found.pop().ok_or_else(|| self.broken("no reply to a read"))
     }
 
     /// Everything the fleet holds about each of `keys` (header, failure,
@@ -214,31 +271,31 @@ impl Fleet {
                 .iter()
                 .map(|key| ["meta", "fail", "counts", "lease"].map(|part| self.name(key, part)))
                 .collect();
-            let mut commands: Vec<[&[u8]; 2]> = Vec::with_capacity(batch.len() * 4);
+            // One key each, so a slot in migration is followed through ASK
+            // command by command (a script over several keys would get
+            // TRYAGAIN until the migration ends); all go in one round trip.
+            let mut commands: Vec<Vec<&[u8]>> = Vec::with_capacity(batch.len() * 5);
             for [meta, fail, counts, lease] in &names {
-                commands.push([b"HGETALL", meta.as_bytes()]);
-                commands.push([b"HGETALL", fail.as_bytes()]);
-                commands.push([b"HGETALL", counts.as_bytes()]);
-                commands.push([b"EXISTS", lease.as_bytes()]);
+                commands.push(vec![b"HGETALL", meta.as_bytes()]);
+                commands.push(vec![b"HGETALL", fail.as_bytes()]);
+                commands.push(vec![b"HGETALL", counts.as_bytes()]);
+                commands.push(vec![b"PTTL", lease.as_bytes()]);
+                commands.push(vec![b"EVAL", SERVER_TIME.as_bytes(), b"1", meta.as_bytes()]);
             }
             let commands: Vec<&[&[u8]]> = commands.iter().map(|c| c.as_slice()).collect();
-            let mut replies = self.conn.pipeline(&commands)?.into_iter();
+            let replies = self.conn.pipeline(&commands)?;
+            // Taken after the replies came: a value then looks older by the
+            // round trip at most, never younger.
+            let local_now = now_ms();
+            if replies.len() != batch.len() * 5 {
+                return Err(self.broken("too few replies to a read"));
+            }
+            let mut replies = replies.into_iter();
             for key in batch {
-                let (Some(meta), Some(fail), Some(counts), Some(lease)) = (
-                    replies.next(),
-                    replies.next(),
-                    replies.next(),
-                    replies.next(),
-                ) else {
-                    return Err(self.broken("too few replies to a listing"));
-                };
-                found.push(Snapshot {
-                    key: *key,
-                    meta: meta_from(fields_of(meta)),
-                    failure: failure_from(&fields_of(fail)),
-                    counts: counts_from(fields_of(counts)),
-                    lease_held: lease == Value::Int(1),
-                });
+                let parts: Vec<Value> = replies.by_ref().take(5).collect();
+                let snapshot = snapshot_from(*key, parts, local_now)
+                    .ok_or_else(|| self.broken("unexpected reply to a read"))?;
+                found.push(snapshot);
             }
         }
         Ok(found)
@@ -253,19 +310,27 @@ impl Fleet {
         meta: &FleetMeta,
         out: &mut dyn Write,
     ) -> Result<(), StoreError> {
-        let mut left = meta.stdout_len + meta.stderr_len;
+        let mut left = meta.len();
+        let mut hasher = Sha256::new();
         for index in 0..meta.chunks() {
             let name = self.name(key, &format!("{}:{index}", meta.generation));
             let chunk = match self.conn.command(&[b"GET", name.as_bytes()])? {
                 Value::Bulk(Some(chunk)) => chunk,
-                _ => return Err(self.broken("a chunk of the value is missing")),
+                _ => return Err(self.bad_value("a chunk of the value is missing")),
             };
             let expected = left.min(CHUNK_LEN as u64);
             if chunk.len() as u64 != expected {
-                return Err(self.broken("a chunk of the value has the wrong length"));
+                return Err(self.bad_value("a chunk of the value has the wrong length"));
             }
+            hasher.update(&chunk);
             out.write_all(&chunk).map_err(|err| self.io(err))?;
             left -= expected;
+        }
+        if meta
+            .digest
+            .is_some_and(|digest| digest != <[u8; DIGEST_LEN]>::from(hasher.finalize()))
+        {
+            return Err(self.bad_value("the value does not match its digest"));
         }
         Ok(())
     }
@@ -316,10 +381,14 @@ impl Fleet {
         Ok(reply == Value::Int(1))
     }
 
-    /// Whether some host holds the refresh lease of `key` now.
-    pub fn lease_held(&mut self, key: &Key) -> Result<bool, StoreError> {
+    /// Whether some host holds the refresh lease of `key` now. A lease that
+    /// would outlive `bound` (one stored without an expiry, by hand or by
+    /// another program) is cut to it first: no lease cacheback sets lives
+    /// longer without being renewed.
+    pub fn lease_held(&mut self, key: &Key, bound: Duration) -> Result<bool, StoreError> {
         let name = self.name(key, "lease");
-        Ok(self.conn.command(&[b"EXISTS", name.as_bytes()])? == Value::Int(1))
+        let millis = bound.as_millis().max(1).to_string();
+        Ok(self.script(BOUND_LEASE, &[&name], &[millis.as_bytes()])? == Value::Int(1))
     }
 
     /// Waits up to `limit` for each later reply (a value's chunks may take
@@ -352,11 +421,21 @@ impl Fleet {
         meta.generation = u64::from_str_radix(&fresh[..15], 16).unwrap_or(1).max(1);
         let expiry = self.expiry_ms.to_string();
         let mut buffer = vec![0u8; CHUNK_LEN];
-        let mut left = meta.stdout_len + meta.stderr_len;
+        let mut left = meta
+            .stdout_len
+            .checked_add(meta.stderr_len)
+            .ok_or_else(|| {
+                self.io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "value too large",
+                ))
+            })?;
+        let mut hasher = Sha256::new();
         for index in 0..meta.chunks() {
             let len = left.min(CHUNK_LEN as u64) as usize;
             body.read_exact(&mut buffer[..len])
                 .map_err(|err| self.io(err))?;
+            hasher.update(&buffer[..len]);
             let name = self.name(&key, &format!("{}:{index}", meta.generation));
             self.conn.command(&[
                 b"SET",
@@ -367,9 +446,10 @@ impl Fleet {
             ])?;
             left -= len as u64;
         }
+        let digest: [u8; DIGEST_LEN] = hasher.finalize().into();
         let fields: Vec<(&[u8], Vec<u8>)> = vec![
             (b"gen", meta.generation.to_string().into_bytes()),
-            (b"finished_ms", meta.finished_ms.to_string().into_bytes()),
+            (b"digest", hex(&digest).into_bytes()),
             (b"duration_ms", meta.duration_ms.to_string().into_bytes()),
             (b"exit_code", meta.exit_code.to_string().into_bytes()),
             (b"jitter_ms", meta.jitter_ms.to_string().into_bytes()),
@@ -379,12 +459,8 @@ impl Fleet {
             (b"chunks", meta.chunks().to_string().into_bytes()),
             (b"details", meta.details.clone()),
         ];
-        let finished = meta.finished_ms.to_string();
-        let mut args: Vec<&[u8]> = vec![
-            lease.token.as_bytes(),
-            finished.as_bytes(),
-            expiry.as_bytes(),
-        ];
+        let age = now_ms().saturating_sub(meta.finished_ms).to_string();
+        let mut args: Vec<&[u8]> = vec![lease.token.as_bytes(), age.as_bytes(), expiry.as_bytes()];
         for (field, value) in &fields {
             args.push(field);
             args.push(value);
@@ -393,7 +469,6 @@ impl Fleet {
         let reply = self.script(PUBLISH, &[&lease_name, &meta_name], &args)?;
         let stale_generation = match reply {
             Value::Int(-1) => Some((Published::LeaseLost, meta.generation, meta.chunks())),
-            Value::Int(-2) => Some((Published::Superseded, meta.generation, meta.chunks())),
             Value::Array(Some(old)) => match old.as_slice() {
                 [Value::Int(generation), Value::Int(chunks)] if *generation > 0 => {
                     Some((Published::Stored, *generation as u64, *chunks as u64))
@@ -426,8 +501,8 @@ impl Fleet {
             self.name(&key, "fail"),
             self.name(&key, "meta"),
         ];
-        let (finished, code, expiry) = (
-            finished_ms.to_string(),
+        let (age, code, expiry) = (
+            now_ms().saturating_sub(finished_ms).to_string(),
             exit_code.to_string(),
             self.expiry_ms.to_string(),
         );
@@ -436,7 +511,7 @@ impl Fleet {
             &[&names[0], &names[1], &names[2]],
             &[
                 lease.token.as_bytes(),
-                finished.as_bytes(),
+                age.as_bytes(),
                 code.as_bytes(),
                 expiry.as_bytes(),
                 stderr_tail,
@@ -450,7 +525,7 @@ impl Fleet {
 
     /// The last failed run of `key`, if one is recorded.
     pub fn failure(&mut self, key: &Key) -> Result<Option<FleetFailure>, StoreError> {
-        Ok(failure_from(&self.hash(&self.name(key, "fail"))?))
+        Ok(self.read(key)?.failure)
     }
 
     /// Adds one to a fleet-wide counter of `key` (`hits`, `misses`, ...).
@@ -466,7 +541,7 @@ impl Fleet {
 
     /// The fleet-wide counters of `key`.
     pub fn counts(&mut self, key: &Key) -> Result<Vec<(String, u64)>, StoreError> {
-        Ok(counts_from(self.hash(&self.name(key, "counts"))?))
+        Ok(self.read(key)?.counts)
     }
 
     /// Marks the stored value stale for every host (`invalidate --refresh`);
@@ -535,12 +610,6 @@ impl Fleet {
         Key::from_hex(rest.split_once('}')?.0)
     }
 
-    fn hash(&mut self, name: &str) -> Result<Fields, StoreError> {
-        Ok(fields_of(
-            self.conn.command(&[b"HGETALL", name.as_bytes()])?,
-        ))
-    }
-
     fn script(&mut self, body: &str, keys: &[&str], args: &[&[u8]]) -> Result<Value, StoreError> {
         // A cluster runs a script only when its KEYS share a slot (else
         // CROSSSLOT): each script here takes the keys of one entry.
@@ -566,6 +635,31 @@ impl Fleet {
     fn broken(&self, what: &str) -> StoreError {
         self.io(io::Error::new(io::ErrorKind::InvalidData, what.to_owned()))
     }
+
+    /// A stored value that cannot be used (a chunk missing or of the wrong
+    /// length, bytes that do not match the digest): the store itself works.
+    fn bad_value(&self, what: &'static str) -> StoreError {
+        self.io(io::Error::new(io::ErrorKind::InvalidData, BadValue(what)))
+    }
+}
+
+/// Why a stored value was refused while the store answered normally.
+#[derive(Debug)]
+struct BadValue(&'static str);
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BadValue {}
+
+/// Whether `err` is about one stored value rather than the store: the
+/// value counts as missing, and the store as up.
+pub fn is_bad_value(err: &StoreError) -> bool {
+    matches!(err, StoreError::Io { source, .. }
+        if source.get_ref().is_some_and(|inner| inner.is::<BadValue>()))
 }
 
 /// The store's name of one `part` of an entry: `PREFIX:{KEY}:PART`, the
@@ -580,14 +674,66 @@ fn entry_key(prefix: &str, key: &Key, part: &str) -> String {
 pub struct Snapshot {
     /// The key.
     pub key: Key,
-    /// Its value's header, if it has a value.
+    /// Its value's header, if it has a value with a readable header.
     pub meta: Option<FleetMeta>,
+    /// Why the stored header was refused, if it was ([`decode_meta`]): the
+    /// entry then counts as having no value, and the next publish replaces it.
+    pub invalid: Option<String>,
     /// Its last failed run, if one is recorded.
     pub failure: Option<FleetFailure>,
     /// Its counters.
     pub counts: Vec<(String, u64)>,
     /// Some host holds its lease.
     pub lease_held: bool,
+}
+
+/// The replies to one key's reads (its three hashes, the lease's remaining
+/// life and the server's clock) as a snapshot, its times carried over to
+/// the local clock (`local_now`, read when the replies came); `None` for
+/// replies of another shape.
+fn snapshot_from(key: Key, parts: Vec<Value>, local_now: u64) -> Option<Snapshot> {
+    let [meta, fail, counts, lease, time]: [Value; 5] = parts.try_into().ok()?;
+    let server_now = server_ms(&time)?;
+    // A stamp's age on the store's clock is its age on ours.
+    let local = |stamp: u64| {
+        let moved = i128::from(stamp) + i128::from(local_now) - i128::from(server_now);
+        u64::try_from(moved.max(0)).unwrap_or(u64::MAX)
+    };
+    let (meta, invalid) = match decode_meta(&fields_of(meta)) {
+        Ok(meta) => (meta, None),
+        Err(why) => (None, Some(why)),
+    };
+    Some(Snapshot {
+        key,
+        meta: meta.map(|mut meta| {
+            meta.finished_ms = local(meta.finished_ms);
+            meta
+        }),
+        invalid,
+        failure: failure_from(&fields_of(fail)).map(|mut failure| {
+            failure.finished_ms = local(failure.stamp_ms);
+            failure
+        }),
+        counts: counts_from(fields_of(counts)),
+        lease_held: matches!(lease, Value::Int(left) if left != -2),
+    })
+}
+
+/// TIME's reply (seconds, microseconds) in milliseconds.
+fn server_ms(time: &Value) -> Option<u64> {
+    let Value::Array(Some(parts)) = time else {
+        return None;
+    };
+    let number = |value: &Value| match value {
+        Value::Bulk(Some(digits)) => std::str::from_utf8(digits).ok()?.parse::<u64>().ok(),
+        _ => None,
+    };
+    match parts.as_slice() {
+        [secs, micros] => number(secs)?
+            .checked_mul(1000)?
+            .checked_add(number(micros)? / 1000),
+        _ => None,
+    }
 }
 
 /// A hash's field/value pairs from an HGETALL reply.
@@ -605,35 +751,64 @@ fn fields_of(reply: Value) -> Fields {
     pairs
 }
 
-fn meta_from(fields: Fields) -> Option<FleetMeta> {
-    let mut meta = FleetMeta {
-        generation: 0,
-        finished_ms: 0,
-        duration_ms: 0,
-        exit_code: 0,
-        jitter_ms: 0,
-        flags: 0,
-        stdout_len: 0,
-        stderr_len: 0,
-        details: Vec::new(),
-    };
-    for (field, value) in fields {
-        let number = || std::str::from_utf8(&value).ok()?.parse::<i128>().ok();
-        let number = number().unwrap_or(0);
-        match field.as_slice() {
-            b"gen" => meta.generation = number as u64,
-            b"finished_ms" => meta.finished_ms = number as u64,
-            b"duration_ms" => meta.duration_ms = number as u64,
-            b"exit_code" => meta.exit_code = number as i32,
-            b"jitter_ms" => meta.jitter_ms = number as u32,
-            b"flags" => meta.flags = number as u32,
-            b"stdout_len" => meta.stdout_len = number as u64,
-            b"stderr_len" => meta.stderr_len = number as u64,
-            b"details" => meta.details = value,
-            _ => {}
-        }
+/// Decodes a stored header (its hash's field/value pairs), on the store's
+/// clock: `Ok(None)` when there is none, `Err` with the reason when it does
+/// not hold together. Anyone who can write to the store can write a header,
+/// so nothing in it is trusted: every number must parse in its own type, the
+/// lengths must add up without overflow and agree with the chunk count, and
+/// a digest must be 64 hex digits.
+pub fn decode_meta(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Option<FleetMeta>, String> {
+    if fields.is_empty() {
+        return Ok(None);
     }
-    (meta.generation != 0).then_some(meta)
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(field, _)| field == name.as_bytes())
+            .map(|(_, value)| value.as_slice())
+    };
+    fn parse<T: std::str::FromStr>(name: &str, value: Option<&[u8]>) -> Result<Option<T>, String> {
+        value
+            .map(|bytes| {
+                std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| format!("its {name} is not a number of the right size"))
+            })
+            .transpose()
+    }
+    let required = |name: &str| parse::<u64>(name, get(name))?.ok_or(format!("it has no {name}"));
+    let generation = required("gen")?;
+    if generation == 0 {
+        return Err("its gen is 0".to_owned());
+    }
+    let stdout_len = required("stdout_len")?;
+    let stderr_len = required("stderr_len")?;
+    let len = stdout_len
+        .checked_add(stderr_len)
+        .ok_or("its lengths overflow")?;
+    let chunks = required("chunks")?;
+    if chunks != len.div_ceil(CHUNK_LEN as u64) {
+        return Err(format!(
+            "its chunk count {chunks} does not fit its length {len}"
+        ));
+    }
+    let digest = match get("digest") {
+        None => None,
+        Some(text) => Some(unhex(text).ok_or("its digest is not 64 hex digits")?),
+    };
+    Ok(Some(FleetMeta {
+        generation,
+        finished_ms: required("finished_ms")?,
+        duration_ms: parse("duration_ms", get("duration_ms"))?.unwrap_or(0),
+        exit_code: parse("exit_code", get("exit_code"))?.unwrap_or(0),
+        jitter_ms: parse("jitter_ms", get("jitter_ms"))?.unwrap_or(0),
+        flags: parse("flags", get("flags"))?.unwrap_or(0),
+        stdout_len,
+        stderr_len,
+        details: get("details").unwrap_or_default().to_vec(),
+        digest,
+    }))
 }
 
 fn failure_from(fields: &Fields) -> Option<FleetFailure> {
@@ -643,10 +818,17 @@ fn failure_from(fields: &Fields) -> Option<FleetFailure> {
             .find(|(field, _)| field == name.as_bytes())
             .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok())
     };
+    let stamp_ms = u64::try_from(number("finished_ms")?).ok()?;
     Some(FleetFailure {
-        finished_ms: number("finished_ms")? as u64,
-        exit_code: number("exit_code").unwrap_or(0) as i32,
-        failures: number("failures").unwrap_or(1) as u32,
+        finished_ms: stamp_ms,
+        stamp_ms,
+        exit_code: number("exit_code")
+            .and_then(|code| i32::try_from(code).ok())
+            .unwrap_or(1),
+        failures: number("failures")
+            .and_then(|count| u32::try_from(count).ok())
+            .unwrap_or(1)
+            .max(1),
         stderr_tail: fields
             .iter()
             .find(|(field, _)| field == b"stderr_tail")
@@ -670,11 +852,28 @@ fn counts_from(fields: Fields) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Lower-case hex digits of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest `text` spells in hex, if it does.
+fn unhex(text: &[u8]) -> Option<[u8; DIGEST_LEN]> {
+    if text.len() != 2 * DIGEST_LEN {
+        return None;
+    }
+    let mut digest = [0u8; DIGEST_LEN];
+    for (byte, pair) in digest.iter_mut().zip(text.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(digest)
+}
+
 /// 32 random hex digits from the kernel, unique per lease holder.
 fn random_token() -> io::Result<String> {
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&bytes))
 }
 
 #[cfg(test)]
@@ -718,10 +917,21 @@ mod tests {
     fn scripts_touch_only_the_keys_they_are_given() {
         // A cluster routes a script by its KEYS and refuses keys of other
         // slots; a key name built inside a script would escape both.
-        for body in [PUBLISH, RECORD_FAILURE, MARK_STALE, RELEASE, RENEW] {
+        for body in [
+            PUBLISH,
+            RECORD_FAILURE,
+            MARK_STALE,
+            RELEASE,
+            RENEW,
+            SERVER_TIME,
+            BOUND_LEASE,
+        ] {
             let calls = calls(body);
             assert!(!calls.is_empty());
             for (command, first) in calls {
+                if command == "'TIME')" || command.starts_with("'TIME'") {
+                    continue; // the server's clock: no key
+                }
                 assert!(
                     first.starts_with("KEYS["),
                     "{command} on {first} in:\n{body}"

@@ -1,0 +1,125 @@
+//! A cache directory on a filesystem that fills up: a 2 MiB tmpfs the test
+//! mounts (as root; it skips, saying so, where mounting is not allowed).
+//! A refresh that runs out of space must leave the old value served, no
+//! temp file behind, and at most a small, readable failure record: never
+//! the partial output, which would keep the filesystem full and fail every
+//! other entry's miss.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{BIN, Cache, backdate_file, sh, stderr, stdout, wait_until};
+
+/// A tmpfs of `size` mounted on `dir`, unmounted when dropped.
+struct Tmpfs<'d> {
+    dir: &'d Path,
+}
+
+impl<'d> Tmpfs<'d> {
+    fn mount(dir: &'d Path, size: &str, test: &str) -> Option<Tmpfs<'d>> {
+        fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if !mounted {
+            let message = format!("{test}: skipped: cannot mount a tmpfs here (needs root)");
+            assert!(
+                std::env::var_os("CACHEBACK_TESTS_NEED_ALL").is_none(),
+                "{message}"
+            );
+            eprintln!("{message}");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir).status();
+    }
+}
+
+#[test]
+fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
+    let cache = Cache::new();
+    let dir = cache.dir();
+    let Some(_tmpfs) = Tmpfs::mount(&dir, "2m", "disk_full::a_refresh_that_fills") else {
+        return;
+    };
+    // 1.2 MB the first time; 1.5 MB once `$W/big` exists, which no longer
+    // fits beside the first value.
+    let body = r#"if [ -e "$W/big" ]; then n=1500000; else n=1200000; fi
+        echo run >> "$W/runs"; head -c $n /dev/zero | tr '\0' v; echo "done $n" >&2"#;
+    let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
+    let first = cache.run(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(first.stdout.len(), 1_200_000);
+    fs::write(cache.work().join("big"), "").unwrap();
+    for entry in cache.files(".entry") {
+        backdate_file(&entry, 7200);
+    }
+    // The stale hit serves the old value and refreshes in the background,
+    // where the disk fills.
+    let stale = cache.run(&args);
+    assert_eq!(stale.stdout.len(), 1_200_000, "{}", stderr(&stale));
+    assert!(
+        wait_until(Duration::from_secs(20), || cache.count("runs") == 2),
+        "the refresh never ran"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || !cache.files("").iter().any(
+            |path| path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp")
+        )),
+        "a temp file stays behind: {:?}",
+        cache.files("")
+    );
+    assert!(
+        cache.settled(Duration::from_secs(20)),
+        "the refresher lingers"
+    );
+    // The old value is still served, whole.
+    let again = cache.run(&args);
+    assert_eq!(again.stdout.len(), 1_200_000);
+    assert!(again.stdout.iter().all(|&b| b == b'v'));
+    // A failure record, if any, is small: the end of stderr, no stdout.
+    for record in cache.files(".fail") {
+        let len = fs::metadata(&record).unwrap().len();
+        assert!(len < 70_000, "{} is {len} bytes", record.display());
+    }
+    // `show` reads the entry and its failure without calling it corrupt.
+    let show = cache
+        .cmd()
+        .args([&["show", "--"][..], &sh(body)].concat())
+        .output()
+        .unwrap();
+    let shown = format!("{}{}", stdout(&show), stderr(&show));
+    assert!(show.status.success(), "{shown}");
+    assert!(
+        !shown.contains("corrupt") && !shown.contains("do not match"),
+        "{shown}"
+    );
+    // The space is free again: another entry's miss is stored.
+    let other = cache.run(&["--ttl", "1h", "--", "sh", "-c", "head -c 300000 /dev/zero"]);
+    assert!(other.status.success(), "{}", stderr(&other));
+    assert_eq!(
+        stderr(&other),
+        "",
+        "the other entry was stored without a warning"
+    );
+    let _ = BIN;
+}
