@@ -282,11 +282,12 @@ pub fn hmac(secret: &[u8; KEY_LEN], message: &[u8]) -> [u8; KEY_LEN] {
 
 /// Quotes an argument the way a POSIX shell would need it, for display only.
 ///
-/// Control characters and invalid UTF-8 cannot go inside plain single quotes
-/// without reaching the terminal raw (or, made lossy, looking like other
-/// bytes), so such words use bash's `$'...'` quoting with the escapes of
-/// [`crate::display`], the way `ls` quotes such file names: the line still
-/// pastes into bash (and zsh, ksh) as the same argv.
+/// Control characters (and the bidirectional and zero-width ones, which
+/// would make the line read other than it is) and invalid UTF-8 cannot go
+/// inside plain single quotes without reaching the terminal raw (or, made
+/// lossy, looking like other bytes), so such words use bash's `$'...'`
+/// quoting with the escapes of [`crate::display`], the way `ls` quotes such
+/// file names: the line still pastes into bash (and zsh, ksh) as the same argv.
 fn shell_word(arg: &[u8]) -> String {
     let plain = !arg.is_empty()
         && arg
@@ -294,7 +295,11 @@ fn shell_word(arg: &[u8]) -> String {
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(b));
     match std::str::from_utf8(arg) {
         Ok(text) if plain => text.to_owned(),
-        Ok(text) if !text.chars().any(crate::display::is_control) => {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| crate::display::is_control(c) || crate::display::is_invisible(c)) =>
+        {
             format!("'{}'", text.replace('\'', r"'\''"))
         }
         _ => format!(
