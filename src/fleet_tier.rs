@@ -216,8 +216,8 @@ pub fn connect(settings: &FleetSettings, store: &FsStore, ttl: Duration) -> Opti
 
 /// Notes that the store stopped answering after it accepted the connection
 /// (a paused server does), warning if this caller is the first to notice.
-fn went_down(store: &FsStore, err: &StoreError) {
-    if health::note_down(store.dir()).unwrap_or(true) {
+fn went_down(store: &FsStore, config: &FleetConfig, err: &StoreError) {
+    if health::note_down(store.dir(), &config.url).unwrap_or(true) {
         warn_down(err);
     }
 }
@@ -290,7 +290,7 @@ fn read_meta(
             Some(meta)
         }
         Err(err) => {
-            went_down(store, &err);
+            went_down(store, config, &err);
             None
         }
     }
@@ -393,7 +393,7 @@ pub fn lease_if_free(
         Ok(Some(lease)) => Some(Leased::new(fleet, config, lease)),
         Ok(None) => None,
         Err(err) => {
-            went_down(store, &err);
+            went_down(store, &config, &err);
             None
         }
     }
