@@ -17,6 +17,8 @@
 //! | tab, newline, carriage return, ESC | `\t`, `\n`, `\r`, `\e` |
 //! | other C0 controls (U+0000..U+001F) and DEL | `\xNN`, two lowercase hex digits: BEL is `\x07` |
 //! | C1 controls (U+0080..U+009F) | `\u0080`..`\u009f` |
+//! | bidirectional controls (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) | `\u202e` and so on |
+//! | zero-width characters (U+200B..U+200D, U+2060, U+FEFF) | `\u200b` and so on |
 //! | a byte that is not part of valid UTF-8 | `\xNN`: `\xff` |
 //!
 //! Every backslash in the result starts an escape, so the mapping cannot be
@@ -35,6 +37,22 @@ use unicode_width::UnicodeWidthStr;
 /// controls, DEL and C1 controls.
 pub fn is_control(c: char) -> bool {
     matches!(c, '\0'..='\x1f' | '\x7f' | '\u{80}'..='\u{9f}')
+}
+
+/// True for characters that draw nothing yet change how a line reads: the
+/// bidirectional controls reorder the text around them (a row's columns can
+/// be made to show swapped, as in the "Trojan Source" attacks), and the
+/// zero-width ones make two different strings look alike.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 /// `text` with control characters and backslashes escaped (see the module
@@ -110,7 +128,7 @@ fn escape_bytes_keeping<'a>(bytes: &'a [u8], keep: &[char]) -> Cow<'a, str> {
 }
 
 fn needs_escape(c: char, keep: &[char]) -> bool {
-    (c == '\\' || is_control(c)) && !keep.contains(&c)
+    (c == '\\' || is_control(c) || is_invisible(c)) && !keep.contains(&c)
 }
 
 fn push_escaped(out: &mut String, text: &str, keep: &[char]) {
@@ -125,7 +143,7 @@ fn push_escaped(out: &mut String, text: &str, keep: &[char]) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\x1b' => out.push_str("\\e"),
-            '\u{80}'..='\u{9f}' => {
+            '\u{80}'..='\u{9f}' | '\u{100}'.. => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             _ => {
@@ -160,6 +178,25 @@ mod tests {
         assert_eq!(escape("a\u{9b}2Jb\u{80}"), r"a\u009b2Jb\u0080");
         // Just past the C1 range: a printable character.
         assert_eq!(escape("\u{a0}é"), "\u{a0}é");
+    }
+
+    #[test]
+    fn bidi_and_zero_width_characters_are_shown_not_sent() {
+        // A right-to-left override makes "exe.txt" read as "txt.exe".
+        assert_eq!(escape("a\u{202e}b\u{202c}"), r"a\u202eb\u202c");
+        for c in [
+            '\u{061c}', '\u{200b}', '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}',
+            '\u{202b}', '\u{202d}', '\u{2060}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+            '\u{feff}',
+        ] {
+            let shown = escape_bytes(c.to_string().as_bytes()).into_owned();
+            assert_eq!(shown, format!("\\u{:04x}", u32::from(c)), "{c:?}");
+            assert_eq!(escape_block(c.to_string().as_bytes()), shown);
+        }
+        // Neighbours that draw something stay as they are.
+        for text in ["\u{2010}", "\u{2070}", "\u{fefe}", "\u{0627}"] {
+            assert!(matches!(escape(text), Cow::Borrowed(_)), "{text:?}");
+        }
     }
 
     #[test]

@@ -434,18 +434,19 @@ fn command_stdin() -> Result<Stdio> {
     Ok(Stdio::inherit())
 }
 
-/// Keeps the fleet store's password from the command (and from hooks): its
+/// Keeps the fleet store's settings from the command (and from hooks): its
 /// output may be cached and shared with the whole fleet, and a command that
-/// prints its environment would publish the password. `CACHEBACK_STORE` goes
-/// too when its URL carries the password. Checked first, so a run without a
-/// store does not pay for a copy of the environment.
+/// prints its environment would publish the password. Every one of them goes,
+/// whatever it holds: whether `CACHEBACK_STORE` carries a password cannot be
+/// told reliably from a URL that may not even parse (an unencoded `/` in a
+/// base64 password), and a command gets no use of the store's address
+/// without its password. Checked first, so a run without a store does not
+/// pay for a copy of the environment.
 pub fn hide_store_credentials(command: &mut Command) {
-    use crate::store::redis::url;
-    if std::env::var_os(url::ENV_PASSWORD).is_some() {
-        command.env_remove(url::ENV_PASSWORD);
-    }
-    if std::env::var_os(url::ENV_STORE).is_some_and(|store| url::carries_password(&store)) {
-        command.env_remove(url::ENV_STORE);
+    for name in crate::store::redis::url::STORE_VARIABLES {
+        if std::env::var_os(name).is_some() {
+            command.env_remove(name);
+        }
     }
 }
 

@@ -222,8 +222,8 @@ pub fn connect(settings: &FleetSettings, store: &FsStore, ttl: Duration) -> Opti
 
 /// Notes that the store stopped answering after it accepted the connection
 /// (a paused server does), warning if this caller is the first to notice.
-fn went_down(store: &FsStore, err: &StoreError) {
-    if health::note_down(store.dir()).unwrap_or(true) {
+fn went_down(store: &FsStore, config: &FleetConfig, err: &StoreError) {
+    if health::note_down(store.dir(), &config.url).unwrap_or(true) {
         warn_down(err);
     }
 }
@@ -297,7 +297,7 @@ fn read_entry(
             Some(snapshot)
         }
         Err(err) => {
-            went_down(store, &err);
+            went_down(store, config, &err);
             None
         }
     }
@@ -481,7 +481,7 @@ pub fn lease_if_free(
         Ok(Some(lease)) => Some(Leased::new(fleet, config, lease)),
         Ok(None) => None,
         Err(err) => {
-            went_down(store, &err);
+            went_down(store, &config, &err);
             None
         }
     }

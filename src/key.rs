@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::digest::{sha256, sha256_copy};
+use crate::digest::sha256_copy;
 use crate::options::{KeyOptions, RunOptions};
 
 /// Length of a key in bytes.
@@ -270,23 +270,27 @@ pub trait EnvSecret {
 
 /// HMAC-SHA-256 (RFC 2104) of `message` under `secret`.
 pub fn hmac(secret: &[u8; KEY_LEN], message: &[u8]) -> [u8; KEY_LEN] {
-    const BLOCK: usize = 64;
-    let pad = |byte: u8| {
-        let mut block = [byte; BLOCK];
-        block.iter_mut().zip(secret).for_each(|(b, s)| *b ^= s);
-        block
-    };
-    let inner = sha256(&[&pad(0x36), message]);
-    sha256(&[&pad(0x5c), &inner])
+    mac(secret, message)
+}
+
+/// HMAC-SHA-256 under a key of any length, through RustCrypto's audited
+/// `hmac` crate (on the same `digest` release as `sha2`).
+fn mac(secret: &[u8], message: &[u8]) -> [u8; KEY_LEN] {
+    use ::hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .expect("HMAC accepts a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Quotes an argument the way a POSIX shell would need it, for display only.
 ///
-/// Control characters and invalid UTF-8 cannot go inside plain single quotes
-/// without reaching the terminal raw (or, made lossy, looking like other
-/// bytes), so such words use bash's `$'...'` quoting with the escapes of
-/// [`crate::display`], the way `ls` quotes such file names: the line still
-/// pastes into bash (and zsh, ksh) as the same argv.
+/// Control characters (and the bidirectional and zero-width ones, which
+/// would make the line read other than it is) and invalid UTF-8 cannot go
+/// inside plain single quotes without reaching the terminal raw (or, made
+/// lossy, looking like other bytes), so such words use bash's `$'...'`
+/// quoting with the escapes of [`crate::display`], the way `ls` quotes such
+/// file names: the line still pastes into bash (and zsh, ksh) as the same argv.
 fn shell_word(arg: &[u8]) -> String {
     let plain = !arg.is_empty()
         && arg
@@ -294,7 +298,11 @@ fn shell_word(arg: &[u8]) -> String {
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(b));
     match std::str::from_utf8(arg) {
         Ok(text) if plain => text.to_owned(),
-        Ok(text) if !text.chars().any(crate::display::is_control) => {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| crate::display::is_control(c) || crate::display::is_invisible(c)) =>
+        {
             format!("'{}'", text.replace('\'', r"'\''"))
         }
         _ => format!(
@@ -354,22 +362,103 @@ mod tests {
         let empty = KeyInputs {
             env: vec![EnvInput {
                 name: b"X".to_vec(),
-                value_hash: Some(sha256(&[b""])),
+                value_hash: Some(crate::digest::sha256(&[b""])),
             }],
             ..inputs(&["date"])
         };
         assert_ne!(unset.key(), empty.key());
     }
 
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// RFC 4231's seven HMAC-SHA-256 test cases (case 5 compares the first
+    /// 128 bits, as the RFC does).
     #[test]
     fn hmac_matches_rfc_4231() {
-        // Test case 2: a key shorter than the block is zero-padded, as here.
-        let mut secret = [0u8; KEY_LEN];
-        secret[..4].copy_from_slice(b"Jefe");
-        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
-        let mac = hmac(&secret, b"what do ya want for nothing?");
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, expected);
+        let big_key = vec![0xaa; 131];
+        let cases: [(&[u8], &[u8], &str); 7] = [
+            (
+                &[0x0b; 20],
+                b"Hi There",
+                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+            ),
+            (
+                b"Jefe",
+                b"what do ya want for nothing?",
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                &[0xaa; 20],
+                &[0xdd; 50],
+                "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+            ),
+            (
+                &unhex("0102030405060708090a0b0c0d0e0f10111213141516171819"),
+                &[0xcd; 50],
+                "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+            ),
+            (
+                &[0x0c; 20],
+                b"Test With Truncation",
+                "a3b6167473100ee06e0c796c2955552b",
+            ),
+            (
+                &big_key,
+                b"Test Using Larger Than Block-Size Key - Hash Key First",
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                &big_key,
+                b"This is a test using a larger than block-size key and a larger than \
+                  block-size data. The key needs to be hashed before being used by the \
+                  HMAC algorithm.",
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ];
+        for (i, (secret, message, expected)) in cases.iter().enumerate() {
+            let got = hex(&mac(secret, message));
+            assert_eq!(&got[..expected.len()], *expected, "RFC 4231 case {}", i + 1);
+            // Keys up to 32 bytes also go through `hmac`, zero-padded: HMAC
+            // pads a short key with zeros itself, so the result is the same.
+            if secret.len() <= KEY_LEN {
+                let mut padded = [0u8; KEY_LEN];
+                padded[..secret.len()].copy_from_slice(secret);
+                assert_eq!(&hex(&hmac(&padded, message))[..expected.len()], *expected);
+            }
+        }
+    }
+
+    /// A key with an `--env` input, computed before HMAC moved to the
+    /// `hmac` crate (and checked with Python's hmac and hashlib): existing
+    /// cache directories keep their entries.
+    #[test]
+    fn keys_with_env_inputs_stay_as_they_were() {
+        let secret: [u8; KEY_LEN] = std::array::from_fn(|i| i as u8);
+        let value_hash = hmac(&secret, b"s3cret value");
+        assert_eq!(
+            hex(&value_hash),
+            "8a61c936a67f94039e7e4b0547877322ed822f3903cbc37c732806d508d17c88"
+        );
+        let inputs = KeyInputs {
+            env: vec![EnvInput {
+                name: b"TOKEN".to_vec(),
+                value_hash: Some(value_hash),
+            }],
+            ..inputs(&["printenv", "TOKEN"])
+        };
+        assert_eq!(
+            inputs.key().to_hex(),
+            "0f493b51c80cb72969679e742f1c2eb8d4cda68bd44ef06c1fc496e9f5241a37"
+        );
     }
 
     #[test]

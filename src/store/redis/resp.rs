@@ -11,6 +11,28 @@ use std::io::{self, BufRead, Read, Write};
 pub const MAX_BULK: usize = 64 << 20;
 /// Most elements accepted in one array reply.
 pub const MAX_ARRAY: usize = 1 << 20;
+/// Deepest nesting of arrays accepted in a reply. cacheback's replies nest
+/// at most 3 deep (a cluster's slot map); the cap keeps a hostile server, or
+/// anyone in the middle of a plain link, from exhausting the stack with
+/// `*1\r\n` repeated (the reader recurses once per level).
+pub const MAX_DEPTH: usize = 8;
+/// Most bytes (or elements) reserved before they arrive: a length is only a
+/// claim, and memory follows what the server actually sends.
+const PREALLOC: usize = 1 << 20;
+/// Bytes of a non-Redis server's first line quoted in the error.
+const QUOTED: usize = 32;
+
+/// Where replies are read from: bytes, and a say in how long a long reply
+/// may take ([`Source::expect`]).
+pub trait Source: BufRead {
+    /// Told the length of each bulk string before it is read, so that a
+    /// caller's deadline can grow with the bytes still expected.
+    fn expect(&mut self, bytes: usize) {
+        let _ = bytes;
+    }
+}
+
+impl Source for &[u8] {}
 
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +67,15 @@ pub fn write_command(out: &mut impl Write, args: &[&[u8]]) -> io::Result<()> {
     out.write_all(&head)
 }
 
-/// Reads one reply.
-pub fn read_value(input: &mut impl BufRead) -> io::Result<Value> {
-    let line = read_line(input)?;
+/// Reads one reply. Memory and stack stay bounded whatever the server
+/// sends: arrays nest at most [`MAX_DEPTH`] deep, and lengths are checked
+/// against [`MAX_BULK`] and [`MAX_ARRAY`] before anything is reserved.
+pub fn read_value(input: &mut impl Source) -> io::Result<Value> {
+    read_nested(input, 0)
+}
+
+fn read_nested(input: &mut impl Source, depth: usize) -> io::Result<Value> {
+    let line = read_line(input, depth)?;
     let (kind, rest) = line.split_first().ok_or_else(|| bad("empty reply line"))?;
     let text = || String::from_utf8_lossy(rest).into_owned();
     Ok(match kind {
@@ -57,12 +85,17 @@ pub fn read_value(input: &mut impl BufRead) -> io::Result<Value> {
         b'$' => match number(rest)? {
             -1 => Value::Bulk(None),
             len if (0..=MAX_BULK as i64).contains(&len) => {
-                let mut data = vec![0u8; len as usize + 2];
-                input.read_exact(&mut data)?;
+                let len = len as usize;
+                input.expect(len);
+                let mut data = Vec::with_capacity(len.min(PREALLOC) + 2);
+                input.by_ref().take(len as u64 + 2).read_to_end(&mut data)?;
+                if data.len() < len + 2 {
+                    return Err(closed());
+                }
                 if !data.ends_with(b"\r\n") {
                     return Err(bad("bulk string without its CRLF"));
                 }
-                data.truncate(len as usize);
+                data.truncate(len);
                 Value::Bulk(Some(data))
             }
             _ => return Err(bad("bulk string length out of range")),
@@ -70,9 +103,13 @@ pub fn read_value(input: &mut impl BufRead) -> io::Result<Value> {
         b'*' => match number(rest)? {
             -1 => Value::Array(None),
             len if (0..=MAX_ARRAY as i64).contains(&len) => {
-                let mut items = Vec::with_capacity(len as usize);
+                if depth >= MAX_DEPTH {
+                    return Err(bad(&format!("arrays nested more than {MAX_DEPTH} deep")));
+                }
+                let len = len as usize;
+                let mut items = Vec::with_capacity(len.min(PREALLOC / 64));
                 for _ in 0..len {
-                    items.push(read_value(input)?);
+                    items.push(read_nested(input, depth + 1)?);
                 }
                 Value::Array(Some(items))
             }
@@ -82,7 +119,10 @@ pub fn read_value(input: &mut impl BufRead) -> io::Result<Value> {
     })
 }
 
-fn read_line(input: &mut impl BufRead) -> io::Result<Vec<u8>> {
+/// One line of a reply, without its CRLF. The first line of a reply that
+/// does not start like one of Redis's is another protocol's answer (an HTTP
+/// server's, an SSH banner...), and the error quotes it.
+fn read_line(input: &mut impl Source, depth: usize) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     // Bounded: a reply line is a type byte and a number or a short message.
     let read = input
@@ -90,16 +130,45 @@ fn read_line(input: &mut impl BufRead) -> io::Result<Vec<u8>> {
         .take(64 * 1024)
         .read_until(b'\n', &mut line)?;
     if read == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection",
-        ));
+        return Err(if depth == 0 {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )
+        } else {
+            closed()
+        });
+    }
+    if depth == 0 && !matches!(line[0], b'+' | b'-' | b':' | b'$' | b'*') {
+        return Err(not_redis(&line));
     }
     if !line.ends_with(b"\r\n") {
         return Err(bad("reply line without CRLF"));
     }
     line.truncate(line.len() - 2);
     Ok(line)
+}
+
+fn not_redis(line: &[u8]) -> io::Error {
+    let first = line
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let quoted = &first[..first.len().min(QUOTED)];
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "not a Redis server: it answered '{}...'",
+            crate::display::escape_bytes(quoted)
+        ),
+    )
+}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the server closed the connection in the middle of a reply",
+    )
 }
 
 fn number(digits: &[u8]) -> io::Result<i64> {
@@ -171,5 +240,43 @@ mod tests {
         assert!(read_value(&mut &b"$99999999999\r\n"[..]).is_err());
         assert!(read_value(&mut &b"*-5\r\n"[..]).is_err());
         assert!(read_value(&mut &b"$1\r\nab"[..]).is_err());
+    }
+
+    #[test]
+    fn nesting_is_capped_without_recursing_through_the_input() {
+        // Two million levels (8 MB) would overflow the stack if followed.
+        let deep = b"*1\r\n".repeat(2_000_000);
+        let err = read_value(&mut &deep[..]).unwrap_err();
+        assert!(err.to_string().contains("nested more than 8 deep"), "{err}");
+        // Up to the cap is fine: cacheback's own replies nest 3 deep.
+        let mut ok = b"*1\r\n".repeat(MAX_DEPTH);
+        ok.extend_from_slice(b":1\r\n");
+        let mut value = read_value(&mut &ok[..]).unwrap();
+        for _ in 0..MAX_DEPTH {
+            let Value::Array(Some(mut items)) = value else {
+                panic!("an array")
+            };
+            value = items.pop().unwrap();
+        }
+        assert_eq!(value, Value::Int(1));
+        let mut over = b"*1\r\n".repeat(MAX_DEPTH + 1);
+        over.extend_from_slice(b":1\r\n");
+        assert!(read_value(&mut &over[..]).is_err());
+    }
+
+    #[test]
+    fn another_protocol_is_named_and_quoted() {
+        let err =
+            read_value(&mut &b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a Redis server: it answered 'HTTP/1.1 400 Bad Request...'"
+        );
+        let err = read_value(&mut &b"SSH-2.0-OpenSSH_9.6 \x1b[2J and a very long banner\n"[..])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r"not a Redis server: it answered 'SSH-2.0-OpenSSH_9.6 \e[2J and a v...'"
+        );
     }
 }

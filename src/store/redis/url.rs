@@ -14,17 +14,17 @@ pub const ENV_PASSWORD: &str = "CACHEBACK_STORE_PASSWORD";
 /// The store's address when `--store` is not given.
 pub const ENV_STORE: &str = "CACHEBACK_STORE";
 
-/// Whether a store address holds a password (`scheme://user:password@...`).
-pub fn carries_password(text: &std::ffi::OsStr) -> bool {
-    let text = text.to_string_lossy();
-    let Some((_, rest)) = text.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-}
+/// Every variable that configures the store, none of which the wrapped
+/// command (or a hook) is given: see `exec::hide_store_credentials`.
+pub const STORE_VARIABLES: [&str; 7] = [
+    ENV_STORE,
+    ENV_PASSWORD,
+    "CACHEBACK_STORE_TIMEOUT",
+    "CACHEBACK_STORE_CA_FILE",
+    "CACHEBACK_STORE_MAX_VALUE",
+    "CACHEBACK_STORE_PREFIX",
+    "CACHEBACK_STORE_LEASE",
+];
 
 /// The Redis port when the URL gives none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -103,11 +103,14 @@ impl StoreUrl {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| invalid("no scheme"))?;
         let mut url = match scheme {
             "redis" | "rediss" => {
-                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let (userinfo, hostport) = match authority.rsplit_once('@') {
-                    Some((userinfo, hostport)) => (Some(userinfo), hostport),
-                    None => (None, authority),
+                // The credentials end at the last `@`, wherever it is: a
+                // host, port or database never holds one, and a password
+                // may hold an unencoded `/` (base64 ones do).
+                let (userinfo, address) = match rest.rsplit_once('@') {
+                    Some((userinfo, address)) => (Some(userinfo), address),
+                    None => (None, rest),
                 };
+                let (hostport, path) = address.split_once('/').unwrap_or((address, ""));
                 let (host, port) = split_host_port(hostport).ok_or_else(|| invalid("bad port"))?;
                 if host.is_empty() {
                     return Err(invalid("no host"));
@@ -239,22 +242,33 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The text with any `user:password@` password replaced, for an error about
-/// an address that did not parse (and so has no [`StoreUrl`] to print).
+/// The text with everything that may be a credential hidden, for an error
+/// about an address that did not parse (and so has no [`StoreUrl`] to
+/// print): all between the scheme and the last `@` (which cannot be split
+/// into user and password reliably before the address parses), and the value
+/// of any `password=` parameter.
 pub fn redact(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_owned();
+    let mut shown = match text.split_once("://") {
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => format!("{scheme}://***{}", &rest[at..]),
+            None => text.to_owned(),
+        },
+        // No scheme: an `@` still ends what may be credentials.
+        None => match text.rfind('@') {
+            Some(at) => format!("***{}", &text[at..]),
+            None => text.to_owned(),
+        },
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}{}", &rest[at..])
-        }
-        None => text.to_owned(),
+    let mut from = 0;
+    while let Some(found) = shown[from..].to_ascii_lowercase().find("password=") {
+        let start = from + found + "password=".len();
+        let end = shown[start..]
+            .find(['&', ';', '#'])
+            .map_or(shown.len(), |end| start + end);
+        shown.replace_range(start..end, "***");
+        from = start + 3;
     }
+    shown
 }
 
 #[cfg(test)]
@@ -332,11 +346,51 @@ mod tests {
             "redis://cache:hunter2@h:1/x",
             "ftp://cache:hunter2@h",
             "redis://cache:hunter2%zz@h",
+            "redis://cache:hun/ter2@h:notaport",
+            "redis://cache:hun@ter2@h:notaport",
+            "rediss://hunter2@@h:x",
+            "cache:hunter2@h:6379",
         ] {
             let err = StoreUrl::parse(bad, None).unwrap_err();
             assert!(!err.contains("hunter2"), "{err}");
-            assert!(err.contains("cache:***@"), "{err}");
+            assert!(!err.contains("hun"), "{err}");
+            assert!(err.contains("***@"), "{err}");
         }
+        for bad in [
+            "unix:///x.sock?password=hunter2",
+            "unix:///x.sock?db=1&password=hunter2&x=1",
+            "unix:///x.sock?PASSWORD=hunter2",
+        ] {
+            let err = StoreUrl::parse(bad, None).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("=***"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_store_setting_is_listed_for_the_commands_environment() {
+        use crate::fleet_tier::{ENV_CA_FILE, ENV_LEASE, ENV_MAX_VALUE, ENV_PREFIX, ENV_TIMEOUT};
+        for name in [
+            ENV_CA_FILE,
+            ENV_LEASE,
+            ENV_MAX_VALUE,
+            ENV_PREFIX,
+            ENV_TIMEOUT,
+        ] {
+            assert!(STORE_VARIABLES.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_password_may_hold_an_unencoded_slash() {
+        let url = parse("redis://base:ab/cd+ef==@host:6379/3");
+        assert_eq!(
+            url.password.as_ref().map(Secret::expose),
+            Some("ab/cd+ef==")
+        );
+        assert_eq!(url.user.as_deref(), Some("base"));
+        assert_eq!(url.db, 3);
+        assert_eq!(url.to_string(), "redis://base:***@host:6379/3");
     }
 
     #[test]
