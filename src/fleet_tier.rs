@@ -345,6 +345,7 @@ fn warn_bad_value(why: &str, warned: &mut bool) {
 /// `Err(Some(()))`: the store failed mid-copy and is marked down.
 fn fill(
     store: &FsStore,
+    config: &FleetConfig,
     lock: &EntryLock,
     fleet: &mut Fleet,
     meta: &FleetMeta,
@@ -353,7 +354,7 @@ fn fill(
     match tiers::fill_local(store, lock, fleet, meta) {
         Ok(_) => Ok(()),
         Err(FillError::Store(err)) => {
-            went_down(store, &err);
+            went_down(store, &config, &err);
             Err(Some(()))
         }
         Err(FillError::BadValue(why)) => {
@@ -392,7 +393,7 @@ pub fn on_miss(
         if let Some(meta) = copyable(&snapshot, &config, &mut warned)
             && preamble_of(meta).is_usable(now, args.max_age.map(millis))
         {
-            match fill(store, lock, &mut fleet, meta, &mut warned) {
+            match fill(store, &config, lock, &mut fleet, meta, &mut warned) {
                 Ok(()) => {
                     let _ = fleet.count(key, "fills");
                     let stale = store
@@ -415,7 +416,7 @@ pub fn on_miss(
                     Ok(latest) => latest,
                     Err(err) => {
                         let _ = fleet.release(lease);
-                        went_down(store, &err);
+                        went_down(store, &config, &err);
                         return MissOutcome::Local;
                     }
                 };
@@ -437,7 +438,7 @@ pub fn on_miss(
             }
             Ok(None) => {}
             Err(err) => {
-                went_down(store, &err);
+                went_down(store, &config, &err);
                 return MissOutcome::Local;
             }
         }
@@ -453,7 +454,7 @@ pub fn on_miss(
                 };
             }
             Waited::Broken(err) => {
-                went_down(store, &err);
+                went_down(store, &config, &err);
                 return MissOutcome::Local;
             }
             Waited::TimedOut => {
@@ -544,7 +545,7 @@ pub fn before_refresh(
                 }
             };
             if newer && shared.is_usable(now, args.max_age.map(millis)) {
-                match fill(store, lock, &mut fleet, meta, &mut warned) {
+                match fill(store, &config, lock, &mut fleet, meta, &mut warned) {
                     Ok(()) => {
                         stored = true;
                         let _ = fleet.count(key, "fills");
@@ -580,14 +581,14 @@ pub fn before_refresh(
                     }
                     Err(err) => {
                         let _ = fleet.release(lease);
-                        went_down(store, &err);
+                        went_down(store, &config, &err);
                         return RefreshPlan::Local;
                     }
                 }
             }
             Ok(None) => {}
             Err(err) => {
-                went_down(store, &err);
+                went_down(store, &config, &err);
                 return RefreshPlan::Local;
             }
         }
@@ -595,7 +596,7 @@ pub fn before_refresh(
         match wait_for_holder(&mut fleet, &config, key, generation, seen_failure, deadline) {
             Waited::Value | Waited::Gone => continue,
             Waited::Broken(err) => {
-                went_down(store, &err);
+                went_down(store, &config, &err);
                 return RefreshPlan::Done { stored };
             }
             Waited::Failed { .. } | Waited::TimedOut => return RefreshPlan::Done { stored },
