@@ -1628,17 +1628,22 @@ fn a_store_that_drops_mid_reply_costs_one_warning() {
     a_store_failing_mid_reply_is_marked_down(Fault::Drop, "fleet::drops_mid_reply");
 }
 
-/// Waits for a child for at most `limit`, killing it past that.
+/// Waits for a child (reading its output as it comes, so a large value
+/// cannot fill the pipe) for at most `limit`, killing it past that.
 #[track_caller]
 fn finish_within(child: Child, limit: Duration, what: &str) -> Output {
     let pid = child.id();
-    let done = wait_until(limit, || !alive(pid));
-    if !done {
-        signal(pid, nix::sys::signal::Signal::SIGKILL);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("{what}: still waiting after {limit:?}");
+        }
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(done, "{what}: still waiting after {limit:?}");
-    out
 }
 
 #[test]
