@@ -1628,22 +1628,40 @@ fn a_store_that_drops_mid_reply_costs_one_warning() {
     a_store_failing_mid_reply_is_marked_down(Fault::Drop, "fleet::drops_mid_reply");
 }
 
-/// Waits for a child (reading its output as it comes, so a large value
-/// cannot fill the pipe) for at most `limit`, killing it past that.
+/// Waits for children, all at once and reading their output as it comes
+/// (a caller streaming a large value into a full pipe would stall, holding
+/// the lock the others wait on), for at most `limit` in all; kills what is
+/// left past that.
 #[track_caller]
-fn finish_within(child: Child, limit: Duration, what: &str) -> Output {
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match finished.recv_timeout(limit) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            signal(pid, nix::sys::signal::Signal::SIGKILL);
-            panic!("{what}: still waiting after {limit:?}");
+fn finish_within(children: Vec<Child>, limit: Duration, what: &str) -> Vec<Output> {
+    let deadline = Instant::now() + limit;
+    let waits: Vec<(u32, std::sync::mpsc::Receiver<std::io::Result<Output>>)> = children
+        .into_iter()
+        .map(|child| {
+            let pid = child.id();
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done.send(child.wait_with_output());
+            });
+            (pid, finished)
+        })
+        .collect();
+    let mut outputs = Vec::new();
+    let mut late = Vec::new();
+    for (n, (_, finished)) in waits.iter().enumerate() {
+        match finished.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(output) => outputs.push(output.unwrap()),
+            Err(_) => late.push(n),
         }
     }
+    for (pid, _) in &waits {
+        signal(*pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(
+        late.is_empty(),
+        "{what}: callers {late:?} still waiting after {limit:?}"
+    );
+    outputs
 }
 
 #[test]
@@ -1665,10 +1683,11 @@ fn a_lease_stored_without_an_expiry_holds_up_no_host() {
         fleet.redis.cli(&["SET", &lease, "forged"]);
         let caller = fleet.host(host).spawn_run(&call(options, &body()));
         let out = finish_within(
-            caller,
+            vec![caller],
             Duration::from_secs(15),
             &format!("host {host}'s miss"),
-        );
+        )
+        .remove(0);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let runs = fleet.runs();
         assert_eq!(text(&out.stdout), format!("{}\n", runs.last().unwrap()));
@@ -1747,8 +1766,8 @@ fn a_store_that_trickles_its_reply_holds_no_caller_for_long() {
         .with_env("CACHEBACK_STORE", &proxy.url())
         .with_env("CACHEBACK_STORE_TIMEOUT", "100ms");
     let callers: Vec<Child> = (0..3).map(|_| b.spawn_run(&args)).collect();
-    for (n, caller) in callers.into_iter().enumerate() {
-        let out = finish_within(caller, Duration::from_secs(30), &format!("caller {n}"));
+    let outputs = finish_within(callers, Duration::from_secs(30), "host b's callers");
+    for (n, out) in outputs.into_iter().enumerate() {
         assert!(out.status.success(), "caller {n}: {}", text(&out.stderr));
         let line = out.stdout.iter().position(|&c| c == b'\n').unwrap();
         assert_eq!(
