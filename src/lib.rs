@@ -15,7 +15,6 @@ pub mod error;
 pub mod exec;
 pub mod exit_codes;
 pub mod fast_args;
-pub mod fleet_tier;
 pub mod inspect;
 pub mod key;
 pub mod options;
@@ -27,6 +26,7 @@ pub mod rules;
 pub mod startup;
 pub mod stdin_input;
 pub mod store;
+pub mod two_tier;
 pub mod units;
 
 use clap::Parser;

@@ -18,7 +18,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::fleet_tier::FleetSettings;
 use crate::key::Key;
 use crate::options::RunOptions;
 use crate::rules::{self, Start};
@@ -26,6 +25,7 @@ use crate::store::FsStore;
 use crate::store::entry::Preamble;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
+use crate::two_tier::FleetSettings;
 
 /// Whether [`start`] counted the caller's event under the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

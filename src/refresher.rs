@@ -5,12 +5,12 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use crate::exit_codes;
-use crate::fleet_tier::{self, FleetSettings, RefreshPlan};
 use crate::key::{Key, KeyInputs};
 use crate::options::RunOptions;
 use crate::store::events;
 use crate::store::lock::EntryLock;
 use crate::store::{Committed, FsStore};
+use crate::two_tier::{self, FleetSettings, RefreshPlan};
 
 /// Runs of one refresh at most: the first, and reruns after `invalidate
 /// --refresh` marked the result stale while it ran. Bounded, so a loop of
@@ -20,7 +20,7 @@ const MAX_RUNS: usize = 3;
 /// Runs the command with the inherited lock and stores the result; returns
 /// the refresher's own exit status (nobody waits for it, but it shows in traces).
 /// With a fleet store, the fleet tier is asked first: it may have the value,
-/// or another host may be running the command (see [`fleet_tier`]).
+/// or another host may be running the command (see [`two_tier`]).
 pub fn run(
     store: &FsStore,
     key: &Key,
@@ -42,7 +42,7 @@ pub fn run(
         .and_then(|_| store.stdout_digest(key));
     let mut status = exit_codes::SUCCESS;
     let mut stored = false;
-    let (leased, runs) = match fleet_tier::before_refresh(fleet, store, lock, key, args) {
+    let (leased, runs) = match two_tier::before_refresh(fleet, store, lock, key, args) {
         RefreshPlan::Local => (None, MAX_RUNS),
         RefreshPlan::Run(leased) => (Some(leased), MAX_RUNS),
         RefreshPlan::Done { stored: copied } => {

@@ -6,7 +6,7 @@
 //!
 //! What a stored value's header says by itself (fresh, stale, usable under
 //! `--max-age`, failed since) is on [`Preamble`]; the fleet's headers are
-//! judged by the same methods (see `fleet_tier::preamble_of`).
+//! judged by the same methods (see `two_tier::preamble_of`).
 
 use std::time::Duration;
 

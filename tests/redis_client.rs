@@ -358,7 +358,7 @@ mod fleet {
     }
 
     #[test]
-    fn counters_marks_forgetting_and_listing_work_on_the_fleet_tier() {
+    fn counters_marks_forgetting_and_listing_work_on_the_two_tier() {
         let Some(server) = RedisServer::start(&[], "fleet::counters_marks") else {
             return;
         };
@@ -521,7 +521,7 @@ mod fleet {
     #[test]
     fn a_value_crosses_from_one_hosts_cache_to_anothers() {
         use cacheback::store::FsStore;
-        use cacheback::store::tiers::{self, Shared};
+        use cacheback::store::transfer::{self, Shared};
 
         let Some(server) = RedisServer::start(&[], "fleet::a_value_crosses") else {
             return;
@@ -549,16 +549,16 @@ mod fleet {
             .unwrap()
             .unwrap();
         let store_a = FsStore::new(host_a.dir());
-        let too_large = tiers::publish_local(&store_a, &mut fleet, &lease, 1000).unwrap();
+        let too_large = transfer::publish_local(&store_a, &mut fleet, &lease, 1000).unwrap();
         assert_eq!(too_large, Shared::TooLarge { len: 3_000_004 });
-        let shared = tiers::publish_local(&store_a, &mut fleet, &lease, u64::MAX).unwrap();
+        let shared = transfer::publish_local(&store_a, &mut fleet, &lease, u64::MAX).unwrap();
         assert_eq!(shared, Shared::Fleet(Published::Stored));
 
         let store_b = FsStore::new(host_b.dir());
         store_b.prepare().unwrap();
         let (lock, _) = store_b.lock(&key).unwrap();
         let meta = fleet.meta(&key).unwrap().unwrap();
-        tiers::fill_local(&store_b, &lock, &mut fleet, &meta).unwrap();
+        transfer::fill_local(&store_b, &lock, &mut fleet, &meta).unwrap();
         drop(lock);
 
         let served = host_b.run(&args);

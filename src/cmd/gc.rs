@@ -6,17 +6,17 @@ use std::io::Write as _;
 use crate::cli::GcArgs;
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::fleet_tier::{self, FleetSettings};
 use crate::output;
 use crate::store::FsStore;
 use crate::store::fs::gc::collect;
+use crate::two_tier::{self, FleetSettings};
 use crate::units::{format_duration_brief, format_size};
 
 /// Runs `cacheback gc`.
 ///
 /// With a fleet store, fleet values produced longer than `--older-than` ago
 /// are forgotten too (the fleet does not know when hosts read them; its
-/// keys also expire on their own, see [`fleet_tier::MIN_EXPIRY`]).
+/// keys also expire on their own, see [`two_tier::MIN_EXPIRY`]).
 pub fn run(store: &FsStore, args: &GcArgs, fleet: &FleetSettings) -> Result<u8> {
     let report = collect(
         store,
@@ -79,7 +79,7 @@ pub fn run(store: &FsStore, args: &GcArgs, fleet: &FleetSettings) -> Result<u8> 
         plural(report.remaining.0, "entry", "entries"),
         format_size(report.remaining.1),
     ));
-    let (connected, unreachable) = fleet_tier::connect_beside_local(fleet)?;
+    let (connected, unreachable) = two_tier::connect_beside_local(fleet)?;
     let shared = connected
         .map(|mut connected| collect_fleet(&mut connected, args, crate::clock::now_ms()))
         .transpose();
@@ -99,8 +99,8 @@ pub fn run(store: &FsStore, args: &GcArgs, fleet: &FleetSettings) -> Result<u8> 
 
 /// The fleet's part of `gc`: forgets values produced more than
 /// `--older-than` ago, and says what it did.
-fn collect_fleet(connected: &mut fleet_tier::Connected, args: &GcArgs, now: u64) -> Result<String> {
-    let fail = |err| fleet_tier::store_error(&err);
+fn collect_fleet(connected: &mut two_tier::Connected, args: &GcArgs, now: u64) -> Result<String> {
+    let fail = |err| two_tier::store_error(&err);
     let limit = u64::try_from(args.older_than.as_millis()).unwrap_or(u64::MAX);
     let (mut old, mut bytes, mut kept) = (0usize, 0u64, 0usize);
     for key in connected.fleet.keys().map_err(fail)? {

@@ -17,7 +17,6 @@ use std::time::Duration;
 use crate::cli::InvalidateArgs;
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::fleet_tier::{self, FleetSettings};
 use crate::inspect::{self, EntryInfo};
 use crate::key::KeyInputs;
 use crate::options::{EntryName, KeyOptions, RunOptions};
@@ -26,6 +25,7 @@ use crate::refresh;
 use crate::store::entry::{Details, FLAG_FORCED_STALE, FLAGS_OFFSET, MAGIC};
 use crate::store::lock;
 use crate::store::{FileKind, FsStore, remove_if_present};
+use crate::two_tier::{self, FleetSettings};
 
 /// Runs `cacheback invalidate`.
 ///
@@ -41,7 +41,7 @@ use crate::store::{FileKind, FsStore, remove_if_present};
 pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Result<u8> {
     let now = crate::clock::now_ms();
     let entry = EntryName::from(args.entry.clone());
-    let (mut connected, unreachable) = fleet_tier::connect_beside_local(fleet)?;
+    let (mut connected, unreachable) = two_tier::connect_beside_local(fleet)?;
     let selected = if args.all {
         inspect::list(store, now).map(|(infos, _)| infos)
     } else {
@@ -57,13 +57,13 @@ pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Res
             let keys = connected
                 .fleet
                 .keys()
-                .map_err(|err| fleet_tier::store_error(&err))?;
+                .map_err(|err| two_tier::store_error(&err))?;
             keys.iter()
-                .filter_map(|key| fleet_tier::entry(&mut connected.fleet, key).transpose())
+                .filter_map(|key| two_tier::entry(&mut connected.fleet, key).transpose())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|err| fleet_tier::store_error(&err))?
+                .map_err(|err| two_tier::store_error(&err))?
         }
-        Some(connected) => fleet_tier::select(&mut connected.fleet, store, &entry)?,
+        Some(connected) => two_tier::select(&mut connected.fleet, store, &entry)?,
         None => Vec::new(),
     };
     if infos.is_empty() && shared.is_empty() && !args.all {
@@ -145,12 +145,12 @@ pub fn run(store: &FsStore, args: &InvalidateArgs, fleet: &FleetSettings) -> Res
         let keys = connected
             .fleet
             .keys()
-            .map_err(|err| fleet_tier::store_error(&err))?;
+            .map_err(|err| two_tier::store_error(&err))?;
         for key in keys {
             connected
                 .fleet
                 .forget(&key)
-                .map_err(|err| fleet_tier::store_error(&err))?;
+                .map_err(|err| two_tier::store_error(&err))?;
         }
     }
     if infos.is_empty() && shared.is_empty() {

@@ -10,9 +10,9 @@ pub mod warm;
 use crate::cache_dir;
 use crate::cli::{Cli, Command};
 use crate::error::Result;
-use crate::fleet_tier::FleetSettings;
 use crate::options::RunOptions;
 use crate::store::FsStore;
+use crate::two_tier::FleetSettings;
 
 /// Runs the parsed command line and returns the exit status.
 pub fn dispatch(cli: Cli) -> Result<u8> {

@@ -13,7 +13,6 @@ use std::os::unix::fs::MetadataExt as _;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
-use crate::fleet_tier::{self, FleetSettings, MissOutcome};
 use crate::key::{Key, KeyInputs};
 use crate::options::RunOptions;
 use crate::output;
@@ -22,6 +21,7 @@ use crate::refresh::{self, Counted};
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore, OpenError, StoredEntry};
+use crate::two_tier::{self, FleetSettings, MissOutcome};
 
 /// Bytes read with the preamble in one go: an entry this small comes along
 /// whole and is written straight from memory (most cached outputs are a line
@@ -190,9 +190,9 @@ fn run_in_foreground(
         }
     }
     let leased = if args.force {
-        fleet_tier::lease_if_free(fleet, store, key, args.ttl())
+        two_tier::lease_if_free(fleet, store, key, args.ttl())
     } else {
-        match fleet_tier::on_miss(fleet, store, &lock, key, args) {
+        match two_tier::on_miss(fleet, store, &lock, key, args) {
             MissOutcome::Local => None,
             MissOutcome::Run(leased) => Some(*leased),
             MissOutcome::Filled { stale } => {

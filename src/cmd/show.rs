@@ -15,11 +15,11 @@ use crate::cmd::stats::ago;
 use crate::display;
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::fleet_tier::{self, FleetEntry, FleetSettings};
 use crate::inspect::{self, EntryInfo};
 use crate::output;
 use crate::store::entry::PREAMBLE_LEN;
 use crate::store::{FileKind, FsStore};
+use crate::two_tier::{self, FleetEntry, FleetSettings};
 use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
 
 /// Runs `cacheback show`. With a fleet store, the fleet's value of the
@@ -29,7 +29,7 @@ pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8
     let entry = crate::options::EntryName::from(args.entry.clone());
     let wants_fleet = !(args.stdout || args.stderr);
     let (mut connected, unreachable) = match wants_fleet {
-        true => fleet_tier::connect_beside_local(fleet)?,
+        true => two_tier::connect_beside_local(fleet)?,
         false => (None, None),
     };
     let infos = match inspect::select(store, &entry, now) {
@@ -38,7 +38,7 @@ pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8
             let Some(connected) = &mut connected else {
                 return Err(err);
             };
-            let found = fleet_tier::select(&mut connected.fleet, store, &entry)?;
+            let found = two_tier::select(&mut connected.fleet, store, &entry)?;
             let Some(shared) = found.first() else {
                 return Err(err);
             };
@@ -72,10 +72,10 @@ pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8
     }
     let mut text = describe(info, now);
     if let Some(connected) = &mut connected {
-        match fleet_tier::entry(&mut connected.fleet, &info.key) {
+        match two_tier::entry(&mut connected.fleet, &info.key) {
             Ok(Some(shared)) => text.push_str(&describe_fleet(&shared, now, false)),
             Ok(None) => text.push_str("fleet:        no value\n"),
-            Err(err) => return Err(fleet_tier::store_error(&err)),
+            Err(err) => return Err(two_tier::store_error(&err)),
         }
     }
     if infos.len() > 1 {

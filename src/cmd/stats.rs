@@ -12,10 +12,10 @@ use crate::cli::{StatsArgs, StatsSort};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::fleet_tier::{self, FleetEntry, FleetSettings};
 use crate::inspect::{self, EntryInfo, State};
 use crate::output;
 use crate::store::FsStore;
+use crate::two_tier::{self, FleetEntry, FleetSettings};
 use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
 
 /// Widest the label/command column gets before it is cut.
@@ -127,11 +127,11 @@ fn fleet_listing(settings: &FleetSettings, args: &StatsArgs) -> Result<Option<Fl
     let Some(config) = settings.resolve().map_err(Error::Usage)? else {
         return Ok(None);
     };
-    let entries = fleet_tier::connect_for_management(settings)
+    let entries = two_tier::connect_for_management(settings)
         .map_err(|err| err.to_string())
         .and_then(|connected| {
             let mut connected = connected.expect("a store is configured");
-            fleet_tier::entries(&mut connected.fleet).map_err(|err| err.to_string())
+            two_tier::entries(&mut connected.fleet).map_err(|err| err.to_string())
         })
         .map(|mut entries| {
             if let Some(filter) = &args.filter {

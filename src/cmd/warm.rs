@@ -3,12 +3,12 @@
 
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::fleet_tier::FleetSettings;
 use crate::key::KeyInputs;
 use crate::options::RunOptions;
 use crate::output;
 use crate::refresh;
 use crate::store::FsStore;
+use crate::two_tier::FleetSettings;
 
 /// Runs `cacheback warm`. Back-off after failures does not apply, nor a
 /// fresh fleet value: the user asked for a run (marked by `force`).

@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn every_store_setting_is_listed_for_the_commands_environment() {
-        use crate::fleet_tier::{ENV_CA_FILE, ENV_LEASE, ENV_MAX_VALUE, ENV_PREFIX, ENV_TIMEOUT};
+        use crate::two_tier::{ENV_CA_FILE, ENV_LEASE, ENV_MAX_VALUE, ENV_PREFIX, ENV_TIMEOUT};
         for name in [
             ENV_CA_FILE,
             ENV_LEASE,

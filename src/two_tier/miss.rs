@@ -1,0 +1,159 @@
+//! A local miss with a fleet store: copy another host's value, wait for
+//! the host running the command, or take the lease and run it here.
+
+use std::time::{Duration, Instant};
+
+use super::connect::{Connected, connect, went_down};
+use super::lease::Leased;
+use super::read::{Waited, copyable, fill, millis, preamble_of, read_entry, wait_for_holder};
+use super::settings::FleetSettings;
+use crate::clock::now_ms;
+use crate::key::Key;
+use crate::options::RunOptions;
+use crate::output;
+use crate::store::lock::EntryLock;
+use crate::store::{FileKind, FsStore};
+
+/// What a local miss found in the fleet tier.
+pub enum MissOutcome {
+    /// No fleet tier to ask (none configured, or down): the local rules alone.
+    Local,
+    /// The fleet's value is now the local entry; `stale` when it is due for
+    /// a refresh.
+    Filled {
+        /// Due for a refresh.
+        stale: bool,
+    },
+    /// Another host ran the command while this caller waited, and it failed.
+    FailedElsewhere {
+        /// Its exit status.
+        exit_code: i32,
+        /// The end of its stderr.
+        stderr_tail: Vec<u8>,
+    },
+    /// Nobody has a value: run the command, then [`Leased::share`] the result.
+    Run(Box<Leased>),
+}
+
+/// A local miss, under the local lock: copies a usable fleet value, or waits
+/// for the host running the command, or returns the lease to run it here.
+pub fn on_miss(
+    settings: &FleetSettings,
+    store: &FsStore,
+    lock: &EntryLock,
+    key: &Key,
+    args: &RunOptions,
+) -> MissOutcome {
+    let Some(Connected { mut fleet, config }) = connect(settings, store, args.ttl()) else {
+        return MissOutcome::Local;
+    };
+    let (mut answered, mut warned) = (false, false);
+    // Another host's run is waited for as long as this caller would let its
+    // own run go on (`--timeout`), plus the lease that outlives a dead holder.
+    let deadline = args
+        .timeout
+        .map(|limit| Instant::now() + limit + config.lease);
+    // Bounded: each turn ends in a copy, a lease or a wait for a holder, and
+    // only a holder that vanished without a result brings another turn.
+    for _ in 0..8 {
+        let Some(snapshot) = read_entry(&mut fleet, &config, store, key, &mut answered) else {
+            return MissOutcome::Local;
+        };
+        let now = now_ms();
+        if let Some(meta) = copyable(&snapshot, &config, &mut warned)
+            && preamble_of(meta).is_usable(now, args.max_age.map(millis))
+        {
+            match fill(store, &config, lock, &mut fleet, meta, &mut warned) {
+                Ok(()) => {
+                    let _ = fleet.count(key, "fills");
+                    let stale = store
+                        .peek(key, FileKind::Entry)
+                        .is_none_or(|local| local.is_stale(now, millis(args.ttl())));
+                    return MissOutcome::Filled { stale };
+                }
+                Err(Some(())) => return MissOutcome::Local,
+                Err(None) => {}
+            }
+        }
+        let seen_failure = snapshot.failure.as_ref().map(|failure| failure.stamp_ms);
+        let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
+        match fleet.try_lease(key, config.lease) {
+            Ok(Some(lease)) => {
+                // The lease is free also when a host's run ended between
+                // our reads and our lease: its result is ours, as if we had
+                // waited for it (found by the seeded cluster model test).
+                let latest = match fleet.read(key) {
+                    Ok(latest) => latest,
+                    Err(err) => {
+                        let _ = fleet.release(lease);
+                        went_down(store, &config, &err);
+                        return MissOutcome::Local;
+                    }
+                };
+                if latest.meta.as_ref().map(|meta| meta.generation) != generation {
+                    let _ = fleet.release(lease);
+                    continue;
+                }
+                if let Some(failure) = latest
+                    .failure
+                    .filter(|failure| Some(failure.stamp_ms) != seen_failure)
+                {
+                    let _ = fleet.release(lease);
+                    return MissOutcome::FailedElsewhere {
+                        exit_code: failure.exit_code,
+                        stderr_tail: failure.stderr_tail,
+                    };
+                }
+                return MissOutcome::Run(Box::new(Leased::new(fleet, config, lease)));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                went_down(store, &config, &err);
+                return MissOutcome::Local;
+            }
+        }
+        match wait_for_holder(&mut fleet, &config, key, generation, seen_failure, deadline) {
+            Waited::Value | Waited::Gone => continue,
+            Waited::Failed {
+                exit_code,
+                stderr_tail,
+            } => {
+                return MissOutcome::FailedElsewhere {
+                    exit_code,
+                    stderr_tail,
+                };
+            }
+            Waited::Broken(err) => {
+                went_down(store, &config, &err);
+                return MissOutcome::Local;
+            }
+            Waited::TimedOut => {
+                output::warn(format_args!(
+                    "another host's run of this command is still going after --timeout: \
+                     running it here"
+                ));
+                return MissOutcome::Local;
+            }
+        }
+    }
+    MissOutcome::Local
+}
+
+/// `--force`: the lease, if nobody holds it, so the result is shared; the
+/// command runs either way.
+pub fn lease_if_free(
+    settings: &FleetSettings,
+    store: &FsStore,
+    key: &Key,
+    ttl: Duration,
+) -> Option<Leased> {
+    let Connected { mut fleet, config } = connect(settings, store, ttl)?;
+    match fleet.try_lease(key, config.lease) {
+        Ok(Some(lease)) => Some(Leased::new(fleet, config, lease)),
+        Ok(None) => None,
+        Err(err) => {
+            went_down(store, &config, &err);
+            None
+        }
+    }
+}

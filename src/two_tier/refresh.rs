@@ -1,0 +1,139 @@
+//! The background refresh with a fleet store: copy what another host
+//! refreshed, back off while the fleet's last run failed, wait for a host
+//! that is running it, or take the lease and run.
+
+use std::time::Instant;
+
+use super::connect::{Connected, connect, went_down};
+use super::lease::Leased;
+use super::read::{Waited, copyable, fill, millis, preamble_of, read_entry, wait_for_holder};
+use super::settings::FleetSettings;
+use crate::clock::now_ms;
+use crate::key::Key;
+use crate::options::RunOptions;
+use crate::rules::{self, FailureMark};
+use crate::store::lock::EntryLock;
+use crate::store::{FileKind, FsStore};
+
+/// How far apart two reads of one fleet value may put its time: each
+/// carries the store's clock over to this host's with its own round trip.
+/// A stale fleet value must be newer than the local copy by more than this
+/// to be taken for a later one (and copied before the refresh runs).
+pub const SAME_VALUE_SLACK_MS: u64 = 1000;
+
+/// What the refresher does, having asked the fleet.
+pub enum RefreshPlan {
+    /// No fleet tier to ask: the local rules alone.
+    Local,
+    /// Nothing to run: the fleet had a fresh value (copied when `stored`),
+    /// or it is backing off, or another host's run just ended.
+    Done {
+        /// A value was copied into the local entry.
+        stored: bool,
+    },
+    /// Run the command under this lease, then [`Leased::share`] the result.
+    Run(Box<Leased>),
+}
+
+/// The background refresh of a stale entry (or a `--no-wait` miss), under
+/// the local lock: copy what another host refreshed, back off while the
+/// fleet's last run failed, wait for a host that is running it, or take the
+/// lease and run. With `args.force` (`warm`, `invalidate --refresh`) neither
+/// a fresh fleet value nor the back-off stops the run.
+pub fn before_refresh(
+    settings: &FleetSettings,
+    store: &FsStore,
+    lock: &EntryLock,
+    key: &Key,
+    args: &RunOptions,
+) -> RefreshPlan {
+    let Some(Connected { mut fleet, config }) = connect(settings, store, args.ttl()) else {
+        return RefreshPlan::Local;
+    };
+    let ttl_ms = millis(args.ttl());
+    let mut stored = false;
+    let (mut answered, mut warned) = (false, false);
+    let deadline = Some(Instant::now() + crate::produce::background_timeout(args) + config.lease);
+    for _ in 0..8 {
+        let Some(snapshot) = read_entry(&mut fleet, &config, store, key, &mut answered) else {
+            return RefreshPlan::Local;
+        };
+        let now = now_ms();
+        let local = store.peek(key, FileKind::Entry);
+        if let Some(meta) = copyable(&snapshot, &config, &mut warned) {
+            let shared = preamble_of(meta);
+            // Copied when it is fresh, or when it is a later value than ours.
+            // A value marked stale fleet-wide, or from the future, is copied
+            // only into an empty cache: anything is better than nothing, but
+            // not worth replacing a copy with just before the run that
+            // replaces it again.
+            let newer = match &local {
+                None => true,
+                Some(local) => {
+                    !shared.forced_stale()
+                        && (!shared.is_stale(now, ttl_ms)
+                            || (shared.finished_ms <= now
+                                && shared.finished_ms
+                                    > local.finished_ms.saturating_add(SAME_VALUE_SLACK_MS)))
+                }
+            };
+            if newer && shared.is_usable(now, args.max_age.map(millis)) {
+                match fill(store, &config, lock, &mut fleet, meta, &mut warned) {
+                    Ok(()) => {
+                        stored = true;
+                        let _ = fleet.count(key, "fills");
+                        // `warm` and `invalidate --refresh` (`force`) asked for a run.
+                        if !shared.is_stale(now, ttl_ms) && !args.force {
+                            return RefreshPlan::Done { stored };
+                        }
+                    }
+                    Err(Some(())) => return RefreshPlan::Local,
+                    Err(None) => {}
+                }
+            }
+        }
+        let mark = snapshot.failure.as_ref().map(|failure| FailureMark {
+            finished_ms: failure.finished_ms,
+            failures: failure.failures,
+        });
+        let value_finished = snapshot.meta.as_ref().map(|meta| meta.finished_ms);
+        if !args.force && rules::backing_off(mark, value_finished, args.ttl(), now) {
+            return RefreshPlan::Done { stored }; // a host failed lately: every host backs off
+        }
+        let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
+        match fleet.try_lease(key, config.lease) {
+            Ok(Some(lease)) => {
+                // A host may have published between our read and our lease.
+                match fleet.meta(key) {
+                    Ok(latest) if latest.as_ref().map(|m| m.generation) == generation => {
+                        return RefreshPlan::Run(Box::new(Leased::new(fleet, config, lease)));
+                    }
+                    Ok(_) => {
+                        let _ = fleet.release(lease);
+                        continue;
+                    }
+                    Err(err) => {
+                        let _ = fleet.release(lease);
+                        went_down(store, &config, &err);
+                        return RefreshPlan::Local;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(err) => {
+                went_down(store, &config, &err);
+                return RefreshPlan::Local;
+            }
+        }
+        let seen_failure = snapshot.failure.as_ref().map(|failure| failure.stamp_ms);
+        match wait_for_holder(&mut fleet, &config, key, generation, seen_failure, deadline) {
+            Waited::Value | Waited::Gone => continue,
+            Waited::Broken(err) => {
+                went_down(store, &config, &err);
+                return RefreshPlan::Done { stored };
+            }
+            Waited::Failed { .. } | Waited::TimedOut => return RefreshPlan::Done { stored },
+        }
+    }
+    RefreshPlan::Done { stored }
+}
