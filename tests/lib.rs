@@ -9,6 +9,7 @@ mod fleet_manage;
 mod gc_events;
 mod generated;
 mod harness;
+mod hints;
 mod layout;
 mod manage;
 mod model;
