@@ -145,7 +145,7 @@ const RUN_ABOUT: &str =
 const STATS_ABOUT: &str = "List cached entries with their state, age, counters and last failure";
 const SHOW_ABOUT: &str = "Show one entry's metadata, or with --stdout/--stderr its cached output";
 const INVALIDATE_ABOUT: &str =
-    "Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh";
+    "Remove entries, so the next `run` is a miss; --refresh marks them stale instead";
 const WARM_ABOUT: &str = "Start a background run now and return at once, to pre-fill the cache";
 const GC_ABOUT: &str =
     "Remove entries not read for a while, shrink the cache to a size, clean leftovers";

@@ -270,9 +270,9 @@ fn content_input(path: &Path) -> io::Result<ContentInput> {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
-                        "--hash {}: not a regular file ({}); --hash reads a file's whole \
-                         content, which this may never end, so it takes regular files only \
-                         (--modtime keys on any path)",
+                        "--hash {}: not a regular file ({}); --hash reads a file to its end, \
+                         which this may never reach, so it takes regular files only \
+                         (--modtime takes any path)",
                         path.display(),
                         file_kind(kind)
                     ),
