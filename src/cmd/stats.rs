@@ -36,7 +36,7 @@ fn dir_problem(store: &FsStore) -> Result<Option<String>> {
     let problem = match store.problem() {
         Ok(problem) => problem,
         Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Ok(Some(format!("cannot be read ({err}); {DIR_FIX}")));
+            return Ok(Some(format!("cannot be read ({}); {DIR_FIX}", plain(&err))));
         }
         Err(err) => return Err(Error::path(dir, err)),
     };
@@ -49,18 +49,29 @@ fn dir_problem(store: &FsStore) -> Result<Option<String>> {
             && let Err(err) = writable(parent)
         {
             return Ok(Some(format!(
-                "does not exist, and cannot be created: {} is not writable ({err}); {DIR_FIX}",
-                display::escape_bytes(parent.as_os_str().as_bytes())
+                "does not exist, and cannot be created: {} is not writable ({}); {DIR_FIX}",
+                display::escape_bytes(parent.as_os_str().as_bytes()),
+                plain(&err)
             )));
         }
     } else if problem.is_none()
         && let Err(err) = writable(dir)
     {
         return Ok(Some(format!(
-            "not writable ({err}): every run warns and runs uncached; {DIR_FIX}"
+            "not writable ({}): every run warns and runs uncached; {DIR_FIX}",
+            plain(&err)
         )));
     }
     Ok(problem.map(str::to_owned))
+}
+
+/// An I/O error's text without its "(os error N)", for a message in parentheses.
+fn plain(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 /// Whether this user may create files in `dir` (the kernel's answer, which
