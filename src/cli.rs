@@ -24,7 +24,9 @@ const AFTER_HELP: &str = "\
 Examples:
   cacheback run --ttl 15m -- curl -s 'wttr.in/?format=3'
   cacheback stats
-  cacheback invalidate --name weather";
+  cacheback invalidate --name weather
+
+`cacheback run -h` for its options; docs/reference.md and the man pages for the rest.";
 
 /// Default of `invalidate --jobs`: refreshes run at once by one invalidation.
 pub const DEFAULT_JOBS: u16 = 4;
@@ -42,7 +44,10 @@ pub const DEFAULT_JOBS: u16 = 4;
     arg_required_else_help = true
 )]
 pub struct Cli {
-    /// Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback]
+    /// Cache directory [default: $CACHEBACK_DIR, else ~/.cache/cacheback]
+    ///
+    /// Cache directory [default: $CACHEBACK_DIR, else $XDG_CACHE_HOME/cacheback, else
+    /// ~/.cache/cacheback]. It must be yours and private (cacheback creates it 0700).
     #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub cache_dir: Option<PathBuf>,
 
@@ -58,35 +63,39 @@ pub struct Cli {
 /// The fleet tier: a Redis server (or one speaking its protocol) that
 /// several hosts share, each keeping its cache directory as the near tier.
 /// Every option has an environment twin, read only when the store is needed
-/// (a fresh local hit never reads it).
+/// (a fresh local hit never reads it). Shown under their own heading by
+/// `--help` only: a newcomer's `-h` stays one screen.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Fleet store")]
 pub struct StoreArgs {
     /// Share values between hosts through this Redis server [env: CACHEBACK_STORE]:
     /// redis://[USER[:PASSWORD]@]HOST[:PORT][/DB], rediss://... (TLS) or
     /// unix:///PATH[?db=N]; the password can come from CACHEBACK_STORE_PASSWORD
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", hide_short_help = true)]
     pub store: Option<String>,
 
     /// How long to wait for the store to accept a connection before going on
     /// without it [env: CACHEBACK_STORE_TIMEOUT] [default: 200ms]
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout,
+          hide_short_help = true)]
     pub store_timeout: Option<Duration>,
 
     /// Trust only the certificate authorities in this PEM file for rediss://
     /// [env: CACHEBACK_STORE_CA_FILE] [default: the system's]
-    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath,
+          hide_short_help = true)]
     pub store_ca_file: Option<PathBuf>,
 
     /// Values larger than this stay in the local cache only, with a warning
     /// [env: CACHEBACK_STORE_MAX_VALUE] [default: 256MiB]
-    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size,
+          hide_short_help = true)]
     pub store_max_value: Option<u64>,
 
     /// Prefix of the store's keys, so teams can share a server (and an ACL
     /// can confine cacheback to `PREFIX:*`) [env: CACHEBACK_STORE_PREFIX]
     /// [default: cacheback]
-    #[arg(long, global = true, value_name = "PREFIX")]
+    #[arg(long, global = true, value_name = "PREFIX", hide_short_help = true)]
     pub store_prefix: Option<String>,
 }
 
@@ -99,7 +108,12 @@ pub struct StoreArgs {
 #[command(defer = true)]
 pub enum Command {
     /// `cacheback run`, see [`RunArgs`].
-    #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_AFTER_HELP, about = RUN_ABOUT)]
+    #[command(
+        long_about = RUN_LONG_ABOUT,
+        after_help = RUN_AFTER_HELP,
+        after_long_help = RUN_AFTER_LONG_HELP,
+        about = RUN_ABOUT
+    )]
     Run(RunArgs),
 
     /// `cacheback stats`, see [`StatsArgs`].
@@ -131,7 +145,7 @@ const RUN_ABOUT: &str =
 const STATS_ABOUT: &str = "List cached entries with their state, age, counters and last failure";
 const SHOW_ABOUT: &str = "Show one entry's metadata, or with --stdout/--stderr its cached output";
 const INVALIDATE_ABOUT: &str =
-    "Remove entries so the next `run` is a miss, or with --refresh mark them stale and refresh";
+    "Remove entries, so the next `run` is a miss; --refresh marks them stale instead";
 const WARM_ABOUT: &str = "Start a background run now and return at once, to pre-fill the cache";
 const GC_ABOUT: &str =
     "Remove entries not read for a while, shrink the cache to a size, clean leftovers";
@@ -161,21 +175,37 @@ stats`, and refreshes back off (doubling from 10s, at most one TTL).
 CACHEBACK_TTL, CACHEBACK_SCOPE and CACHEBACK_STALE_MARKER set defaults for --ttl, \
 --scope and --stale-marker; the flags win, and an empty variable counts as unset.";
 
+/// `run -h`'s examples: one line each, short enough not to wrap at 80
+/// columns (a wrapped line cannot be pasted).
 const RUN_AFTER_HELP: &str = "\
+Examples:
+  cacheback run --ttl 15m -- curl -s 'wttr.in/?format=3'
+  cacheback run --ttl 10s --no-wait --cwd -- git status --short
+  cacheback run --ttl 1h --max-age 1h -- ./report     # hard expiry, as bkt
+
+`cacheback run --help` says more, with the fleet store's options and the exit statuses.";
+
+/// `run --help`'s examples: long ones continue with a backslash, each line
+/// short enough not to wrap at 80 columns, so every one pastes into a shell.
+const RUN_AFTER_LONG_HELP: &str = "\
 Examples:
   # Weather in a status bar: refresh every 15 minutes; --no-wait and the
   # placeholder keep even the very first call from blocking the bar.
-  cacheback run --ttl 15m --no-wait --placeholder '…' --name weather -- \
-      curl -s 'wttr.in/?format=3'
+  cacheback run --ttl 15m --no-wait --placeholder '…' --name weather \\
+      -- curl -s 'wttr.in/?format=3'
 
   # Git status in a prompt, cached per directory and per HEAD (works from a
   # subdirectory and in a worktree, where .git/HEAD does not exist).
-  cacheback run --ttl 30s --cwd --modtime \"$(git rev-parse --git-path HEAD)\" -- \
-      git status --short --branch
+  cacheback run --ttl 30s --cwd \\
+      --modtime \"$(git rev-parse --git-path HEAD)\" \\
+      -- git status --short --branch
 
   # Say when the value shown is old, and wake i3blocks when it changes.
-  cacheback run --ttl 5m --stale-marker ' ({age} ago)' \
+  cacheback run --ttl 5m --stale-marker ' ({age} ago)' \\
       --on-refresh 'pkill -RTMIN+8 i3blocks' -- ./battery-status
+
+  # Hard expiry (bkt's TTL): serve for a minute, then run in the foreground.
+  cacheback run --ttl 1m --max-age 1m -- ./report
 
 Exit status: the command's own (also when replayed); 2 usage error; 124 timed out; \
 125 cacheback failed; 126 command not executable; 127 command not found.";
@@ -187,25 +217,38 @@ pub struct KeyArgs {
     #[arg(long)]
     pub cwd: bool,
 
-    /// Key on the value of environment variable NAME (repeatable; stored only as a hash)
+    /// Key on the value of environment variable NAME (repeatable)
+    ///
+    /// Key on the value of environment variable NAME (repeatable; a name, not NAME=VALUE). The
+    /// value is stored only as a keyed hash.
     #[arg(long = "env", value_name = "NAME", value_parser = parse_env_name)]
     pub env: Vec<OsString>,
 
-    /// Key on the modification time of FILE (repeatable), so editing it starts a new entry
+    /// Key on FILE's modification time (repeatable)
+    ///
+    /// Key on the modification time of FILE (repeatable), so editing it starts a new entry. A
+    /// missing file keys as "missing", with a warning on a miss.
     #[arg(long = "modtime", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub modtime: Vec<PathBuf>,
 
-    /// Key on the content of FILE (repeatable): unlike --modtime, a checkout
-    /// that rewrites the file with the same bytes keeps the entry
+    /// Key on FILE's content (repeatable; regular files only)
+    ///
+    /// Key on the content of FILE (repeatable): unlike --modtime, a checkout that rewrites the
+    /// file with the same bytes keeps the entry. A FIFO or device is refused (reading it could
+    /// hang the caller); a missing file keys as "missing", with a warning on a miss.
     #[arg(long = "hash", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub hash: Vec<PathBuf>,
 
-    /// Read stdin, key on its content, and give the same bytes to the command
-    /// and its refreshes (without it the command's stdin is /dev/null)
+    /// Key on stdin and give it to the command (else it gets /dev/null)
+    ///
+    /// Read stdin, key on its content, and give the same bytes to the command and its refreshes
+    /// (without it the command's stdin is /dev/null).
     #[arg(long)]
     pub stdin: bool,
 
-    /// Key on a namespace, to keep otherwise identical commands apart [env: CACHEBACK_SCOPE]
+    /// Key on a namespace [env: CACHEBACK_SCOPE]
+    ///
+    /// Key on a namespace, to keep otherwise identical commands apart [env: CACHEBACK_SCOPE].
     #[arg(long, value_name = "NAME")]
     pub scope: Option<String>,
 }
@@ -214,38 +257,53 @@ pub struct KeyArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(about = RUN_ABOUT, long_about = RUN_LONG_ABOUT)]
 pub struct RunArgs {
+    /// Serve without refreshing while younger than this: 90s, 15m, 1h, 2days
+    ///
     /// Required (or CACHEBACK_TTL): serve the entry without refreshing while younger than this
-    /// (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d); 0 refreshes after every call, which still gets the
-    /// last value at once
+    /// (e.g. 900, 90s, 15m, 1h30m, 1.5h, 7d, 1w; also 5min, 1hour, 2days, 90sec, 3weeks); 0
+    /// refreshes after every call, which still gets the last value at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ttl: Option<Duration>,
 
-    /// Treat an entry older than this as missing: never serve it, run the command [default: never]
+    /// Never serve an entry older than this: run the command (hard expiry)
+    ///
+    /// Treat an entry older than this as missing: never serve it, run the command in the
+    /// foreground [default: never]. Equal to --ttl, it is a hard expiry, bkt's TTL: served for
+    /// that long, then rerun while the caller waits. Shorter than --ttl gets a warning on a miss.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_age: Option<Duration>,
 
+    /// Kill the command after this long (a failure, exit status 124)
+    ///
     /// Kill the command (its whole process group) after this long; counts as a failure, exit 124
-    /// [default: none when run in the foreground, 10m for background refreshes]
+    /// [default: none when run in the foreground, 10m for background refreshes].
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
+    /// Spread refreshes: go stale later by up to this (10%, 30s)
+    ///
     /// Make each stored value go stale later by a random part of this (a percentage of the TTL
-    /// such as 10%, or a duration), so entries stored together are not refreshed together
+    /// such as 10%, or a duration), so entries stored together are not refreshed together.
     #[arg(long, value_name = "PCT|DURATION", value_parser = parse_jitter)]
     pub jitter: Option<Jitter>,
 
+    /// Print TEXT after a stale or failing value: ' ({age} old)'
+    ///
     /// Print TEXT after a value that is past its TTL or whose last refresh failed, before the
     /// output's final newline; {age} becomes its age (2h3m), {state} `stale` or `failing`
-    /// [env: CACHEBACK_STALE_MARKER]
+    /// [env: CACHEBACK_STALE_MARKER].
     #[arg(long, value_name = "TEXT")]
     pub stale_marker: Option<OsString>,
 
-    /// After a background refresh stores output different from before, run CMD with `sh -c`,
-    /// detached, with CACHEBACK_NAME and CACHEBACK_KEY set (e.g. 'pkill -RTMIN+8 i3blocks')
+    /// Run CMD (sh -c) when a refresh changes what callers are shown
+    ///
+    /// After a background refresh stores output different from before, or takes away the
+    /// --stale-marker a caller showed, run CMD with `sh -c`, detached, with CACHEBACK_NAME and
+    /// CACHEBACK_KEY set (e.g. 'pkill -RTMIN+8 i3blocks').
     #[arg(long, value_name = "CMD")]
     pub on_refresh: Option<OsString>,
 
-    /// On a miss, print the --placeholder at once and run the command in the background
+    /// On a miss, print the --placeholder and run in the background
     #[arg(long)]
     pub no_wait: bool,
 
@@ -253,15 +311,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEXT", requires = "no_wait")]
     pub placeholder: Option<OsString>,
 
-    /// Run the command now, store and print its result, whatever the cache holds
+    /// Run the command now, store and print its result, whatever is cached
     #[arg(long, conflicts_with = "no_wait")]
     pub force: bool,
 
-    /// Store results that exit non-zero too (by default only successes are stored)
+    /// Store results that exit non-zero too (by default only successes)
     #[arg(long)]
     pub cache_failures: bool,
 
-    /// Human name for the entry, for `stats`, `show` and `invalidate` (not part of the key)
+    /// A label for `stats`, `show` and `invalidate` (not part of the key)
     #[arg(long, value_name = "LABEL")]
     pub name: Option<String>,
 
@@ -269,11 +327,14 @@ pub struct RunArgs {
     #[command(flatten)]
     pub key: KeyArgs,
 
-    /// The command to run and its arguments (run directly, not through a shell; put `--` before it)
+    /// The command and its arguments, after `--` (run without a shell)
+    ///
+    /// The command to run and its arguments (run directly, not through a shell: use `sh -c '...'`
+    /// for pipes; put `--` before it, and every cacheback option before that).
     #[arg(
         required = true,
         trailing_var_arg = true,
-                value_name = "COMMAND",
+        value_name = "COMMAND",
         value_hint = ValueHint::CommandWithArguments
     )]
     pub command: Vec<OsString>,
@@ -324,7 +385,7 @@ fn parse_env_name(text: &str) -> Result<OsString, String> {
 #[derive(Debug, Clone, Args)]
 #[command(about = STATS_ABOUT, long_about = None)]
 pub struct StatsArgs {
-    /// Print one JSON document {"entries": [...], "totals": {...}} (schema in README.md)
+    /// Print one JSON document {"entries": [...], "totals": {...}} (schema in docs/reference.md)
     #[arg(long)]
     pub json: bool,
 

@@ -20,7 +20,7 @@ pub enum Error {
         /// The program as given on the command line.
         program: String,
         /// What to do instead, when the name shows what went wrong (or empty).
-        hint: &'static str,
+        hint: String,
     },
     /// The wrapped command exists but cannot be executed.
     #[error("{program}: cannot execute: {source}")]

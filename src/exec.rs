@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
@@ -105,6 +105,16 @@ pub struct Invocation<'a> {
     /// Capture stderr, spilling to this directory when it outgrows memory;
     /// `None` captures no stderr (the result will not be stored).
     pub stderr_spill_dir: Option<PathBuf>,
+}
+
+/// Set once a command was started here in the foreground, its output
+/// going to the caller: its failure is then the caller's to read about, and
+/// worth a hint when the command line shows what went wrong.
+static RAN_IN_FOREGROUND: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process started a command in the foreground (see [`run`]).
+pub fn ran_in_foreground() -> bool {
+    RAN_IN_FOREGROUND.load(Ordering::Relaxed)
 }
 
 /// Process group of the running command, for the signal handler (0: none yet).
@@ -255,7 +265,12 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
             });
         }
     }
-    let mut child = command.spawn().map_err(|err| spawn_error(program, err))?;
+    if invocation.forward {
+        RAN_IN_FOREGROUND.store(true, Ordering::Relaxed);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|err| spawn_error(invocation.argv, err))?;
     let group = child.id() as i32;
     CHILD_GROUP.store(group, Ordering::SeqCst);
     let early = RECEIVED_SIGNAL.load(Ordering::SeqCst);
@@ -450,7 +465,8 @@ pub fn hide_store_credentials(command: &mut Command) {
     }
 }
 
-fn spawn_error(program: &OsString, err: io::Error) -> Error {
+fn spawn_error(argv: &[OsString], err: io::Error) -> Error {
+    let program = &argv[0];
     if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
         // Out of descriptors is cacheback's trouble, not the command's: a
         // cached run then lets go of the cache's files and runs it uncached.
@@ -462,23 +478,55 @@ fn spawn_error(program: &OsString, err: io::Error) -> Error {
     } else {
         err
     };
-    let shell_syntax = program
-        .to_string_lossy()
-        .contains(|c: char| c.is_whitespace() || "|&;<>()$`*?'\"".contains(c));
-    let program = program.to_string_lossy().into_owned();
+    let name = program.to_string_lossy().into_owned();
     match source.kind() {
         io::ErrorKind::NotFound => Error::CommandNotFound {
-            program,
-            // `-- "ls | wc -l"` names one program with spaces in its name.
-            hint: if shell_syntax {
-                " (no shell is used: for pipes, redirections or variables, run it through \
-                 one, as in `-- sh -c 'ls | wc -l'`)"
-            } else {
-                ""
-            },
+            hint: not_found_hint(&name, argv),
+            program: name,
         },
-        _ => Error::CannotExecute { program, source },
+        _ => Error::CannotExecute {
+            program: name,
+            source,
+        },
     }
+}
+
+/// Builtins of sh and bash that are no program of their own (`echo`,
+/// `test`, `kill` and the like are both, and run as programs).
+const SHELL_BUILTINS: &[&str] = &[
+    ".", "alias", "bg", "bind", "builtin", "cd", "declare", "dirs", "disown", "eval", "exec",
+    "exit", "export", "fc", "fg", "hash", "history", "jobs", "let", "local", "popd", "pushd",
+    "read", "readonly", "return", "set", "setopt", "shift", "shopt", "source", "trap", "type",
+    "typeset", "ulimit", "umask", "unalias", "unset", "wait",
+];
+
+/// Why a program was not found, when its name tells: shell syntax in one
+/// argument (`-- "ls | wc -l"`), a shell builtin (`-- cd ~/src`), or a name
+/// without a slash that may be an alias or function of the user's shell
+/// (`-- ll`), none of which exist without a shell. Empty otherwise.
+fn not_found_hint(name: &str, argv: &[OsString]) -> String {
+    let shell_syntax = name.contains(|c: char| c.is_whitespace() || "|&;<>()$`*?'\"".contains(c));
+    if shell_syntax {
+        return " (no shell is used: for pipes, redirections or variables, run it through one, \
+                as in `-- sh -c 'ls | wc -l'`)"
+            .to_owned();
+    }
+    if name.contains('/') || name.is_empty() {
+        return String::new();
+    }
+    let line = crate::key::command_line(argv.iter().map(|arg| arg.as_encoded_bytes()));
+    let quoted = format!("'{}'", line.replace('\'', r"'\''"));
+    if SHELL_BUILTINS.contains(&name) {
+        return format!(
+            " (`{name}` is a shell builtin, not a program, and cacheback runs programs without \
+             a shell: run it through one, as in `-- sh -c {quoted}`)"
+        );
+    }
+    format!(
+        " (if `{name}` is a shell alias or function: cacheback runs programs without a shell, \
+         so write out what it stands for, through a shell if need be, as in \
+         `-- sh -c {quoted}`)"
+    )
 }
 
 /// Whether `program` names a directory, where exec would look for it: the

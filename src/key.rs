@@ -153,7 +153,11 @@ impl KeyInputs {
             })
             .collect();
         let modtimes = key.modtime.iter().map(|path| modtime_input(path)).collect();
-        let contents = key.hash.iter().map(|path| content_input(path)).collect();
+        let contents = key
+            .hash
+            .iter()
+            .map(|path| content_input(path))
+            .collect::<io::Result<_>>()?;
         Ok(KeyInputs {
             argv: command.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
             cwd,
@@ -249,14 +253,84 @@ fn modtime_input(path: &Path) -> ModtimeInput {
 
 /// A `--hash` input: a file that cannot be read keys as "missing", as a
 /// `--modtime` of a missing file does, so the command still runs (and may
-/// say what is wrong better than we could).
-fn content_input(path: &Path) -> ContentInput {
-    let digest = std::fs::File::open(path)
-        .and_then(|mut file| sha256_copy(&mut file, &mut io::sink()))
-        .ok();
-    ContentInput {
+/// say what is wrong better than we could). Anything but a regular file (a
+/// FIFO, `/dev/zero`, a directory) is refused with an `InvalidInput` error:
+/// reading it to its end could hang a prompt for ever. It is opened
+/// non-blocking, so a FIFO without a writer cannot hang the open either.
+fn content_input(path: &Path) -> io::Result<ContentInput> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let digest = match opened {
+        Ok(mut file) => {
+            let kind = file.metadata()?.file_type();
+            if !kind.is_file() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "--hash {}: not a regular file ({}); --hash reads a file to its end, \
+                         which this may never reach, so it takes regular files only \
+                         (--modtime takes any path)",
+                        path.display(),
+                        file_kind(kind)
+                    ),
+                ));
+            }
+            sha256_copy(&mut file, &mut io::sink()).ok()
+        }
+        Err(_) => None,
+    };
+    Ok(ContentInput {
         path: PathBuf::from(path).into_os_string().into_vec(),
         digest,
+    })
+}
+
+/// What a file that is not a regular one is, for the `--hash` refusal.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+impl KeyInputs {
+    /// Warns, once per file, about `--modtime` and `--hash` files that do
+    /// not exist or cannot be read: the key takes them as "missing", which
+    /// is right for a file that comes and goes but hides a typo in the path.
+    /// Called on a miss only, so a hit pays nothing.
+    #[cold]
+    pub fn warn_missing_files(&self) {
+        let modtimes = self.modtimes.iter().filter(|m| m.modified.is_none());
+        let contents = self.contents.iter().filter(|c| c.digest.is_none());
+        let missing = modtimes
+            .map(|m| ("--modtime", &m.path))
+            .chain(contents.map(|c| ("--hash", &c.path)));
+        for (flag, path) in missing {
+            let path = Path::new(std::ffi::OsStr::from_bytes(path));
+            let why = match std::fs::metadata(path) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => "no such file".to_owned(),
+                Err(err) => err.to_string(),
+                Ok(_) => "cannot be read".to_owned(),
+            };
+            crate::output::warn(format_args!(
+                "{flag} {}: {why}; the key takes it as missing, so the entry will not follow \
+                 changes to it (check the path)",
+                crate::display::escape_bytes(path.as_os_str().as_bytes())
+            ));
+        }
     }
 }
 

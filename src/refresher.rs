@@ -40,6 +40,17 @@ pub fn run(
         .on_refresh
         .as_ref()
         .and_then(|_| store.stdout_digest(key));
+    // With --stale-marker, the caller showed the marker after a stale or
+    // failing value; a stored refresh takes it away even when the value is
+    // the same, so the hook has a change to show then too.
+    let marker_shown = args.on_refresh.is_some()
+        && crate::env_defaults::stale_marker(args.stale_marker.as_ref()).is_some()
+        && store
+            .peek(key, crate::store::FileKind::Entry)
+            .is_some_and(|seen| {
+                let ttl_ms = u64::try_from(args.ttl().as_millis()).unwrap_or(u64::MAX);
+                seen.is_stale(crate::clock::now_ms(), ttl_ms) || seen.failed_since_stored()
+            });
     let mut status = exit_codes::SUCCESS;
     let mut stored = false;
     let (leased, runs) = match two_tier::before_refresh(fleet, store, lock, key, args) {
@@ -68,9 +79,10 @@ pub fn run(
     }
     if let Some(hook) = &args.on_refresh
         && stored
-        && store
-            .stdout_digest(key)
-            .is_some_and(|after| Some(after) != before)
+        && (marker_shown
+            || store
+                .stdout_digest(key)
+                .is_some_and(|after| Some(after) != before))
     {
         notify(hook, args, key);
     }

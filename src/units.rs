@@ -3,12 +3,40 @@
 use std::time::Duration;
 
 /// What a duration looks like, for error messages.
-const DURATION_EXAMPLES: &str = "e.g. 900, 500ms, 90s, 15m, 1h30m, 1.5h, 2d";
+const DURATION_EXAMPLES: &str = "e.g. 900, 500ms, 90s, 15m, 1h30m, 1.5h, 2d, 1w";
 
-/// Parses `900` (seconds), `500ms`, `90s`, `15m`, `1h`, `7d`, fractions such as
-/// `1.5h`, and sums such as `1h30m` or `2d04h` (what `show` and `stats` print).
-/// Fractions below a millisecond are dropped. No allocation: a cache hit
-/// parses its `--ttl` with this.
+/// Milliseconds in one of the duration units users write: the short ones
+/// `show` and `stats` print, and the long names other tools (bkt, systemd)
+/// take, so `5min`, `1hour`, `2days`, `90sec` and `3weeks` work as typed.
+fn unit_millis(unit: &str) -> Option<u128> {
+    Some(match unit {
+        "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        "w" | "wk" | "wks" | "week" | "weeks" => 604_800_000,
+        _ => return None,
+    })
+}
+
+/// The short name of a unit name (`minutes` is `m`), for messages.
+pub fn short_unit(word: &str) -> Option<&'static str> {
+    Some(match unit_millis(word)? {
+        1 => "ms",
+        1_000 => "s",
+        60_000 => "m",
+        3_600_000 => "h",
+        86_400_000 => "d",
+        _ => "w",
+    })
+}
+
+/// Parses `900` (seconds), `500ms`, `90s`, `15m`, `1h`, `7d`, `1w`, the long
+/// unit names (`5min`, `2 hours`, `3weeks`), fractions such as `1.5h`, and
+/// sums such as `1h30m` or `2d04h` (what `show` and `stats` print). Fractions
+/// below a millisecond are dropped. No allocation: a cache hit parses its
+/// `--ttl` with this.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let invalid = || format!("invalid duration '{text}': {DURATION_EXAMPLES}");
     let mut rest = text.trim();
@@ -19,22 +47,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut parts = 0;
     while !rest.is_empty() {
         let (number, after) = split_decimal(rest);
+        // `5 min` in one argument (quoted) is as clear as `5min`.
+        let after = after.trim_start();
         let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, after) = after.split_at(letters);
+        let after = after.trim_start();
         let millis_per_unit: u128 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
             // A bare number means seconds, but only on its own: `1h30` is a typo.
             "" if parts == 0 && after.is_empty() => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
             "" => return Err(invalid()),
-            _ => {
-                return Err(format!(
-                    "invalid duration unit '{unit}' in '{text}': use ms, s, m, h or d ({DURATION_EXAMPLES})"
-                ));
-            }
+            _ => unit_millis(unit).ok_or_else(|| {
+                format!(
+                    "invalid duration unit '{unit}' in '{text}': use ms, s, m, h, d or w, or \
+                     their names (sec, min, hour, day, week) ({DURATION_EXAMPLES})"
+                )
+            })?,
         };
         total += scaled(number, millis_per_unit).ok_or_else(invalid)?;
         parts += 1;
@@ -252,6 +279,32 @@ mod tests {
     }
 
     #[test]
+    fn durations_accept_long_unit_names() {
+        let minutes = |n: u64| Ok(Duration::from_secs(n * 60));
+        for (text, want) in [
+            ("5min", minutes(5)),
+            ("5 minutes", minutes(5)),
+            ("1minute", minutes(1)),
+            ("1hour", minutes(60)),
+            ("2hrs", minutes(120)),
+            ("1hr30min", minutes(90)),
+            ("1h 30m", minutes(90)),
+            ("2days", minutes(2 * 1440)),
+            ("1day", minutes(1440)),
+            ("90sec", Ok(Duration::from_secs(90))),
+            ("90 seconds", Ok(Duration::from_secs(90))),
+            ("1w", minutes(7 * 1440)),
+            ("3 weeks", minutes(21 * 1440)),
+            ("250msec", Ok(Duration::from_millis(250))),
+        ] {
+            assert_eq!(parse_duration(text), want, "{text}");
+        }
+        assert_eq!(short_unit("date"), None);
+        assert_eq!(short_unit("msec"), Some("ms"));
+        assert_eq!(short_unit("hours"), Some("h"));
+    }
+
+    #[test]
     fn what_tables_print_parses_back() {
         for secs in [
             0,
@@ -283,14 +336,16 @@ mod tests {
             "",
             "m",
             "-5",
-            "5w",
+            "5x",
+            "5 minutes later",
             "10 0",
             "99999999999999999999d",
             "1h30",
             "1.2.3h",
             ".h",
             "h1",
-            "1h 30m",
+            "5mi",
+            "min",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }

@@ -280,7 +280,9 @@ impl Drop for SmallDisk {
 fn full_disk_keeps_the_old_entry_and_the_caller_still_gets_output() {
     let cache = Cache::new();
     let Some(disk) = SmallDisk::mount(cache.dir()) else {
-        println!("SKIPPED full_disk_*: cannot mount a tmpfs here (needs root and mount rights)");
+        crate::harness::skipped(
+            "full_disk_*: cannot mount a tmpfs here (needs root and mount rights)",
+        );
         return;
     };
     // The command's output grows past the disk once `$W/big` exists.
@@ -705,7 +707,9 @@ fn sigterm_on_a_miss_is_forwarded_exits_143_and_stores_nothing() {
 fn terminal_hangup_does_not_kill_a_detached_refresher() {
     let cache = Cache::new();
     if Command::new("script").arg("--version").output().is_err() {
-        println!("SKIPPED terminal_hangup_*: script(1) is needed for a real pseudo-terminal");
+        crate::harness::skipped(
+            "terminal_hangup_*: script(1) is needed for a real pseudo-terminal",
+        );
         return;
     }
     // The refresh holds until the test opens the gate, after the hangup.

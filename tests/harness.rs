@@ -226,9 +226,20 @@ pub fn installed(program: &str, test: &str) -> bool {
             std::env::var_os("CACHEBACK_TESTS_NEED_ALL").is_none(),
             "{test}: `{program}` is not installed, and CACHEBACK_TESTS_NEED_ALL is set"
         );
-        eprintln!("SKIPPED {test}: `{program}` is not installed (.ci/run installs it)");
+        skipped(&format!(
+            "{test}: `{program}` is not installed (.ci/run installs it)"
+        ));
     }
     found
+}
+
+/// Says that a test skipped part or all of its work, where the user sees
+/// it: on the real stderr, past the test runner's capture (which keeps the
+/// output of a passing test to itself, `eprintln!` included), so the line
+/// shows in `cargo test`'s output (`cargo test --release 2>&1 | grep SKIPPED`).
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {why}");
 }
 
 /// Live processes whose environment holds the entry `var` (`NAME=value`),

@@ -11,6 +11,7 @@ mod fleet_manage;
 mod gc_events;
 mod generated;
 mod harness;
+mod hints;
 mod hostile;
 mod layout;
 mod manage;

@@ -401,7 +401,11 @@ fn show_prints_metadata_and_cached_output() {
     );
     let unknown = cache.cacheback(&["show", "--name", "nope"]);
     assert_eq!(unknown.status.code(), Some(1));
-    assert_eq!(stderr(&unknown), "cacheback: no entry named 'nope'\n");
+    assert_eq!(
+        stderr(&unknown),
+        "cacheback: no entry named 'nope'; `cacheback stats` lists the cached entries with \
+         their names\n"
+    );
     assert_eq!(
         cache.cacheback(&["show"]).status.code(),
         Some(2),

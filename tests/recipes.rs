@@ -413,6 +413,25 @@ fn prompt_recipe(name: &str, shell: &str, expand: &str) {
         "a stale count in the {name} prompt lacks its marker: {out:?}"
     );
     world.settle();
+
+    // Outside a repository the function prints nothing: not on the first
+    // visit, and not once its (empty) value is cached.
+    let outside = world.work().join("notes");
+    fs::create_dir_all(&outside).unwrap();
+    let function = format!(". '{}'; git_changes", rc.display());
+    for visit in ["first", "cached"] {
+        let mut cmd = world.session(shell);
+        cmd.arg("-c").arg(&function).current_dir(&outside);
+        let out = finish(cmd);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "the {name} prompt's function printed {:?} outside a git repository ({visit} \
+             visit): {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        world.settle();
+    }
 }
 
 #[test]
@@ -456,13 +475,34 @@ fn starship_module() {
 
     let world = World::new();
     let project = world.work().join("demo");
-    fs::create_dir_all(project.join("src")).unwrap();
-    fs::write(
-        project.join("Cargo.toml"),
-        "[package]\nname = \"demo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-    )
-    .unwrap();
-    fs::write(project.join("src/lib.rs"), "").unwrap();
+    // Two direct dependencies (one of them also depends on the other), a
+    // dev-dependency and a build-dependency: the module says "2 deps".
+    let krate = |dir: &Path, name: &str, extra: &str| {
+        fs::create_dir_all(dir.join("src")).unwrap();
+        fs::write(
+            dir.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n{extra}"
+            ),
+        )
+        .unwrap();
+        fs::write(dir.join("src/lib.rs"), "").unwrap();
+    };
+    krate(&project.join("one"), "one", "");
+    krate(
+        &project.join("two"),
+        "two",
+        "[dependencies]\none = { path = \"../one\" }\n",
+    );
+    krate(&project.join("tester"), "tester", "");
+    krate(&project.join("builder"), "builder", "");
+    krate(
+        &project,
+        "demo",
+        "[dependencies]\none = { path = \"one\" }\ntwo = { path = \"two\" }\n\n\
+         [dev-dependencies]\ntester = { path = \"tester\" }\n\n\
+         [build-dependencies]\nbuilder = { path = \"builder\" }\n\n[workspace]\n",
+    );
     // cargo and rustup live in the real home: point them there.
     let real_home = std::env::var("HOME").unwrap_or_default();
     let cargo_home = std::env::var("CARGO_HOME").unwrap_or(format!("{real_home}/.cargo"));
@@ -488,9 +528,10 @@ fn starship_module() {
     );
 
     let polled = poll(starship, is_count);
-    assert!(
-        is_count(polled.last()),
-        "the module never showed a count: {polled}"
+    assert_eq!(
+        polled.last(),
+        "2",
+        "the module never showed the count of direct dependencies: {polled}"
     );
     world.settle();
 

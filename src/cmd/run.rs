@@ -40,6 +40,10 @@ fn head_buffer() -> Box<[MaybeUninit<u8>]> {
 pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<u8> {
     let inputs = match KeyInputs::gather(args, store) {
         Ok(inputs) => inputs,
+        // `--hash` of a FIFO or a device: refused, it could hang the caller.
+        Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(Error::Usage(err.to_string()));
+        }
         // `--cwd` in a deleted directory, say: the command may still work there.
         Err(err) => return uncached_after(&format_args!("reading key inputs: {err}"), args),
     };
@@ -81,12 +85,18 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
     if !args.key.stdin {
         crate::stdin_input::warn_if_ignored();
     }
+    if !(args.key.modtime.is_empty() && args.key.hash.is_empty()) {
+        inputs.warn_missing_files();
+    }
+    // `--max-age` equal to `--ttl` is a hard expiry (bkt's plain TTL: serve
+    // for that long, then run in the foreground), a choice, not a slip.
     if let Some(max_age) = args.max_age
-        && max_age <= args.ttl()
+        && max_age < args.ttl()
     {
         output::warn(format_args!(
-            "--max-age ({}) is not longer than --ttl ({}): an entry is never served stale, so \
-             every refresh makes callers wait",
+            "--max-age ({}) is shorter than --ttl ({}): an entry expires before it goes stale, \
+             so it is never served stale and every refresh makes callers wait (for a hard \
+             expiry, give --max-age the same value as --ttl)",
             crate::units::format_duration_brief(max_age),
             crate::units::format_duration_brief(args.ttl())
         ));
@@ -145,10 +155,26 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
 }
 
 /// Warns once that the cache cannot work, then runs the command without it.
+/// A directory that cannot be written also gets what to do about it.
 #[cold]
 #[inline(never)]
 fn uncached_after(why: &dyn std::fmt::Display, args: &RunOptions) -> Result<u8> {
-    output::warn(format_args!("cache unavailable, running uncached: {why}"));
+    let text = why.to_string();
+    let denied = [
+        "Permission denied",
+        "Read-only file system",
+        "Not a directory",
+    ]
+    .iter()
+    .any(|reason| text.contains(reason));
+    let hint = if denied {
+        "; set CACHEBACK_DIR (or pass --cache-dir) to a directory you can write"
+    } else {
+        ""
+    };
+    output::warn(format_args!(
+        "cache unavailable, running uncached: {text}{hint}"
+    ));
     run_uncached(args)
 }
 

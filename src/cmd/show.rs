@@ -22,6 +22,18 @@ use crate::store::{FileKind, FsStore};
 use crate::two_tier::{self, FleetEntry, FleetSettings};
 use crate::units::{format_duration, format_duration_brief, format_size, format_utc};
 
+/// "No entry named ...", and where the names are: a user who mistyped a
+/// label, or never gave one, learns the command that lists them.
+#[cold]
+fn pointing_at_stats(err: Error) -> Error {
+    match err {
+        Error::NotFound(message) => Error::NotFound(format!(
+            "{message}; `cacheback stats` lists the cached entries with their names"
+        )),
+        other => other,
+    }
+}
+
 /// Runs `cacheback show`. With a fleet store, the fleet's value of the
 /// entry is described too, and an entry only the fleet has is shown alone.
 pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8> {
@@ -36,11 +48,11 @@ pub fn run(store: &FsStore, args: &ShowArgs, fleet: &FleetSettings) -> Result<u8
         Ok(infos) => infos,
         Err(err @ Error::NotFound(_)) => {
             let Some(connected) = &mut connected else {
-                return Err(err);
+                return Err(pointing_at_stats(err));
             };
             let found = two_tier::select(&mut connected.fleet, store, &entry)?;
             let Some(shared) = found.first() else {
-                return Err(err);
+                return Err(pointing_at_stats(err));
             };
             let mut text = format!(
                 "{}(not in this host's cache: its next `run` copies it from the fleet)\n",

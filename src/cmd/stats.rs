@@ -1,6 +1,6 @@
 //! `cacheback stats`: every entry with its state and counters, as a table or JSON.
 //!
-//! The JSON schema is documented in README.md and kept stable: fields may be
+//! The JSON schema is documented in docs/reference.md and kept stable: fields may be
 //! added, never renamed or removed.
 
 use std::cmp::Reverse;
@@ -23,6 +23,70 @@ const TITLE_WIDTH: usize = 40;
 /// Widest the last-failure message gets before it is cut.
 const FAILURE_WIDTH: usize = 60;
 
+/// What to do about a directory cacheback cannot write.
+const DIR_FIX: &str = "set CACHEBACK_DIR (or pass --cache-dir) to a directory you can write";
+
+/// Why the cache directory cannot serve, as `stats` says it: the store's
+/// own reasons, made true for a directory that cannot be created (its
+/// reason would say the first run creates it) or written (every run then
+/// warns and runs uncached).
+fn dir_problem(store: &FsStore) -> Result<Option<String>> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = store.dir();
+    let problem = match store.problem() {
+        Ok(problem) => problem,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(Some(format!("cannot be read ({}); {DIR_FIX}", plain(&err))));
+        }
+        Err(err) => return Err(Error::path(dir, err)),
+    };
+    let missing = std::fs::symlink_metadata(dir).is_err();
+    if missing {
+        // The nearest directory that exists is where the first run would
+        // create it (with its missing parents).
+        let parent = dir.ancestors().skip(1).find(|up| up.is_dir());
+        if let Some(parent) = parent
+            && let Err(err) = writable(parent)
+        {
+            return Ok(Some(format!(
+                "does not exist, and cannot be created: {} is not writable ({}); {DIR_FIX}",
+                display::escape_bytes(parent.as_os_str().as_bytes()),
+                plain(&err)
+            )));
+        }
+    } else if problem.is_none()
+        && let Err(err) = writable(dir)
+    {
+        return Ok(Some(format!(
+            "not writable ({}): every run warns and runs uncached; {DIR_FIX}",
+            plain(&err)
+        )));
+    }
+    Ok(problem.map(str::to_owned))
+}
+
+/// An I/O error's text without its "(os error N)", for a message in parentheses.
+fn plain(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// Whether this user may create files in `dir` (the kernel's answer, which
+/// knows read-only mounts and root's rights).
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid NUL-terminated path; access only reads it.
+    match unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Runs `cacheback stats`.
 /// `dir_origin` says where the directory's name came from (see
 /// [`crate::cache_dir::origin`]), for the line about a directory that cannot serve.
@@ -40,9 +104,7 @@ pub fn run(
     };
     // Why the directory cannot serve, said instead of a bare "no cached
     // entries" (a typo in CACHEBACK_DIR, a directory another user owns).
-    let problem = store
-        .problem()
-        .map_err(|err| Error::path(store.dir(), err))?;
+    let problem = dir_problem(store)?;
     let (mut infos, scan) = match inspect::list(store, now) {
         Ok(listed) => listed,
         Err(_) if problem.is_some() => Default::default(),
@@ -61,7 +123,7 @@ pub fn run(
             entries: infos.iter().map(|info| JsonEntry::new(info, now)).collect(),
             totals: Totals::new(&infos, scan.total_bytes),
             dir: store.dir().to_string_lossy().into_owned(),
-            dir_problem: problem.map(str::to_owned),
+            dir_problem: problem.clone(),
             fleet: shared.as_ref().map(|listing| JsonFleet::new(listing, now)),
         };
         let mut text = serde_json::to_string_pretty(&document)
