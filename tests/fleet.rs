@@ -1782,3 +1782,67 @@ fn a_store_that_trickles_its_reply_holds_no_caller_for_long() {
         "one local run served the host's callers: {runs:?}"
     );
 }
+
+/// The ACL user docs/fleet.md recommends can do everything a fleet host
+/// does: a miss that publishes, a fill, a stale refresh, a failure, `stats`
+/// and `invalidate`, with no warning (a command the line forgot, even one a
+/// script calls, would be refused with NOPERM).
+#[test]
+fn the_documented_acl_user_is_enough_for_a_fleet_host() {
+    let docs =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/fleet.md")).unwrap();
+    let line = docs
+        .lines()
+        .find(|line| line.starts_with("ACL SETUSER cacheback "))
+        .expect("docs/fleet.md gives an ACL SETUSER line");
+    let rules = line
+        .trim_start_matches("ACL SETUSER ")
+        .replace(">PASSWORD", ">doc-pw");
+    let config = format!("user {rules}");
+    let Some(fleet) = Fleet::start(&[&config], "fleet::the_documented_acl_user") else {
+        return;
+    };
+    let url = format!("redis://cacheback:doc-pw@127.0.0.1:{}", fleet.redis.port);
+    let (a, b) = (
+        fleet.host("a").with_env("CACHEBACK_STORE", &url),
+        fleet.host("b").with_env("CACHEBACK_STORE", &url),
+    );
+    let first = a.run(&standard());
+    assert_prints(&first, &fleet.runs()[0], "A's miss");
+    assert!(fleet.settled());
+    assert_prints(&b.run(&standard()), &fleet.runs()[0], "B fills");
+    fleet.age_all(&[&a, &b], 7200);
+    assert_prints(&a.run(&standard()), &fleet.runs()[0], "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A refreshed"
+    );
+    assert!(fleet.settled());
+    fleet.touch("fail");
+    a.age(7200);
+    fleet.age_in_store("meta", 7200);
+    assert_prints(
+        &a.run(&standard()),
+        &fleet.runs()[1],
+        "A's stale hit, failing",
+    );
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 3),
+        "A's refresh ran"
+    );
+    assert!(fleet.settled());
+    assert_eq!(
+        fleet.keys("cacheback:*:fail").len(),
+        1,
+        "the failure reached the store"
+    );
+    let stats = a.cacheback(&["stats"]);
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    assert_eq!(text(&stats.stderr), "", "stats warned");
+    let invalidate = a.cacheback(&[&["invalidate", "--"][..], &["sh", "-c", &body()]].concat());
+    assert!(invalidate.status.success(), "{}", text(&invalidate.stderr));
+    assert!(
+        fleet.keys("cacheback:*:meta").is_empty(),
+        "the fleet value is gone"
+    );
+}
