@@ -76,6 +76,12 @@ const GLOBAL_VALUE_OPTIONS: [&str; 6] = [
     "--store-prefix",
 ];
 
+/// Whether `flag` takes a value (the next word): an option of `run` or a
+/// global one, which may also be written after the subcommand.
+fn takes_value(flag: &str) -> bool {
+    VALUE_OPTIONS.contains(&flag) || GLOBAL_VALUE_OPTIONS.contains(&flag)
+}
+
 /// The subcommands, for the "did you mean" of a word that is none of them.
 const SUBCOMMANDS: [&str; 6] = ["run", "stats", "show", "invalidate", "warm", "gc"];
 
@@ -147,7 +153,7 @@ fn run_line<'a>(words: &[&'a str]) -> Option<RunLine<'a>> {
             break;
         }
         options.push(word);
-        if VALUE_OPTIONS.contains(&word) {
+        if takes_value(word) {
             options.extend(rest.next());
         }
     }
@@ -186,7 +192,7 @@ fn usage_hint(args: &[std::ffi::OsString]) -> Option<String> {
         ttl |= flag == "--ttl";
         no_wait |= flag == "--no-wait";
         placeholder |= flag == "--placeholder";
-        if VALUE_OPTIONS.contains(&flag) && !word.contains('=') {
+        if takes_value(flag) && !word.contains('=') {
             let value = options.get(at).copied()?;
             at += 1;
             let negative = value.starts_with('-')
@@ -197,7 +203,7 @@ fn usage_hint(args: &[std::ffi::OsString]) -> Option<String> {
                      as 90s, 15m, 1h30m or 1.5h"
                 ));
             }
-        } else if !VALUE_OPTIONS.contains(&flag)
+        } else if !takes_value(flag)
             && !RUN_SWITCHES.contains(&flag)
             && let Some(near) = nearest_option(flag)
         {
@@ -330,7 +336,7 @@ fn after_failed_run(args: &[std::ffi::OsString], err: Option<&mut error::Error>)
     let mut rest = arguments.iter().copied();
     while let Some(word) = rest.next() {
         let flag = word.split('=').next().unwrap_or(word);
-        if VALUE_OPTIONS.contains(&flag) && flag != "--cache-dir" {
+        if takes_value(flag) && flag != "--cache-dir" {
             moved.push(word);
             if !word.contains('=') {
                 moved.extend(rest.next());
