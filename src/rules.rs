@@ -4,15 +4,64 @@
 //! in-memory store obey the same code, and the fleet tier (whose failure
 //! records live in Redis) asks [`backing_off`] too.
 //!
-//! What a stored value's header says by itself (fresh, stale, usable under
-//! `--max-age`, failed since) is on [`Preamble`]; the fleet's headers are
-//! judged by the same methods (see `two_tier::preamble_of`).
+//! What a stored value's header means by itself (fresh, stale, usable under
+//! `--max-age`, failed since) is written here too, as methods of
+//! [`Preamble`] (the file format only says what a header holds); the
+//! fleet's headers are judged by the same methods (see
+//! `two_tier::preamble_of`).
 
 use std::time::Duration;
 
 use crate::error::Result;
 use crate::key::Key;
 use crate::store::entry::Preamble;
+
+/// What a stored header means: fresh, stale, usable under `--max-age`,
+/// failed since. The file format ([`crate::store::entry`]) says what a
+/// header holds; these say what it means, for a local entry and for a
+/// fleet value alike (the fleet's headers become [`Preamble`]s on the
+/// reader's clock, see `two_tier::read`).
+impl Preamble {
+    /// For a failure record: true when it came after `entry` (or there is no
+    /// entry), so it counts against it. The `failing` state, the back-off and
+    /// the consecutive-failure count all rest on this one rule. The entry's
+    /// flag ([`FLAG_FAILED_SINCE`](crate::store::entry::FLAG_FAILED_SINCE))
+    /// says so whatever the clocks did: an entry dated in the future (a clock
+    /// stepped back, a copied cache) must not hide the failures after it.
+    pub fn failed_since(&self, entry: Option<&Preamble>) -> bool {
+        entry
+            .is_none_or(|entry| entry.failed_since_stored() || self.finished_ms > entry.finished_ms)
+    }
+
+    /// How old the value is at `now_ms`, or `None` when it finished in the
+    /// future: the clock was stepped back, or the cache was restored or copied
+    /// from elsewhere. Such an age is unknown, and an unknown age is treated
+    /// as too old: stale, and past any `--max-age`. The next refresh stamps
+    /// it with the clock as it is now.
+    pub fn age_ms(&self, now_ms: u64) -> Option<u64> {
+        now_ms.checked_sub(self.finished_ms)
+    }
+
+    /// Whether the value is due for a refresh at `now_ms` under `ttl_ms`
+    /// (moved later by the value's own jitter).
+    pub fn is_stale(&self, now_ms: u64, ttl_ms: u64) -> bool {
+        self.forced_stale()
+            || self
+                .age_ms(now_ms)
+                .is_none_or(|age| age >= self.stale_after_ms(ttl_ms))
+    }
+
+    /// The age at which this value goes stale under `ttl_ms`: the TTL plus
+    /// the jitter drawn when it was stored.
+    pub fn stale_after_ms(&self, ttl_ms: u64) -> u64 {
+        ttl_ms.saturating_add(u64::from(self.jitter_ms))
+    }
+
+    /// Whether the value may be served at all under a hard `--max-age`.
+    pub fn is_usable(&self, now_ms: u64, max_age_ms: Option<u64>) -> bool {
+        max_age_ms.is_none_or(|limit| self.age_ms(now_ms).is_some_and(|age| age < limit))
+    }
+}
 
 /// First back-off step after a failed run; it doubles per consecutive failure, up to the TTL.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
