@@ -63,6 +63,31 @@ impl Preamble {
     }
 }
 
+/// How far apart two reads of one fleet value may put its time: each
+/// carries the store's clock over to this host's with its own round trip.
+pub const SAME_VALUE_SLACK_MS: u64 = 1000;
+
+/// Whether a value from the other tier (`shared`) should replace the local
+/// copy before a refresh: always into an empty cache (anything is better
+/// than nothing); otherwise when it is fresh, or a later value than ours by
+/// more than [`SAME_VALUE_SLACK_MS`]. A value marked stale everywhere, or
+/// from the future, is not worth replacing a copy with just before the run
+/// that replaces it again.
+pub fn replaces_local(
+    shared: &Preamble,
+    local: Option<&Preamble>,
+    now_ms: u64,
+    ttl_ms: u64,
+) -> bool {
+    let Some(local) = local else {
+        return true;
+    };
+    !shared.forced_stale()
+        && (!shared.is_stale(now_ms, ttl_ms)
+            || (shared.finished_ms <= now_ms
+                && shared.finished_ms > local.finished_ms.saturating_add(SAME_VALUE_SLACK_MS)))
+}
+
 /// First back-off step after a failed run; it doubles per consecutive failure, up to the TTL.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
 
@@ -259,6 +284,42 @@ mod tests {
         assert_eq!(backoff(4, ttl), Duration::from_secs(80));
         assert_eq!(backoff(30, ttl), ttl);
         assert_eq!(backoff(1, Duration::from_secs(2)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn another_tiers_value_replaces_a_local_copy_when_fresh_or_clearly_later() {
+        let ttl = 60_000;
+        let now = 1_000_000;
+        let local = header(now - 120_000, 0); // stale
+        let at = |finished| header(finished, 0);
+        assert!(
+            replaces_local(&at(now - 500_000), None, now, ttl),
+            "empty cache"
+        );
+        assert!(
+            replaces_local(&at(now - 1_000), Some(&local), now, ttl),
+            "fresh"
+        );
+        let same = at(local.finished_ms + SAME_VALUE_SLACK_MS);
+        assert!(
+            !replaces_local(&same, Some(&local), now, ttl),
+            "the same value, read again"
+        );
+        let later = at(local.finished_ms + SAME_VALUE_SLACK_MS + 1);
+        assert!(
+            replaces_local(&later, Some(&local), now, ttl),
+            "stale, but later"
+        );
+        assert!(
+            !replaces_local(&at(now + 600_000), Some(&local), now, ttl),
+            "from the future"
+        );
+        let mut marked = at(now - 1_000);
+        marked.flags = FLAG_FORCED_STALE;
+        assert!(
+            !replaces_local(&marked, Some(&local), now, ttl),
+            "marked stale everywhere"
+        );
     }
 
     #[test]

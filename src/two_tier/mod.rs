@@ -37,7 +37,7 @@ pub use lease::{FAILURE_TAIL, Leased};
 pub use manage::{FleetEntry, entries, entry, select};
 pub use miss::{MissOutcome, lease_if_free, on_miss};
 pub use read::preamble_of;
-pub use refresh::{RefreshPlan, SAME_VALUE_SLACK_MS, before_refresh};
+pub use refresh::{RefreshPlan, before_refresh};
 pub use settings::{
     DEFAULT_LEASE, DEFAULT_PREFIX, ENV_CA_FILE, ENV_LEASE, ENV_MAX_VALUE, ENV_PREFIX, ENV_STORE,
     ENV_TIMEOUT, FleetConfig, FleetSettings, MIN_EXPIRY, MIN_REPLY_TIMEOUT,

@@ -15,12 +15,6 @@ use crate::rules::{self, FailureMark};
 use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore};
 
-/// How far apart two reads of one fleet value may put its time: each
-/// carries the store's clock over to this host's with its own round trip.
-/// A stale fleet value must be newer than the local copy by more than this
-/// to be taken for a later one (and copied before the refresh runs).
-pub const SAME_VALUE_SLACK_MS: u64 = 1000;
-
 /// What the refresher does, having asked the fleet.
 pub enum RefreshPlan {
     /// No fleet tier to ask: the local rules alone.
@@ -62,21 +56,7 @@ pub fn before_refresh(
         let local = store.peek(key, FileKind::Entry);
         if let Some(meta) = copyable(&snapshot, &config, &mut warned) {
             let shared = preamble_of(meta);
-            // Copied when it is fresh, or when it is a later value than ours.
-            // A value marked stale fleet-wide, or from the future, is copied
-            // only into an empty cache: anything is better than nothing, but
-            // not worth replacing a copy with just before the run that
-            // replaces it again.
-            let newer = match &local {
-                None => true,
-                Some(local) => {
-                    !shared.forced_stale()
-                        && (!shared.is_stale(now, ttl_ms)
-                            || (shared.finished_ms <= now
-                                && shared.finished_ms
-                                    > local.finished_ms.saturating_add(SAME_VALUE_SLACK_MS)))
-                }
-            };
+            let newer = rules::replaces_local(&shared, local.as_ref(), now, ttl_ms);
             if newer && shared.is_usable(now, args.max_age.map(millis)) {
                 match fill(store, &config, lock, &mut fleet, meta, &mut warned) {
                     Ok(()) => {
