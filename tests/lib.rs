@@ -8,6 +8,7 @@ mod fleet;
 mod fleet_manage;
 mod gc_events;
 mod generated;
+mod guards;
 mod harness;
 mod layout;
 mod manage;
