@@ -341,7 +341,7 @@ fn children(pid: u32) -> Vec<u32> {
 /// `cacheback ARGS` under `strace STRACE_ARGS`, with the cache's environment.
 fn spawn_under_strace(cache: &Cache, strace_args: &[&str], args: &[&str]) -> Child {
     Command::new("strace")
-        .args(["-qq", "-o", "/dev/null", "--seccomp-bpf"])
+        .args(["-qq", "-o", "/dev/null"])
         .args(strace_args)
         .arg(BIN)
         .args(args)
