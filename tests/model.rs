@@ -499,8 +499,8 @@ impl Sequence {
     }
 
     /// Back-off length: when the last runs of an entry failed (a failure
-    /// record newer than its value), a stale hit 2 s before the back-off of
-    /// that many failures in a row ends starts no run, and one 2 s after it
+    /// record newer than its value), a stale hit 3 s before the back-off of
+    /// that many failures in a row ends starts no run, and one 3 s after it
     /// ends does. The back-off is 10 s after one failure, doubling per
     /// failure in a row, at most the TTL (1 h here): written out here, not
     /// taken from the crate.
@@ -525,7 +525,7 @@ impl Sequence {
         }
         let wait = (10_000u64 << (failures - 1).min(20)).min(3_600_000);
         PROBED.fetch_add(1, Ordering::Relaxed);
-        for (offset, expect_run) in [(-2_000i64, false), (2_000, true)] {
+        for (offset, expect_run) in [(-3_000i64, false), (3_000, true)] {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
