@@ -798,3 +798,50 @@ fn a_background_refresh_syncs_its_file_before_the_rename() {
         "the refresher did not sync the directory after the rename:\n{text}"
     );
 }
+
+// ------------------------------------------------------------ other users
+
+/// The ownership checks compare with the user cacheback runs as, whoever
+/// that is: the suite runs as root, so this runs the binary as `nobody`
+/// (uid 65534), with a cache directory that user creates, and its second
+/// call must be a hit. (Only root can switch users; elsewhere the whole
+/// suite runs as a user that is not root anyway.)
+#[test]
+fn a_user_other_than_root_trusts_its_own_cache() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED guards::a_user_other_than_root_trusts_its_own_cache: not root (the suite itself runs as another user)"
+        );
+        return;
+    }
+    let root = tempfile::Builder::new()
+        .prefix("cacheback-nobody-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(root.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let cache = root.path().join("cache");
+    let count = root.path().join("count");
+    let call = || {
+        Command::new(BIN)
+            .args(["run", "--ttl", "1h", "--", "sh", "-c"])
+            .arg(format!("echo run >> {}; echo mine", count.display()))
+            .env("CACHEBACK_DIR", &cache)
+            .current_dir(root.path())
+            .stdin(Stdio::null())
+            .uid(65534)
+            .gid(65534)
+            .bounded_output()
+    };
+    for round in ["miss", "hit"] {
+        let out = call();
+        assert_eq!(stdout(&out), "mine\n", "{round}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{round}: no warning");
+    }
+    let runs = fs::read_to_string(&count).unwrap_or_default();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "the second call ran the command again: nobody's own cache was not trusted"
+    );
+}
