@@ -29,7 +29,7 @@ case $group in
   ownership)
     # Which files are trusted: the ownership checks and the directory's.
     re='^src/store/fs/owner\.rs:|^src/store/fs/mod\.rs:.*(unsafe_because|FsStore::prepare)'
-    tests=(--lib --test integration -- store:: guards::a_group faults::planted faults::foreign)
+    tests=(--lib --test integration -- store:: guards::a_group guards::a_user faults::planted faults::foreign)
     ;;
   commit)
     # The lease's use: commit, invalidate, opening an entry.
