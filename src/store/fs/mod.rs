@@ -212,15 +212,14 @@ impl FsStore {
 
     /// Removes a key's entry, failure record and lock (which tells a running
     /// refresh that its result is outdated), in that safe order.
-    pub fn invalidate(&self, key: &Key) -> Result<bool> {
+    pub fn invalidate(&self, key: &Key) -> Result<()> {
         // The lock goes first: a refresher renames its result into place and then
         // checks its lock, so whichever order the two interleave in, the result
         // of a refresh that overlaps an invalidation never survives it.
-        let mut removed = false;
         for kind in [FileKind::Lock, FileKind::Entry, FileKind::Failure] {
-            removed |= remove_if_present(&self.path(key, kind))? && kind == FileKind::Entry;
+            remove_if_present(&self.path(key, kind))?;
         }
-        Ok(removed)
+        Ok(())
     }
 }
 
