@@ -845,3 +845,26 @@ fn a_user_other_than_root_trusts_its_own_cache() {
         "the second call ran the command again: nobody's own cache was not trusted"
     );
 }
+
+/// `invalidate` that cannot remove one of an entry's files says so, names
+/// it and fails, rather than report the entry forgotten: here a directory
+/// sits where the failure record would be (unlink fails with EISDIR).
+#[test]
+fn an_invalidate_that_cannot_remove_a_file_says_so_and_fails() {
+    let cache = Cache::new();
+    let args = [&["--ttl", "1h", "--name", "e", "--"][..], &sh("echo v")].concat();
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    let blocker = cache.dir().join(format!("{}.fail", entry_key(&cache)));
+    fs::create_dir(&blocker).unwrap();
+    let out = cache.cacheback(&["invalidate", "--name", "e"]);
+    assert!(
+        !out.status.success(),
+        "invalidate reported success with {} in the way: {out:?}",
+        blocker.display()
+    );
+    assert!(
+        stderr(&out).contains(".fail"),
+        "the error does not name the file: {}",
+        stderr(&out)
+    );
+}
