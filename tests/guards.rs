@@ -642,7 +642,7 @@ fn fleet_args() -> Vec<String> {
         r#"t="$H.$$"; echo "$t" >> "$W/runs"; if [ -e "$W/slow-$H" ]; then echo $PPID > "$W/refresher-$H"; {}; fi; echo "$t""#,
         gate("go-$H")
     );
-    ["run", "--ttl", "1h", "--", "sh", "-c", &body]
+    ["run", "--ttl", "1h", "--name", "f", "--", "sh", "-c", &body]
         .map(str::to_owned)
         .to_vec()
 }
@@ -737,6 +737,59 @@ fn a_late_holder_never_releases_the_fleet_lease_another_host_took() {
         runs.len(),
         3,
         "one run each for A's and B's refresh: {runs:?}"
+    );
+}
+
+/// A value `invalidate --refresh` marked stale fleet-wide stays marked
+/// stale on a host that copies it while the refresh runs: that host's
+/// copy is marked stale too (`show` says so), not fresh.
+#[test]
+fn a_fleet_copy_of_a_value_marked_stale_is_stale_on_the_copying_host() {
+    let test = "guards::a_fleet_copy_of_a_value_marked_stale";
+    if !installed("redis-cli", test) {
+        return;
+    }
+    let Some(redis) = RedisServer::start(&[], test) else {
+        return;
+    };
+    let root = tempfile::Builder::new()
+        .prefix("cacheback-guards-")
+        .tempdir()
+        .unwrap();
+    let fleet = Fleet { root, redis };
+    fs::create_dir(fleet.work()).unwrap();
+    let args = fleet_args();
+    let args = as_strs(&args);
+    let first = stdout(&fleet.on("a", &args));
+    assert!(
+        wait_until(SETTLE, || !fleet
+            .redis
+            .scan_keys("cacheback:*:meta")
+            .is_empty()),
+        "A's value never reached the fleet"
+    );
+    // A's refresh after the invalidation holds at its gate.
+    fs::write(fleet.work().join("slow-a"), "").unwrap();
+    let out = fleet.on("a", &["invalidate", "--refresh", "--name", "f"]);
+    assert!(out.status.success(), "{out:?}");
+    let a = fleet.read_pid("refresher-a");
+    assert_eq!(
+        stdout(&fleet.on("c", &args)),
+        first,
+        "C copies the fleet's value"
+    );
+    let show = fleet.on("c", &["show", "--name", "f"]);
+    fs::write(fleet.work().join("go-a"), "").unwrap();
+    wait_gone(a, "A's refresher");
+    fleet.settle();
+    let text = stdout(&show);
+    let local = text
+        .lines()
+        .find(|line| line.starts_with("finished:"))
+        .unwrap_or_else(|| panic!("show has no finished line: {show:?}"));
+    assert!(
+        local.contains("marked stale"),
+        "C's copy of a value marked stale is not marked stale on C:\n{text}"
     );
 }
 
