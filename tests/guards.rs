@@ -504,6 +504,58 @@ fn a_refresh_whose_lease_is_invalidated_before_its_rename_stores_nothing() {
     settle(&cache, "the miss");
 }
 
+/// `invalidate --refresh` landing between a commit's last look at the
+/// stale generation and its rename still gets its rerun: the result renamed
+/// in is marked stale, and the refresher runs the command again. strace
+/// holds the refresher at the rename while `invalidate --refresh` runs.
+#[test]
+fn a_refresh_marked_stale_at_its_rename_still_reruns() {
+    if !strace("guards::a_refresh_marked_stale_at_its_rename_still_reruns") {
+        return;
+    }
+    let cache = Cache::new();
+    let args = numbered_args();
+    let args = as_strs(&args);
+    assert_eq!(stdout(&cache.run(&args)), "v1\n");
+    cache.stale_with_flag("slow");
+    cache.open_gate("go");
+    let run: Vec<&str> = ["run"].into_iter().chain(args.iter().copied()).collect();
+    let tracer = spawn_under_strace(
+        &cache,
+        &[
+            "-f",
+            "-e",
+            "trace=rename,renameat,renameat2",
+            "-e",
+            "inject=rename,renameat,renameat2:delay_enter=120000000",
+        ],
+        &run,
+    );
+    let refresher = read_pid(&cache, "refresher");
+    assert!(
+        wait_until(SETTLE, || held_in(refresher, &RENAMES)),
+        "the refresher never reached its rename"
+    );
+    let out = cache.cacheback(&["invalidate", "--refresh", "--name", "e"]);
+    assert!(out.status.success(), "{out:?}");
+    release(tracer);
+    wait_gone(refresher, "the refresher");
+    settle(&cache, "the refresh");
+    assert_eq!(
+        cache.count("count"),
+        3,
+        "invalidate --refresh at the commit's rename got no rerun"
+    );
+    fs::remove_file(cache.work().join("slow")).unwrap();
+    assert_eq!(
+        stdout(&cache.run(&args)),
+        "v3\n",
+        "the rerun's value is served"
+    );
+    settle(&cache, "the hit");
+    assert_eq!(cache.count("count"), 3, "the rerun's value is fresh");
+}
+
 /// `invalidate --refresh` during a refresh: the refresher runs the command
 /// again on its own (its first result may predate what the user reacted
 /// to), and that rerun's value is the fresh one. Nothing but the refresher
