@@ -852,6 +852,65 @@ fn a_fleet_copy_of_a_value_marked_stale_is_stale_on_the_copying_host() {
     );
 }
 
+/// A caller waiting for another caller's miss keeps waiting when its wait
+/// is interrupted (`flock` failing with EINTR, as a signal can make it),
+/// and then serves that miss's value: strace makes the caller's second
+/// `flock` (the blocking one, after the non-blocking try) fail so.
+#[test]
+fn a_caller_whose_wait_for_the_lock_is_interrupted_keeps_waiting() {
+    if !strace("guards::a_caller_whose_wait_for_the_lock_is_interrupted") {
+        return;
+    }
+    let cache = Cache::new();
+    let body = format!(
+        "echo run >> \"$W/count\"; echo $PPID > \"$W/first\"; {}; echo v",
+        gate("go")
+    );
+    let args = ["--ttl", "1h", "--", "sh", "-c", &body];
+    let first = cache.spawn_run(&args);
+    read_pid(&cache, "first");
+    let run: Vec<&str> = ["run"].into_iter().chain(args.iter().copied()).collect();
+    let waiter = Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "-e", "trace=flock"])
+        .args(["-e", "inject=flock:error=EINTR:when=2", BIN])
+        .args(&run)
+        .env("CACHEBACK_DIR", cache.dir())
+        .env("W", cache.work())
+        .current_dir(cache.work())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its third flock, after the try and the interrupted wait, blocks.
+    assert!(
+        wait_until(SETTLE, || children(waiter.id()).first().is_some_and(
+            |&pid| {
+                current_syscall(pid) == Some(libc::SYS_flock)
+                    && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                        stat.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('S')
+                    })
+            }
+        )),
+        "the second caller never waited for the lock"
+    );
+    cache.open_gate("go");
+    let first = crate::harness::BoundedChild::bounded_wait_with_output(first);
+    assert_eq!(stdout(&first), "v\n");
+    let out = crate::harness::BoundedChild::bounded_wait_with_output(waiter);
+    assert_eq!(stdout(&out), "v\n", "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no warning");
+    assert_eq!(
+        cache.count("count"),
+        1,
+        "the interrupted waiter ran the command itself"
+    );
+}
+
 // ------------------------------------------------------- crash consistency
 
 /// A background refresh makes its file durable before it renames it over
