@@ -504,6 +504,33 @@ fn a_refresh_whose_lease_is_invalidated_before_its_rename_stores_nothing() {
     settle(&cache, "the miss");
 }
 
+/// A refresh that outlived an `invalidate` stores nothing even when a new
+/// caller has made a new lock file since (its miss ran and stored the value
+/// after the invalidation): the late result must not replace that value.
+#[test]
+fn a_refresh_invalidated_and_overtaken_by_a_new_miss_stores_nothing() {
+    let cache = Cache::new();
+    let refresher = start_held_refresh(&cache); // run 2, held
+    let out = cache.cacheback(&["invalidate", "--name", "e"]);
+    assert!(out.status.success(), "{out:?}");
+    fs::remove_file(cache.work().join("slow")).unwrap();
+    let args = numbered_args();
+    let args = as_strs(&args);
+    assert_eq!(
+        stdout(&cache.run(&args)),
+        "v3\n",
+        "the miss after the invalidation"
+    );
+    cache.open_gate("go");
+    wait_gone(refresher, "the refresher");
+    settle(&cache, "the refresh");
+    assert_eq!(
+        stdout(&cache.run(&args)),
+        "v3\n",
+        "the invalidated refresh's late result replaced the newer miss's value"
+    );
+}
+
 /// `invalidate --refresh` landing between a commit's last look at the
 /// stale generation and its rename still gets its rerun: the result renamed
 /// in is marked stale, and the refresher runs the command again. strace
