@@ -822,14 +822,7 @@ fn a_late_holder_never_releases_the_fleet_lease_another_host_took() {
 /// A value `invalidate --refresh` marked stale fleet-wide stays marked
 /// stale on a host that copies it while the refresh runs: that host's
 /// copy is marked stale too (`show` says so), not fresh.
-///
-/// Ignored: it passes on the dev build and fails on every release run here
-/// (7 of 7: the copy is stored fresh, unmarked, `misses: 1`), so either the
-/// fleet tier's miss path stores such a copy unmarked when it runs fast, or
-/// the test misreads the design; left to the rules redesign. `cargo test
-/// --release --test integration -- --ignored guards::a_fleet_copy` runs it.
 #[test]
-#[ignore = "intermittent: a fleet copy of a value marked stale is sometimes stored unmarked (see its doc)"]
 fn a_fleet_copy_of_a_value_marked_stale_is_stale_on_the_copying_host() {
     let test = "guards::a_fleet_copy_of_a_value_marked_stale";
     if !installed("redis-cli", test) {
