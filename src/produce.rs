@@ -64,7 +64,10 @@ pub fn execute(
     } else {
         Some(background_timeout(args))
     };
-    let writer = store.writer(lock, &details)?;
+    let mut writer = store.writer(lock, &details)?;
+    if !foreground {
+        writer.make_durable(); // nobody waits for a background run
+    }
     let mut capture = writer
         .stdout_sink()
         .map_err(|err| Error::io("preparing the capture", err))?;

@@ -24,7 +24,7 @@ fn with_closed(mut cmd: Command, fd: i32) -> Output {
             Ok(())
         });
     }
-    cmd.output().unwrap()
+    cmd.bounded_output()
 }
 
 /// Makes `cmd` start with at most `count` open descriptors (`ulimit -n`).
@@ -187,8 +187,7 @@ fn stdout_write_errors_fail_with_one_line_and_the_miss_is_still_stored() {
             .arg("run")
             .args(args)
             .stdout(full())
-            .output()
-            .unwrap();
+            .bounded_output();
         assert_eq!(output.status.code(), Some(125), "{round}: {output:?}");
         let err = stderr(&output);
         assert_eq!(err.lines().count(), 1, "{round}: {err}");
@@ -213,8 +212,7 @@ fn stdout_write_errors_fail_with_one_line_and_the_miss_is_still_stored() {
             "true",
         ])
         .stdout(full())
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(output.status.code(), Some(125), "{output:?}");
 }
 
@@ -302,11 +300,20 @@ fn invalidate_refresh_during_a_refresh_never_removes_the_entry() {
         "{}",
         stdout(&invalidated)
     );
-    // Until everything settles, every caller is served at once from the entry.
+    // Until everything settles, every caller is served at once from the
+    // entry. Bounded: under a bug the rerun never comes (or never ends), and
+    // the loop must fail, saying so, rather than spin.
     let entry = cache.entry();
+    let deadline = Instant::now() + Duration::from_secs(60);
     while cache.count("count") < 3
         || stdout(&cache.cacheback(&["stats", "--json"])).contains("\"state\": \"refreshing\"")
     {
+        assert!(
+            Instant::now() < deadline,
+            "after 60 s the refreshes had not settled with three runs: {} runs, {}",
+            cache.count("count"),
+            stdout(&cache.cacheback(&["stats"]))
+        );
         assert!(entry.exists(), "the entry disappeared");
         let start = Instant::now();
         let output = cache.run(&args);
@@ -390,8 +397,7 @@ fn a_stored_failure_never_reaches_callers_without_cache_failures() {
         .arg("run")
         .args(&flagged)
         .env("X", "14")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(failed.status.code(), Some(14));
     let forced = [
         &["--ttl", "1h", "--force", "--cache-failures", "--"][..],
@@ -403,8 +409,7 @@ fn a_stored_failure_never_reaches_callers_without_cache_failures() {
         .arg("run")
         .args(&forced)
         .env("X", "14")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(output.status.code(), Some(14));
     let hit = cache.run(&plain);
     assert_eq!(stdout(&hit), "ran 0\n");
@@ -502,7 +507,7 @@ fn invalidate_all_refresh_runs_a_bounded_number_at_once_without_a_descriptor_eac
     let mut cmd = cache.cmd();
     cmd.args(["invalidate", "--all", "--refresh", "--jobs", "3"]);
     limit_descriptors(&mut cmd, 20);
-    let output = cmd.output().unwrap();
+    let output = cmd.bounded_output();
     assert!(output.status.success(), "{output:?}");
     let report = stdout(&output);
     assert_eq!(report.matches("marked").count(), entries, "{report}");
@@ -565,7 +570,7 @@ fn when_the_cache_cannot_work_the_command_still_runs() {
         let mut cmd = cache.cmd();
         cmd.args(["run", "--ttl", "1h", "--", "echo", "still"]);
         limit_descriptors(&mut cmd, limit);
-        let output = cmd.output().unwrap();
+        let output = cmd.bounded_output();
         assert_eq!(
             stdout(&output),
             "still\n",
@@ -659,8 +664,7 @@ fn env_values_are_stored_only_as_a_keyed_hash() {
             .arg("run")
             .args(args)
             .env("PIN", "1234")
-            .output()
-            .unwrap()
+            .bounded_output()
     };
     assert_eq!(stdout(&run()), "ok\n");
     assert_eq!(stdout(&run()), "ok\n");
@@ -684,8 +688,7 @@ fn env_values_are_stored_only_as_a_keyed_hash() {
         .arg("run")
         .args(args)
         .env("PIN", "9999")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&other), "ok\n");
     assert_eq!(cache.count("count"), 2);
 }

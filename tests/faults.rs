@@ -220,7 +220,7 @@ fn caller_killed_during_a_miss_leaves_no_entry_or_a_whole_one_and_blocks_no_one(
         let caller = cache.spawn_run(&args);
         std::thread::sleep(Duration::from_millis(rng.below(700)));
         sigkill(caller.id());
-        let _ = caller.wait_with_output();
+        let _ = caller.bounded_wait_with_output();
         if let Some(entry) = cache.files(".entry").first()
             && stored_stdout(entry).as_deref() != Some(whole.as_bytes())
         {
@@ -264,8 +264,7 @@ impl SmallDisk {
         let out = Command::new("df")
             .args(["-k", "--output=used"])
             .arg(&self.0)
-            .output()
-            .unwrap();
+            .bounded_output();
         stdout(&out).lines().nth(1).unwrap().trim().parse().unwrap()
     }
 }
@@ -594,7 +593,7 @@ fn planted_symlinks_fifos_and_foreign_files_are_never_followed_or_served() {
         if !finished {
             sigkill(child.id());
         }
-        let output = child.wait_with_output().unwrap();
+        let output = child.bounded_wait_with_output();
         let secret = fs::read(&outside).unwrap();
         let ok = finished
             && stdout(&output) == "out\n"
@@ -676,7 +675,7 @@ fn sigterm_on_a_miss_is_forwarded_exits_143_and_stores_nothing() {
     let caller = cache.spawn_run(&[&["--ttl", "1h", "--"][..], &sh(body)].concat());
     read_pid(&cache, "pid");
     kill(Pid::from_raw(caller.id() as i32), Signal::SIGTERM).unwrap();
-    let output = caller.wait_with_output().unwrap();
+    let output = caller.bounded_wait_with_output();
     assert_eq!(output.status.code(), Some(143));
     assert!(
         wait_until(Duration::from_secs(5), || cache.count("trapped") == 1),
@@ -794,8 +793,7 @@ fn hung_refresh_is_killed_with_its_grandchildren_and_frees_the_lock() {
         .env("CACHEBACK_REFRESH_TIMEOUT", "3s")
         .arg("run")
         .args(&args)
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&stale), "ok\n");
     let grandchild = read_pid(&cache, "grandchild");
     assert!(
@@ -1010,8 +1008,7 @@ fn load(callers: usize, secs: u64) {
                         .env("W", &work)
                         .current_dir(&work)
                         .stdin(Stdio::null())
-                        .output()
-                        .unwrap();
+                        .bounded_output();
                     *calls.lock().unwrap() += 1;
                     let text = stdout(&output);
                     let head = format!("entry {i} gen ");

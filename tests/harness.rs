@@ -47,10 +47,10 @@ impl Cache {
         cmd
     }
 
-    /// Runs `cacheback run ARGS` to completion.
+    /// Runs `cacheback run ARGS` to completion (at most [`CALL_LIMIT`]).
     #[track_caller]
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().arg("run").args(args).output().unwrap()
+        self.cmd().arg("run").args(args).bounded_output()
     }
 
     /// Starts `cacheback run ARGS` with stdout and stderr piped, without waiting.
@@ -64,10 +64,10 @@ impl Cache {
             .unwrap()
     }
 
-    /// Runs `cacheback ARGS` (any subcommand) to completion.
+    /// Runs `cacheback ARGS` (any subcommand) to completion (at most [`CALL_LIMIT`]).
     #[track_caller]
     pub fn cacheback(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
+        self.cmd().args(args).bounded_output()
     }
 
     /// How many lines the command appended to `$W/NAME` (each run appends one).
@@ -125,6 +125,114 @@ pub fn backdate_file(path: &Path, secs: u64) {
     let finished = u64::from_le_bytes(bytes) - secs * 1000;
     file.write_all_at(&finished.to_le_bytes(), FINISHED_OFFSET)
         .unwrap();
+}
+
+/// The longest any one call of the binary may take in a test: far beyond
+/// what a call needs on a busy machine, so reaching it means a hang, which
+/// fails the test with the command line instead of stalling the suite.
+pub const CALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Deadlines for the standard library's waits on processes.
+pub trait Bounded {
+    /// `Command::output`, failing the test (after a kill) past [`CALL_LIMIT`].
+    fn bounded_output(&mut self) -> Output;
+}
+
+impl Bounded for Command {
+    /// Runs `Command::output` itself (so stdio set by the caller stays as
+    /// set, and what is not set is piped) on a thread of its own, the command
+    /// moved there and back; at the deadline the process (a child of ours
+    /// with this command line) is killed and the test fails.
+    #[track_caller]
+    fn bounded_output(&mut self) -> Output {
+        let what = format!("{self:?}");
+        let mut argv: Vec<u8> = Vec::new();
+        for part in std::iter::once(self.get_program()).chain(self.get_args()) {
+            argv.extend_from_slice(part.as_encoded_bytes());
+            argv.push(0);
+        }
+        let cmd = std::mem::replace(self, Command::new("true"));
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = cmd;
+            let output = cmd.output();
+            let _ = done.send((cmd, output));
+        });
+        match result.recv_timeout(CALL_LIMIT) {
+            Ok((cmd, output)) => {
+                *self = cmd;
+                output.unwrap_or_else(|err| panic!("{what}: {err}"))
+            }
+            Err(_) => {
+                for pid in children_running(&argv) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                panic!("{what} was still running after {CALL_LIMIT:?} (killed)")
+            }
+        }
+    }
+}
+
+/// This process's children whose command line is `argv` (NUL-separated).
+fn children_running(argv: &[u8]) -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let Ok(listing) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    listing
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            let parent = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .nth(1)
+                    == Some(&me)
+            });
+            parent && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == argv)
+        })
+        .collect()
+}
+
+/// Deadlines for waits on a started child.
+pub trait BoundedChild {
+    /// `Child::wait_with_output`, failing the test (after a kill) past [`CALL_LIMIT`].
+    fn bounded_wait_with_output(self) -> Output;
+}
+
+impl BoundedChild for Child {
+    #[track_caller]
+    fn bounded_wait_with_output(self) -> Output {
+        let what = format!("process {}", self.id());
+        finish_within(self, CALL_LIMIT, &what)
+    }
+}
+
+/// Waits for a started child and collects its output, as
+/// `Child::wait_with_output` does, with a deadline: at `limit` it is killed
+/// and the test fails, naming `what`.
+#[track_caller]
+pub fn finish_within(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match result.recv_timeout(limit) {
+        Ok(output) => output.unwrap_or_else(|err| panic!("{what}: {err}")),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{what} was still running after {limit:?} (killed)")
+        }
+    }
 }
 
 /// `sh -c BODY` as arguments.

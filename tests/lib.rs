@@ -10,6 +10,7 @@ mod fleet;
 mod fleet_manage;
 mod gc_events;
 mod generated;
+mod guards;
 mod harness;
 mod hints;
 mod hostile;

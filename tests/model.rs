@@ -47,13 +47,14 @@
 //! sequences (which then replaces the time budget). A failure prints the one
 //! command line that replays the failing sequence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cacheback::store::entry::{FINISHED_OFFSET, Preamble};
@@ -66,6 +67,21 @@ const KEYS: usize = 3;
 /// Generous on purpose: CI runs this on a busy 2-core machine next to the other tests.
 const SETTLE_LIMIT: Duration = Duration::from_secs(90);
 const PLACEHOLDER: &str = "P";
+
+/// Back-off probes that found a failure to probe, and groups of callers
+/// whose miss coalescing was checked, over the whole test process: printed,
+/// so a run shows that those checks had something to check.
+static PROBED: AtomicUsize = AtomicUsize::new(0);
+static COALESCING_CHECKED: AtomicUsize = AtomicUsize::new(0);
+
+/// The two counts above, for the summary lines.
+fn checks_done() -> String {
+    format!(
+        "{} back-off probes, {} miss-coalescing checks",
+        PROBED.load(Ordering::Relaxed),
+        COALESCING_CHECKED.load(Ordering::Relaxed)
+    )
+}
 
 /// splitmix64: tiny, and good enough that consecutive seeds give unrelated sequences.
 struct Rng(u64);
@@ -130,8 +146,45 @@ fn model_random_sequences_keep_the_invariants() {
         sequences += 1;
     }
     println!(
-        "model: {sequences} sequences, {operations} operations in {:.1}s (master seed {master}); {small} sequences on a {SMALL_DISK} tmpfs, {full_ops} full-disk operations",
-        started.elapsed().as_secs_f64()
+        "model: {sequences} sequences, {operations} operations in {:.1}s (master seed {master}); {small} sequences on a {SMALL_DISK} tmpfs, {full_ops} full-disk operations; so far {}",
+        started.elapsed().as_secs_f64(),
+        checks_done()
+    );
+}
+
+/// The callers of a group as [`Sequence::coalesced`] needs them.
+#[allow(clippy::type_complexity)]
+fn done_pids(
+    done: &[(usize, bool, Flavor, usize, u32, bool, usize, Output)],
+) -> Vec<(usize, bool, Flavor, u32)> {
+    done.iter()
+        .map(|&(key, cf, flavor, _, pid, _, _, _)| (key, cf, flavor, pid))
+        .collect()
+}
+
+/// Sequence seeds that once broke an invariant (found by the random runs, in
+/// CI or locally), with what they found. They run on every test run beside
+/// the random sequences, and always in full: a sequence is a fixed number of
+/// operations drawn from its seed, so their power does not depend on how
+/// busy the machine is (the random test's share does: it runs for a time
+/// budget). Add a seed here whenever a random run finds a bug.
+const FOUND_BUGS: &[(u64, &str)] = &[(
+    12_438_244_024_547_907_875,
+    "a future-dated entry whose failure record is newer than it: back-off, not a refresh, \
+     is the right answer (commit 05aab9a)",
+)];
+
+#[test]
+fn model_sequences_that_once_found_bugs_still_pass() {
+    let mut operations = 0;
+    for &(seed, found) in FOUND_BUGS {
+        println!("model: fixed sequence seed {seed} ({found})");
+        operations += Sequence::new(seed).run().0;
+    }
+    println!(
+        "model: {} fixed sequences, {operations} operations; so far {}",
+        FOUND_BUGS.len(),
+        checks_done()
     );
 }
 
@@ -331,6 +384,9 @@ struct Sequence {
     /// that owe a run of the entry, checked at the next settling.
     owed: Vec<(usize, bool, usize, usize)>,
     ops: Vec<String>,
+    /// Draws for the back-off probes, apart from `rng`, so that adding the
+    /// probes left every seed's other operations as they were.
+    probes: Rng,
 }
 
 impl Sequence {
@@ -365,6 +421,7 @@ impl Sequence {
             kills: 0,
             owed: Vec::new(),
             ops: Vec::new(),
+            probes: Rng(seed ^ 0xbac0_ff00_0000_0001),
         }
     }
 
@@ -433,6 +490,76 @@ impl Sequence {
         if self.rng.chance(25) {
             self.settle()?;
             self.strict()?;
+        }
+        if self.probes.chance(30) {
+            let key = self.probes.below(KEYS as u64) as usize;
+            self.backoff_probe(key)?;
+        }
+        Ok(())
+    }
+
+    /// Back-off length: when the last runs of an entry failed (a failure
+    /// record newer than its value), a stale hit 3 s before the back-off of
+    /// that many failures in a row ends starts no run, and one 3 s after it
+    /// ends does. The back-off is 10 s after one failure, doubling per
+    /// failure in a row, at most the TTL (1 h here): written out here, not
+    /// taken from the crate.
+    fn backoff_probe(&mut self, key: usize) -> Result<(), String> {
+        self.settle()?;
+        let Some(entry) = self.entry_path(key, false) else {
+            return Ok(());
+        };
+        let fail = entry.with_extension("fail");
+        let (Some(value), Some(failed)) = (finished_of(&entry), finished_of(&fail)) else {
+            return Ok(());
+        };
+        let Some(failures) = fs::read(&fail)
+            .ok()
+            .and_then(|bytes| Preamble::decode(&bytes, bytes.len() as u64).ok())
+            .map(|failure| failure.failures)
+        else {
+            return Ok(());
+        };
+        if failed <= value || failures == 0 {
+            return Ok(());
+        }
+        let wait = (10_000u64 << (failures - 1).min(20)).min(3_600_000);
+        PROBED.fetch_add(1, Ordering::Relaxed);
+        for (offset, expect_run) in [(-3_000i64, false), (3_000, true)] {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let at = (now - wait).saturating_add_signed(-offset);
+            // The value two hours old (stale), the failure record `wait + offset` ago.
+            shift_finished(&entry, (now - 7_200_000) as i64 - value as i64);
+            shift_finished(&fail, at as i64 - finished_of(&fail).unwrap_or(at) as i64);
+            let before = self.log().runs.len();
+            let what = format!(
+                "back-off probe: {} with {failures} failures in a row, the last {} s ago (back-off {} s)",
+                label(key, false),
+                (wait as i64 + offset) / 1000,
+                wait / 1000
+            );
+            self.callers(&[(key, false, Flavor::Plain)], &what)?;
+            self.settle()?;
+            let log = self.log();
+            let ran = log.runs[before..]
+                .iter()
+                .any(|run| run.key == key && !run.cf);
+            if ran != expect_run {
+                return Err(format!(
+                    "{what}: {}",
+                    if ran {
+                        "a refresh started before the back-off ended"
+                    } else {
+                        "no refresh started after the back-off ended"
+                    }
+                ));
+            }
+            if ran {
+                break;
+            }
         }
         Ok(())
     }
@@ -560,7 +687,7 @@ impl Sequence {
         if cf {
             cmd.arg("--cache-failures").env("CF", "y");
         }
-        let out = cmd.arg("--").args(sh(&script(key))).output().unwrap();
+        let out = cmd.arg("--").args(sh(&script(key))).bounded_output();
         self.ops.push(format!(
             "warm {} -> exit {:?} {:?}",
             label(key, cf),
@@ -592,7 +719,7 @@ impl Sequence {
             // The refresh reruns the command with invalidate's environment.
             cmd.env("CF", "y");
         }
-        let out = cmd.args(["--name", &name]).output().unwrap();
+        let out = cmd.args(["--name", &name]).bounded_output();
         let end = self.log().len;
         let code = out.status.code();
         self.ops.push(format!(
@@ -730,7 +857,7 @@ impl Sequence {
         let mut cmd = self.cache.cmd();
         cmd.args(["warm", "--ttl", "1h", "--name", &label(key, cf), "--"])
             .args(sh(&script(key)));
-        let _ = cmd.output().unwrap();
+        let _ = cmd.bounded_output();
         // The victim: the run of this key in flight (ours, or one already running).
         let mut victim = None;
         wait_until(Duration::from_secs(15), || {
@@ -806,7 +933,7 @@ impl Sequence {
         if force {
             cmd.arg("--force");
         }
-        let out = cmd.arg("--").args(sh(&script(key))).output().unwrap();
+        let out = cmd.arg("--").args(sh(&script(key))).bounded_output();
         self.write_mode(key, mode.trim());
         self.full_ops += 1;
         let ent = self.ents.get_mut(&(key, cf)).unwrap();
@@ -941,12 +1068,12 @@ impl Sequence {
                 has,
                 min_start,
             } = caller;
-            let out = child.wait_with_output().unwrap();
+            let out = child.bounded_wait_with_output();
             done.push((key, cf, flavor, spawn_pos, pid, has, min_start, out));
         }
         let log = self.log();
         let mut text = format!("{what}:");
-        let mut verdict = Ok(());
+        let mut verdict = self.coalesced(&log, spawn_pos, &done_pids(&done));
         let mut learned = Vec::new();
         for (key, cf, flavor, spawn_pos, pid, has, min_start, out) in &done {
             let _ = write!(
@@ -992,6 +1119,53 @@ impl Sequence {
             let ent = self.ents.get_mut(&(key, cf)).unwrap();
             ent.has = true;
             ent.min_start = ent.min_start.max(start);
+        }
+        Ok(())
+    }
+
+    /// Miss coalescing: the plain callers of one entry in one group share
+    /// one run. At most one of them runs the command itself; the others wait
+    /// for its lock and serve what it stored (or hit, or serve a stale value
+    /// while a refresher runs). Checked where that run is sure to be stored:
+    /// the entry's command succeeds (mode `ok`), and the cache is not on the
+    /// small disk.
+    fn coalesced(
+        &self,
+        log: &Log,
+        spawn_pos: usize,
+        callers: &[(usize, bool, Flavor, u32)],
+    ) -> Result<(), String> {
+        if self.disk.is_some() {
+            return Ok(());
+        }
+        for &(key, cf) in self.ents.keys() {
+            let mode = fs::read_to_string(self.cache.work().join(format!("mode-k{key}")))
+                .unwrap_or_default();
+            if !mode.starts_with("ok ") {
+                continue;
+            }
+            let plain: HashSet<u32> = callers
+                .iter()
+                .filter(|&&(k, c, flavor, _)| (k, c, flavor) == (key, cf, Flavor::Plain))
+                .map(|&(_, _, _, pid)| pid)
+                .collect();
+            let ran: Vec<&str> = log
+                .runs
+                .iter()
+                .filter(|run| run.start >= spawn_pos && plain.contains(&run.ppid))
+                .map(|run| run.id.as_str())
+                .collect();
+            if plain.len() >= 2 {
+                COALESCING_CHECKED.fetch_add(1, Ordering::Relaxed);
+            }
+            if ran.len() > 1 {
+                return Err(format!(
+                    "{} plain callers of {} on one miss ran the command {} times in the foreground (runs {ran:?}): a miss must be shared",
+                    plain.len(),
+                    label(key, cf),
+                    ran.len()
+                ));
+            }
         }
         Ok(())
     }

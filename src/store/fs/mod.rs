@@ -212,15 +212,14 @@ impl FsStore {
 
     /// Removes a key's entry, failure record and lock (which tells a running
     /// refresh that its result is outdated), in that safe order.
-    pub fn invalidate(&self, key: &Key) -> Result<bool> {
+    pub fn invalidate(&self, key: &Key) -> Result<()> {
         // The lock goes first: a refresher renames its result into place and then
         // checks its lock, so whichever order the two interleave in, the result
         // of a refresh that overlaps an invalidation never survives it.
-        let mut removed = false;
         for kind in [FileKind::Lock, FileKind::Entry, FileKind::Failure] {
-            removed |= remove_if_present(&self.path(key, kind))? && kind == FileKind::Entry;
+            remove_if_present(&self.path(key, kind))?;
         }
-        Ok(removed)
+        Ok(())
     }
 }
 
@@ -551,6 +550,9 @@ pub struct EntryWriter<'l> {
     flags: u32,
     /// The lock's stale generation when the run started.
     generation: u64,
+    /// Make the result durable before it is renamed into place (see
+    /// [`EntryWriter::make_durable`]).
+    durable: bool,
 }
 
 /// What became of a committed result.
@@ -610,7 +612,19 @@ impl<'l> EntryWriter<'l> {
             details_len,
             flags,
             generation,
+            durable: false,
         })
+    }
+
+    /// Makes [`EntryWriter::commit`] flush the file's data to the disk
+    /// (`fdatasync`) before the rename, and the directory after it. Without
+    /// it, a power loss soon after the rename can leave the new name on a
+    /// file whose header reached the disk and whose output did not: a
+    /// well-formed entry replaying zeros. Background refreshes ask for it,
+    /// as nobody waits for them; a foreground miss does not (its cost and
+    /// the reasons are in docs/internals.md, "Crash consistency").
+    pub fn make_durable(&mut self) {
+        self.durable = true;
     }
 
     /// Stores the value marked stale (a copy of a fleet value that
@@ -679,14 +693,25 @@ impl<'l> EntryWriter<'l> {
             stderr_len,
         };
         file.write_all_at(&preamble.encode(), 0).map_err(fail)?;
+        if self.durable {
+            file.sync_data().map_err(fail)?;
+        }
         if !lock.is_current() {
             return Ok(Committed::Discarded); // the temp file goes with `self`
         }
         let dest = store.path(key, kind);
+        let durable = self.durable;
         let placed = self
             .temp
             .persist(&dest)
             .map_err(|err| Error::path(&dest, err.error))?;
+        if durable {
+            // The rename itself: without this the old entry may be back
+            // after a power loss. Best effort: the value is whole either way.
+            if let Ok(dir) = File::open(&store.dir) {
+                let _ = dir.sync_all();
+            }
+        }
         if !lock.is_current() {
             remove_if_present(&dest)?;
             return Ok(Committed::Discarded);

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Mutation testing of the core (cargo-mutants, configured in
+# .cargo/mutants.toml), one group of files at a time with the tests that
+# cover it:
+#
+#   mutants/run.sh GROUP [cargo-mutants options...]
+#   mutants/run.sh list              # the groups and their mutants, without running
+#
+# Groups: rules, ownership, commit (commit, invalidate, opening entries),
+# lock, entry (staleness and key derivation), refresher, fleet. Results go to
+# mutants.out/GROUP/. Each mutant is built with the dev profile and tested
+# with one job. cargo-mutants builds in a copy of the tree with a target
+# directory of its own, which starts with every dependency to build; with
+# CARGO_TARGET_DIR pointing at a dev target directory that has them (a
+# `cargo test --no-run` done with it), each mutant rebuilds cacheback only:
+# about 45 s a mutant on 2 busy cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+
+group=${1:?usage: mutants/run.sh GROUP|list [cargo-mutants options...]}
+shift
+re='' tests=()
+case $group in
+  rules)
+    re='^src/rules\.rs:'
+    tests=(--lib --test integration -- rules:: guards::a_failed_refresh guards::a_success)
+    ;;
+  ownership)
+    # Which files are trusted: the ownership checks and the directory's.
+    re='^src/store/fs/owner\.rs:|^src/store/fs/mod\.rs:.*(unsafe_because|FsStore::prepare)'
+    tests=(--lib --test integration -- store:: guards::a_group guards::a_user faults::planted faults::foreign)
+    ;;
+  commit)
+    # The lease's use: commit, invalidate, opening an entry.
+    re='^src/store/fs/mod\.rs:.*(EntryWriter|FsStore::invalidate|remove_if_present|open_entry|FsStore::try_lock|FsStore::lock|is_current)'
+    tests=(--lib --test integration -- store:: guards:: edges::invalidate edges::stats faults::planted)
+    ;;
+  lock)
+    re='^src/store/fs/lock\.rs:'
+    # edges::when_the_cache_cannot_work (ulimit -n 5) failed in the copy's
+    # dev build once (EMFILE before the command could start): left out.
+    tests=(--lib --test integration -- store:: guards:: edges:: concurrency:: faults::planted --skip edges::when_the_cache_cannot_work)
+    ;;
+  entry)
+    # Staleness and key derivation.
+    re='^src/store/fs/entry\.rs:|^src/key\.rs:'
+    tests=(--lib --test integration -- entry key guards::an_entry run::)
+    ;;
+  refresher)
+    re='^src/(refresher|refresh|produce)\.rs:'
+    tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts::)
+    ;;
+  fleet)
+    re='^src/(fleet_tier|store/tiers|store/redis/fleet)\.rs:'
+    tests=(--lib --test integration -- fleet:: redis_client:: guards::a_late)
+    ;;
+  list)
+    exec cargo mutants --list "$@"
+    ;;
+  *)
+    echo "unknown group $group (rules, ownership, commit, lock, entry, refresher, fleet, list)" >&2
+    exit 2
+    ;;
+esac
+mkdir -p "mutants.out/$group"
+# The model tests take their time budget; the groups' subsets leave them out.
+# Five "delete field" mutants of entry.rs's v1 conversion match every --re
+# (cargo-mutants 27); they cannot compile, so only the entry group keeps them.
+skip=(--exclude src/store/fs/entry.rs)
+[ "$group" != entry ] || skip=()
+exec cargo mutants --jobs 1 --output "mutants.out/$group" --re "$re" "${skip[@]}" "$@" -- "${tests[@]}"
