@@ -1460,6 +1460,29 @@ fn judge(
         }
         return Ok(None);
     }
+    // A caller that waited for another caller's failed run gets its status
+    // and stderr, never its stdout: a failure record keeps none.
+    if text.is_empty() && code == Some(3) && !s.cf {
+        if closed == Some(2) {
+            return Ok(None);
+        }
+        let Some(run) = err
+            .strip_prefix('e')
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .and_then(|id| log.get(id))
+        else {
+            return Err(format!(
+                "a failure's stderr {err:?} is the stderr of no logged run"
+            ));
+        };
+        if run.key != s.key || run.cf || !run.fail || run.end.map(|(_, status)| status) != Some(3) {
+            return Err(format!(
+                "a failure replayed with stderr {err:?}, which is not a failed run of k{}",
+                s.key
+            ));
+        }
+        return Ok(None);
+    }
     let Some(value) = text.strip_suffix('\n').filter(|v| !v.contains('\n')) else {
         return Err(format!("stdout is not one whole value: {text:?}"));
     };
