@@ -218,13 +218,37 @@ fn executable_kind(file: &[u8]) -> Option<&'static str> {
         };
     }
     if file.starts_with(b"\x7fELF\x02\x01") && file.get(18..20)? == EM_X86_64.to_le_bytes() {
-        return Some(if file[7] == ELFOSABI_FREEBSD {
+        // FreeBSD's linkers leave the OS/ABI byte at 0 (System V); its
+        // dynamic loader's path says which system the binary is for.
+        let freebsd = file[7] == ELFOSABI_FREEBSD
+            || interpreter(file).is_some_and(|path| path.starts_with(b"/libexec/ld-elf"));
+        return Some(if freebsd {
             "FreeBSD ELF x86-64"
         } else {
             "Linux ELF x86-64"
         });
     }
     None
+}
+
+/// The path in an ELF64 little-endian file's `PT_INTERP` program header.
+fn interpreter(elf: &[u8]) -> Option<&[u8]> {
+    const PT_INTERP: u32 = 3;
+    let u16_at =
+        |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?) as usize);
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at =
+        |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?) as usize);
+    let (table, size, count) = (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?);
+    (0..count).find_map(|i| {
+        let header = table + i * size;
+        if u32_at(header)? != PT_INTERP {
+            return None;
+        }
+        let (offset, length) = (u64_at(header + 8)?, u64_at(header + 32)?);
+        let path = elf.get(offset..offset.checked_add(length)?)?;
+        Some(path.strip_suffix(b"\0").unwrap_or(path))
+    })
 }
 
 /// Whether an ELF64 little-endian file has a `PT_INTERP` program header,
