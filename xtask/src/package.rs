@@ -114,7 +114,7 @@ pub fn deb(root: &Path) -> Result<PathBuf, String> {
     let dist = root.join(DIST_DIR);
     fs::create_dir_all(&dist).map_err(|err| format!("creating {}: {err}", dist.display()))?;
     let deb = dist.join(format!("cacheback_{}-1_amd64.deb", version()));
-    run(Command::new(cargo())
+    run(cargo_command()
         .current_dir(root)
         .env("CACHEBACK_REQUIRE_TUNED", "1")
         .args([
@@ -133,7 +133,7 @@ pub fn deb(root: &Path) -> Result<PathBuf, String> {
 /// `cargo build --release` for [`TARGET`], tuned or failing; checks that the
 /// result is static and returns its path.
 fn build_static(root: &Path) -> Result<PathBuf, String> {
-    run(Command::new(cargo())
+    run(cargo_command()
         .current_dir(root)
         .env("CACHEBACK_REQUIRE_TUNED", "1")
         .args([
@@ -159,7 +159,7 @@ fn build_static(root: &Path) -> Result<PathBuf, String> {
 /// `cargo zigbuild --release` for a macOS or FreeBSD target; checks that the
 /// result is an executable of that platform and returns its path.
 fn build_cross(root: &Path, target: &str) -> Result<PathBuf, String> {
-    run(Command::new(cargo())
+    run(cargo_command()
         .current_dir(root)
         .env("CACHEBACK_REQUIRE_TUNED", "1")
         .args([
@@ -269,6 +269,30 @@ fn has_interpreter(elf: &[u8]) -> bool {
 /// cargo holds `target/` for a host build or test run (CI overlaps them).
 pub fn cross_dir(root: &Path) -> PathBuf {
     root.join("target/cross")
+}
+
+/// A cargo command without the variables `cargo run` set for this xtask
+/// (`CARGO_PKG_NAME=xtask` and the like): build scripts that watch them
+/// (ring's does) would otherwise rerun, and the crates above them rebuild,
+/// when the same build was made by a plain `cargo` (CI builds first, then
+/// packs).
+fn cargo_command() -> Command {
+    let mut command = Command::new(cargo());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let from_cargo_run = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref());
+        if from_cargo_run {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
 }
 
 /// The cargo that runs this xtask.
