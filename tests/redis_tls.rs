@@ -253,12 +253,23 @@ fn a_certificate_from_another_ca_is_not_trusted_and_the_message_names_the_ca_fil
     assert!(shown.contains(&other.display().to_string()), "{shown}");
     assert!(!shown.contains('\n'), "one line: {shown}");
 
-    // The system's roots know nothing of a throwaway CA either.
+    // The system's roots know nothing of a throwaway CA either; nor do
+    // those SSL_CERT_FILE or SSL_CERT_DIR name, where the environment the
+    // tests run in sets them (and then the message names them instead).
     let err = open(&url(&address, None)).err().expect("not trusted");
     let shown = err.to_string();
+    let from_env = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|value| !value.is_empty()));
+    let source = if from_env {
+        "SSL_CERT_"
+    } else {
+        "system's CA bundle"
+    };
     assert!(
-        shown.contains("certificate not trusted") && shown.contains("system's CA bundle")
-            || shown.contains("no system CA bundle found"),
+        shown.contains("certificate not trusted") && shown.contains(source)
+            || shown.contains("no system CA bundle found")
+            || shown.contains("no certificate found in SSL_CERT_"),
         "{shown}"
     );
 }
@@ -460,4 +471,59 @@ fn two_hosts_share_a_value_through_a_tls_store_given_on_the_command_line() {
     let warning = stderr(&alone);
     assert!(warning.contains("certificate not trusted"), "{warning}");
     assert!(warning.contains(&other.display().to_string()), "{warning}");
+}
+
+#[test]
+fn without_a_ca_file_the_roots_come_from_ssl_cert_file_or_ssl_cert_dir() {
+    use crate::harness::{Cache, stderr, stdout};
+    let test = "without_a_ca_file_the_roots_come_from_ssl_cert_file_or_ssl_cert_dir";
+    let Some(pki) = Pki::new(test) else { return };
+    let Some(server) = pki.server(&[], test) else {
+        return;
+    };
+    let store = format!("rediss://127.0.0.1:{}", tls_port(&server));
+    // Same argv on each host, so the same key; a value that came through
+    // the store is the first host's output.
+    let run = |host: &Cache, var: &str, value: &Path| {
+        host.cmd()
+            .env_remove("CACHEBACK_STORE")
+            .env_remove("CACHEBACK_STORE_CA_FILE")
+            .env_remove("CACHEBACK_STORE_PASSWORD")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .env(var, value)
+            .args(["run", "--store", &store, "--ttl", "1h", "--"])
+            .args(["sh", "-c", "echo $$-$(date +%s%N)"])
+            .output()
+            .unwrap()
+    };
+    let (first, second, third) = (Cache::new(), Cache::new(), Cache::new());
+    let filled = run(&first, "SSL_CERT_FILE", &pki.ca());
+    assert!(filled.status.success(), "{}", stderr(&filled));
+    assert_eq!(stderr(&filled), "", "SSL_CERT_FILE's CA is trusted");
+    // A directory as OpenSSL keeps one: other files (not certificates)
+    // next to the CA's, which is found under any name.
+    let dir = pki.path("certs");
+    fs::create_dir(&dir).unwrap();
+    fs::copy(pki.ca(), dir.join("0a1b2c3d.0")).unwrap();
+    fs::write(dir.join("README"), "not a certificate\n").unwrap();
+    let missing = pki.path("no-such-dir");
+    let mut dirs = std::ffi::OsString::from(&missing);
+    dirs.push(":");
+    dirs.push(&dir);
+    let copied = run(&second, "SSL_CERT_DIR", Path::new(&dirs));
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    assert_eq!(stderr(&copied), "", "SSL_CERT_DIR's CA is trusted");
+    assert_eq!(stdout(&copied), stdout(&filled), "the first host's value");
+    // Only what the variable names is trusted, and the warning says so.
+    let other = pki.new_ca("other");
+    let alone = run(&third, "SSL_CERT_FILE", &other);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    assert_ne!(stdout(&alone), stdout(&filled), "ran locally");
+    let warning = stderr(&alone);
+    assert!(warning.contains("certificate not trusted"), "{warning}");
+    assert!(
+        warning.contains(&format!("SSL_CERT_FILE={}", other.display())),
+        "{warning}"
+    );
 }

@@ -1,16 +1,17 @@
-//! TLS for `rediss://`: rustls with the RustCrypto provider, all Rust, so
-//! no build script compiles C and the macOS and FreeBSD builds check on a
-//! Linux machine (docs/internals.md has the choice and its price).
+//! TLS for `rediss://`: rustls with its ring provider (docs/internals.md
+//! has the choice and its price).
 //!
-//! Trust is either exactly the certificates of a CA file
-//! ([`StoreUrl::ca_file`](super::url::StoreUrl::ca_file)) or the system's
-//! PEM bundle; the certificate must name the URL's host (a name or an IP
-//! address). The handshake runs on the caller's connect deadline, one step
+//! Trust is exactly the certificates of a CA file
+//! ([`StoreUrl::ca_file`](super::url::StoreUrl::ca_file)), or else those
+//! `SSL_CERT_FILE` and `SSL_CERT_DIR` name (as OpenSSL reads them), or else
+//! the system's PEM bundle; the certificate must name the URL's host (a name
+//! or an IP address). The handshake runs on the caller's connect deadline, one step
 //! at a time, so a server that never answers costs one bounded wait.
 
+use std::ffi::OsString;
 use std::io;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,17 +36,21 @@ pub const SYSTEM_BUNDLES: &[&str] = &[
 /// The client settings, and what they trust in words for messages.
 pub struct Trust {
     config: Arc<ClientConfig>,
-    /// "the CA file /path" or "the system's CA bundle /path".
+    /// "the CA file /path", "SSL_CERT_FILE=/path" (and/or "SSL_CERT_DIR=...")
+    /// or "the system's CA bundle /path".
     source: String,
 }
 
 impl Trust {
-    /// Trusts exactly the certificates in `ca_file`, or without one the
-    /// first system bundle that holds any. The error is one line naming the
-    /// file.
+    /// Trusts exactly the certificates in `ca_file`; without one, those of
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` when either is set; else the first
+    /// system bundle that holds any. The error is one line naming the file.
     pub fn load(ca_file: Option<&Path>) -> Result<Trust, String> {
+        let file = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty());
+        let dirs = std::env::var_os("SSL_CERT_DIR").filter(|v| !v.is_empty());
         let (roots, source) = match ca_file {
             Some(path) => (read_roots(path)?, format!("the CA file {}", path.display())),
+            None if file.is_some() || dirs.is_some() => env_roots(file, dirs)?,
             None => SYSTEM_BUNDLES
                 .iter()
                 .find_map(|path| {
@@ -60,7 +65,8 @@ impl Trust {
                     )
                 })?,
         };
-        let config = ClientConfig::builder_with_provider(Arc::new(rustls_rustcrypto::provider()))
+        let provider = rustls::crypto::ring::default_provider();
+        let config = ClientConfig::builder_with_provider(Arc::new(provider))
             .with_safe_default_protocol_versions()
             .map_err(|err| format!("TLS: {err}"))?
             .with_root_certificates(roots)
@@ -156,6 +162,49 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
             "holds no usable certificate ({n} could not be parsed)"
         ))),
     }
+}
+
+/// The roots OpenSSL's variables name: every certificate of the file
+/// `SSL_CERT_FILE`, and of every file in the directories `SSL_CERT_DIR`
+/// lists (separated by `:`; files that hold no certificate, such as CRLs,
+/// are passed over, as OpenSSL looks only for its hashed names there). The
+/// system bundle is not added: whoever sets them chose what to trust.
+fn env_roots(
+    file: Option<OsString>,
+    dirs: Option<OsString>,
+) -> Result<(RootCertStore, String), String> {
+    let mut roots = RootCertStore::empty();
+    let mut named = Vec::new();
+    if let Some(file) = file {
+        let path = PathBuf::from(file);
+        let found = read_roots(&path).map_err(|err| format!("SSL_CERT_FILE: {err}"))?;
+        roots.roots.extend(found.roots);
+        named.push(format!("SSL_CERT_FILE={}", path.display()));
+    }
+    if let Some(dirs) = dirs {
+        for dir in std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()) {
+            // Unreadable or missing directories are skipped, as OpenSSL does.
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths.iter().filter(|path| path.is_file()) {
+                if let Ok(found) = read_roots(path) {
+                    roots.roots.extend(found.roots);
+                }
+            }
+        }
+        named.push(format!("SSL_CERT_DIR={}", dirs.to_string_lossy()));
+    }
+    let source = named.join(" and ");
+    if roots.is_empty() {
+        return Err(format!(
+            "no certificate found in {source}; unset them to use the system's CA bundle, \
+             or name the CA file to trust with --store-ca-file"
+        ));
+    }
+    Ok((roots, source))
 }
 
 /// Explains a TLS error met after the handshake: a server that wants a
