@@ -168,11 +168,18 @@ fn done_pids(
 /// operations drawn from its seed, so their power does not depend on how
 /// busy the machine is (the random test's share does: it runs for a time
 /// budget). Add a seed here whenever a random run finds a bug.
-const FOUND_BUGS: &[(u64, &str)] = &[(
-    12_438_244_024_547_907_875,
-    "a future-dated entry whose failure record is newer than it: back-off, not a refresh, \
-     is the right answer (commit 05aab9a)",
-)];
+const FOUND_BUGS: &[(u64, &str)] = &[
+    (
+        12_438_244_024_547_907_875,
+        "a future-dated entry whose failure record is newer than it: back-off, not a refresh, \
+         is the right answer (commit 05aab9a)",
+    ),
+    (
+        10_054_773_603_107_493_663,
+        "a back-off probe's second call after entries were backdated twice: the probe shifted \
+         the entry from where it was before its first call, which made it fresh",
+    ),
+];
 
 #[test]
 fn model_sequences_that_once_found_bugs_still_pass() {
@@ -532,7 +539,9 @@ impl Sequence {
                 .as_millis() as u64;
             let at = (now - wait).saturating_add_signed(-offset);
             // The value two hours old (stale), the failure record `wait + offset` ago.
-            shift_finished(&entry, (now - 7_200_000) as i64 - value as i64);
+            // Shifted from where the entry is now: the first probe moved it.
+            let current = finished_of(&entry).unwrap_or(value);
+            shift_finished(&entry, (now - 7_200_000) as i64 - current as i64);
             shift_finished(&fail, at as i64 - finished_of(&fail).unwrap_or(at) as i64);
             let before = self.log().runs.len();
             let what = format!(
