@@ -57,10 +57,11 @@ fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
     let Some(_tmpfs) = Tmpfs::mount(&dir, "2m", "disk_full::a_refresh_that_fills") else {
         return;
     };
-    // 1.2 MB the first time; 1.5 MB once `$W/big` exists, which no longer
-    // fits beside the first value.
+    // 1.2 MB the first time; 1.5 MB and a failure (exit 1) once `$W/big`
+    // exists, which no longer fits beside the first value.
     let body = r#"if [ -e "$W/big" ]; then n=1500000; else n=1200000; fi
-        echo run >> "$W/runs"; head -c $n /dev/zero | tr '\0' v; echo "done $n" >&2"#;
+        echo run >> "$W/runs"; head -c $n /dev/zero | tr '\0' v; echo "done $n" >&2
+        [ $n = 1200000 ]"#;
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     let first = cache.run(&args);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -92,11 +93,24 @@ fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
         cache.settled(Duration::from_secs(20)),
         "the refresher lingers"
     );
-    // The old value is still served, whole.
+    // The old value is still served, whole. (This stale hit starts another
+    // refresh, which fits now that the output is back to its first size; a
+    // refresh that failed for lack of space has no back-off, so with `big`
+    // it would fill the disk again while it ran.)
+    fs::remove_file(cache.work().join("big")).unwrap();
     let again = cache.run(&args);
     assert_eq!(again.stdout.len(), 1_200_000);
     assert!(again.stdout.iter().all(|&b| b == b'v'));
-    // A failure record, if any, is small: the end of stderr, no stdout.
+    assert!(
+        cache.settled(Duration::from_secs(20)),
+        "the second refresher lingers"
+    );
+    // The failure record is small: the status and the end of stderr, no stdout.
+    assert_eq!(
+        cache.files(".fail").len(),
+        1,
+        "the failed refresh is recorded"
+    );
     for record in cache.files(".fail") {
         let len = fs::metadata(&record).unwrap().len();
         assert!(len < 70_000, "{} is {len} bytes", record.display());
