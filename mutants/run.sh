@@ -52,7 +52,7 @@ case $group in
     tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts::)
     ;;
   fleet)
-    re='^src/(fleet_tier|store/tiers|store/redis/fleet)\.rs:'
+    re='^src/(two_tier/[a-z_]+|store/transfer|store/redis/fleet)\.rs:'
     tests=(--lib --test integration -- fleet:: redis_client:: guards::a_late)
     ;;
   list)
