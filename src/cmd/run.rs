@@ -192,14 +192,16 @@ fn run_in_foreground(
     // which may be stepped during the wait.
     let failure_before = file_identity(&store.path(key, FileKind::Failure));
     let locked = store.prepare().and_then(|()| store.lock(key));
-    let (lock, waited) = match locked {
+    let (lock, _) = match locked {
         Ok(locked) => locked,
         Err(err) => return uncached_after(&err, args),
     };
     events::record_held(&lock, Event::Miss);
-    if waited && !args.force {
-        // Another caller ran the command while we waited: its result is ours,
-        // failed or not, exactly as if we had run it ourselves.
+    if !args.force {
+        // Another caller ran the command since our lookup missed, while we
+        // waited for the lock or just before we took it (a lock taken without
+        // waiting does not mean nobody ran it since): its result is ours,
+        // failed or not, as if we had run it ourselves.
         let mut head = head_buffer();
         if let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head)
             && entry.preamble.is_usable(now_ms(), args.max_age.map(millis))
