@@ -10,6 +10,7 @@ mod fleet;
 mod fleet_manage;
 mod gc_events;
 mod generated;
+#[cfg(target_os = "linux")]
 mod guards;
 mod harness;
 mod hints;
