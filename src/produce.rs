@@ -14,7 +14,7 @@ use crate::output;
 use crate::store::entry::Details;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
-use crate::store::{Committed, FileKind, FsStore, RunRecord};
+use crate::store::{Committed, FileKind, FsStore, Record, RunRecord};
 
 /// Environment variable overriding the time limit of background runs without `--timeout`.
 pub const ENV_REFRESH_TIMEOUT: &str = "CACHEBACK_REFRESH_TIMEOUT";
@@ -95,7 +95,7 @@ pub fn execute(
             // Counted whether or not it could be stored, as any failed run.
             events::record_held(lock, Event::Failure);
             let committed = writer.commit(store, kind, record, &mut message.as_bytes());
-            if kind == FileKind::Failure && matches!(committed, Ok(Committed::Stored)) {
+            if kind == Record::Failure && matches!(committed, Ok(Committed::Stored)) {
                 store.flag_entry_failed(key);
             }
             return Err(err);
@@ -144,7 +144,7 @@ pub fn execute(
     let committed = writer.commit(store, kind, record, &mut outcome.stderr);
     let committed = match committed {
         Ok(committed) => {
-            if kind == FileKind::Failure && committed == Committed::Stored {
+            if kind == Record::Failure && committed == Committed::Stored {
                 store.flag_entry_failed(key);
             }
             events::record_held(
@@ -203,7 +203,7 @@ pub fn record_failure(
         failures: consecutive_failures(store, key) + 1,
         stdout_len: 0,
     };
-    writer.commit(store, FileKind::Failure, record, &mut &*stderr)
+    writer.commit(store, Record::Failure, record, &mut &*stderr)
 }
 
 /// A random delay up to `--jitter` for a value about to be stored. It needs
@@ -230,14 +230,14 @@ fn draw_jitter(args: &RunOptions, key: &Key) -> u32 {
     (draw % (limit + 1)) as u32
 }
 
-/// Where a result is stored, and the consecutive-failure count its record
+/// What a result is stored as, and the consecutive-failure count its record
 /// carries: the entry (count 0) when `as_entry`, else the failure record,
 /// one more than the failures since the last success.
-fn destination(store: &FsStore, key: &Key, as_entry: bool) -> (FileKind, u32) {
+fn destination(store: &FsStore, key: &Key, as_entry: bool) -> (Record, u32) {
     if as_entry {
-        (FileKind::Entry, 0)
+        (Record::Value, 0)
     } else {
-        (FileKind::Failure, consecutive_failures(store, key) + 1)
+        (Record::Failure, consecutive_failures(store, key) + 1)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::options::RunOptions;
 use crate::output;
 use crate::produce::{execute, record_failure};
 use crate::refresh::{self, Counted};
+use crate::rules;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore, OpenError, StoredEntry};
@@ -50,6 +51,9 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
     let key = inputs.key();
     let now = now_ms();
     let mut damaged = None;
+    // The version of a value found but not usable (past `--max-age`): a
+    // `--no-wait` miss refreshes it unless another run lands meanwhile.
+    let mut found = None;
     if !args.force {
         let mut head = head_buffer();
         match store.open(&key, FileKind::Entry, &mut head) {
@@ -68,7 +72,7 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
                     events::record(store, &key, Event::Hit);
                     return Ok(code);
                 }
-                let seen = Some(&entry.preamble);
+                let seen = Some(entry.preamble.finished_ms);
                 match refresh::start(store, &key, args, seen, now, Event::StaleHit, fleet) {
                     Ok(Counted::Yes) => exit_after_fork(code),
                     Ok(Counted::No) => events::record(store, &key, Event::StaleHit),
@@ -78,7 +82,8 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
                 }
                 return Ok(code);
             }
-            Ok(_) => {}
+            Ok(Some(entry)) => found = Some(entry.preamble.finished_ms),
+            Ok(None) => {}
             Err(err) => damaged = Some(err),
         }
     }
@@ -102,7 +107,7 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
         ));
     }
     if args.no_wait {
-        return start_in_background(store, &key, args, now, fleet);
+        return start_in_background(store, &key, args, found, now, fleet);
     }
     run_in_foreground(store, &key, &inputs, args, damaged, fleet)
 }
@@ -124,6 +129,7 @@ fn start_in_background(
     store: &FsStore,
     key: &Key,
     args: &RunOptions,
+    found: Option<u64>,
     now: u64,
     fleet: &FleetSettings,
 ) -> Result<u8> {
@@ -139,19 +145,12 @@ fn start_in_background(
             code = stdout_failed(&err);
         }
     }
-    match refresh::start(store, key, args, None, now, Event::Miss, fleet) {
+    match refresh::start(store, key, args, found, now, Event::Miss, fleet) {
         Ok(Counted::Yes) => exit_after_fork(code),
         Ok(Counted::No) => events::record(store, key, Event::Miss),
         Err(err) => return uncached_after(&err, args),
     }
     Ok(code)
-}
-
-/// The device and inode of the file at `path`, if there is one.
-fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// Warns once that the cache cannot work, then runs the command without it.
@@ -187,10 +186,12 @@ fn run_in_foreground(
     damaged: Option<OpenError>,
     fleet: &FleetSettings,
 ) -> Result<u8> {
-    // A failure another caller stores while we wait is a new file (every
-    // commit renames one into place): told by its inode, not by the clock,
-    // which may be stepped during the wait.
-    let failure_before = file_identity(&store.path(key, FileKind::Failure));
+    // A failure another caller stores while we wait is a new record (see
+    // the file store's `rules::Store`: told by its inode, not by the clock,
+    // which may be stepped during the wait).
+    let failure_before = rules::Store::holding(store, key)
+        .ok()
+        .and_then(|held| held.failure_version);
     let locked = store.prepare().and_then(|()| store.lock(key));
     let (lock, _) = match locked {
         Ok(locked) => locked,
@@ -208,13 +209,14 @@ fn run_in_foreground(
         {
             return Ok(replay(&entry));
         }
-        if let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head)
-            && failure
-                .file()
-                .metadata()
-                .is_ok_and(|meta| Some((meta.dev(), meta.ino())) != failure_before)
-        {
-            return Ok(replay(&failure));
+        if let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) {
+            let now = rules::Holding {
+                failure_version: failure.file().metadata().ok().map(|meta| meta.ino()),
+                ..rules::Holding::default()
+            };
+            if now.failure_landed_since(failure_before) {
+                return Ok(replay(&failure));
+            }
         }
     }
     let leased = if args.force {
@@ -285,7 +287,7 @@ fn serve_filled(
     if stale {
         // The refresher takes the lock itself.
         drop(lock);
-        let seen = Some(&entry.preamble);
+        let seen = Some(entry.preamble.finished_ms);
         if let Ok(Counted::Yes) =
             refresh::start(store, key, args, seen, now_ms(), Event::StaleHit, fleet)
         {
