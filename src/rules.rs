@@ -161,11 +161,9 @@ impl Holding {
 
     /// Whether a value other than the one a caller saw (`seen`: its
     /// version, `None` when it saw none) is stored now: another caller's
-    /// run landed in between, and serves this one. A value marked stale
-    /// everywhere (`invalidate --refresh`) does not count: it still needs
-    /// its run.
-    pub fn value_landed_since(&self, seen: Option<u64>) -> bool {
-        self.value_version != seen && self.value.is_some_and(|value| !value.forced_stale())
+    /// run ended in between.
+    pub fn value_stored_since(&self, seen: Option<u64>) -> bool {
+        self.value.is_some() && self.value_version != seen
     }
 
     /// Whether a failure record other than the one a caller saw (`seen`)
@@ -235,7 +233,9 @@ pub fn start_refresh<S: Store>(
             return Err(err);
         }
     };
-    if now.value_landed_since(seen) {
+    // A value marked stale everywhere (`invalidate --refresh`) since the
+    // caller looked still needs its run.
+    if now.value_stored_since(seen) && now.value.is_some_and(|value| !value.forced_stale()) {
         return Ok(Start::Landed(lease));
     }
     if now.backing_off(ttl, now_ms) {
@@ -277,7 +277,7 @@ pub fn claim_miss<S: Store>(
             return Err(err);
         }
     };
-    if now.value_landed_since(seen.value_version) {
+    if now.value_stored_since(seen.value_version) {
         return Ok(Claim::Landed(lease));
     }
     if now.failure_landed_since(seen.failure_version) {
@@ -519,13 +519,14 @@ mod tests {
             claim_miss(&store, &key(1), &seen).unwrap(),
             Claim::Landed(_)
         ));
-        // Not a value marked stale everywhere: it still needs its run.
+        // Even one marked stale everywhere: better than nothing, and its
+        // refresh is the stale value's business.
         let mut marked = header(2_000, 0);
         marked.flags = FLAG_FORCED_STALE;
         store.values.borrow_mut().insert(key(1), marked);
         assert!(matches!(
             claim_miss(&store, &key(1), &seen).unwrap(),
-            Claim::Run(_)
+            Claim::Landed(_)
         ));
     }
 

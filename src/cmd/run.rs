@@ -8,8 +8,6 @@ use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt as _;
 use std::time::Duration;
 
-use std::os::unix::fs::MetadataExt as _;
-
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
@@ -19,9 +17,10 @@ use crate::output;
 use crate::produce::{execute, record_failure};
 use crate::refresh::{self, Counted};
 use crate::rules;
+use crate::store::entry::Preamble;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
-use crate::store::{FileKind, FsStore, OpenError, StoredEntry};
+use crate::store::{FileKind, FsStore, OpenError, StoredEntry, Turn};
 use crate::two_tier::{self, FleetSettings, MissOutcome};
 
 /// Bytes read with the preamble in one go: an entry this small comes along
@@ -109,7 +108,7 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
     if args.no_wait {
         return start_in_background(store, &key, args, found, now, fleet);
     }
-    run_in_foreground(store, &key, &inputs, args, damaged, fleet)
+    run_in_foreground(store, &key, &inputs, args, found, damaged, fleet)
 }
 
 /// Ends the process once [`refresh::start`] has (most likely) forked the
@@ -183,42 +182,48 @@ fn run_in_foreground(
     key: &Key,
     inputs: &KeyInputs,
     args: &RunOptions,
+    found: Option<u64>,
     damaged: Option<OpenError>,
     fleet: &FleetSettings,
 ) -> Result<u8> {
-    // A failure another caller stores while we wait is a new record (see
-    // the file store's `rules::Store`: told by its inode, not by the clock,
-    // which may be stepped during the wait).
-    let failure_before = rules::Store::holding(store, key)
-        .ok()
-        .and_then(|held| held.failure_version);
-    let locked = store.prepare().and_then(|()| store.lock(key));
-    let (lock, _) = match locked {
-        Ok(locked) => locked,
+    let locked = if args.force {
+        store
+            .prepare()
+            .and_then(|()| store.lock(key))
+            .map(|(lock, _)| lock)
+    } else {
+        // What the caller saw: the value it found unusable (or none), and
+        // the failure record there is now. Another caller may run the
+        // command meanwhile, while we wait for the lease or just before we
+        // take it (a lease taken without waiting does not mean nobody ran
+        // it since): its result is ours, failed or not, as if we had run it.
+        let seen = rules::Holding {
+            value_version: found,
+            failure_version: rules::Store::holding(store, key)
+                .ok()
+                .and_then(|held| held.failure_version),
+            ..rules::Holding::default()
+        };
+        let mut head = head_buffer();
+        let usable = |value: &Preamble| value.is_usable(now_ms(), args.max_age.map(millis));
+        match store.take_turn(key, &seen, usable, &mut head) {
+            Ok(Turn::Hit { entry, lease }) => {
+                events::record_held(&lease, Event::Miss);
+                return Ok(replay(&entry));
+            }
+            Ok(Turn::Failed { record, lease }) => {
+                events::record_held(&lease, Event::Miss);
+                return Ok(replay(&record));
+            }
+            Ok(Turn::Miss(lease)) => Ok(lease),
+            Err(err) => Err(err),
+        }
+    };
+    let lock = match locked {
+        Ok(lock) => lock,
         Err(err) => return uncached_after(&err, args),
     };
     events::record_held(&lock, Event::Miss);
-    if !args.force {
-        // Another caller ran the command since our lookup missed, while we
-        // waited for the lock or just before we took it (a lock taken without
-        // waiting does not mean nobody ran it since): its result is ours,
-        // failed or not, as if we had run it ourselves.
-        let mut head = head_buffer();
-        if let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head)
-            && entry.preamble.is_usable(now_ms(), args.max_age.map(millis))
-        {
-            return Ok(replay(&entry));
-        }
-        if let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head) {
-            let now = rules::Holding {
-                failure_version: failure.file().metadata().ok().map(|meta| meta.ino()),
-                ..rules::Holding::default()
-            };
-            if now.failure_landed_since(failure_before) {
-                return Ok(replay(&failure));
-            }
-        }
-    }
     let leased = if args.force {
         two_tier::lease_if_free(fleet, store, key, args.ttl())
     } else {

@@ -204,6 +204,37 @@ impl FsStore {
         EntryLock::acquire(&self.path(key, FileKind::Lock), key)
     }
 
+    /// A miss's lookup under the lease: waits for the key's lease (another
+    /// caller running the command holds it), then either a run that ended
+    /// since the caller looked (`seen`) answers it, the value if `usable`,
+    /// or its failure; or the caller gets the lease and runs the command.
+    /// The decision is the rules' ([`crate::rules::Holding`]), as the fleet's
+    /// is ([`crate::rules::claim_miss`]).
+    pub fn take_turn<'h>(
+        &self,
+        key: &Key,
+        seen: &crate::rules::Holding,
+        usable: impl Fn(&Preamble) -> bool,
+        head: &'h mut [MaybeUninit<u8>],
+    ) -> Result<Turn<'h>> {
+        self.prepare()?;
+        let (lease, _) = self.lock(key)?;
+        let now = crate::rules::Store::holding(self, key)?;
+        if now.value_stored_since(seen.value_version) && now.value.as_ref().is_some_and(usable) {
+            return Ok(match self.open(key, FileKind::Entry, head) {
+                Ok(Some(entry)) => Turn::Hit { entry, lease },
+                _ => Turn::Miss(lease),
+            });
+        }
+        if now.failure_landed_since(seen.failure_version) {
+            return Ok(match self.open(key, FileKind::Failure, head) {
+                Ok(Some(record)) => Turn::Failed { record, lease },
+                _ => Turn::Miss(lease),
+            });
+        }
+        Ok(Turn::Miss(lease))
+    }
+
     /// Starts writing a result for the key of `lock`: the lock is the only
     /// way to get a writer, and the writer commits under it, as its key's.
     pub fn writer<'l>(&self, lock: &'l EntryLock, details: &Details) -> Result<EntryWriter<'l>> {
@@ -221,6 +252,29 @@ impl FsStore {
         }
         Ok(())
     }
+}
+
+/// What a miss gets from [`FsStore::take_turn`]: the value or the lease.
+/// Each holds the lease, so the caller's call is counted under it.
+#[derive(Debug)]
+pub enum Turn<'h> {
+    /// A value stored by a run that ended since the caller looked: serve it.
+    Hit {
+        /// The value.
+        entry: StoredEntry<'h>,
+        /// The key's lease, held while the caller counts its call.
+        lease: EntryLock,
+    },
+    /// A run that ended since the caller looked failed: its record is the
+    /// caller's result, as if it had run the command itself.
+    Failed {
+        /// The failure record.
+        record: StoredEntry<'h>,
+        /// The key's lease.
+        lease: EntryLock,
+    },
+    /// Nothing landed: run the command under this lease.
+    Miss(EntryLock),
 }
 
 /// The file store, as the rules see it. A value is told from the next by
