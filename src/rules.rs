@@ -196,6 +196,23 @@ pub trait Lease {
     fn key(&self) -> &Key;
 }
 
+/// Takes the lease of `key` and reads what the store holds under it: what
+/// landed before the lease can be seen, and nothing lands after it. `None`
+/// when another caller holds the lease. A lease taken just before the store
+/// failed is given back, not left to expire.
+fn lease_and_look<S: Store>(store: &S, key: &Key) -> Result<Option<(S::Lease, Holding)>, S::Error> {
+    let Some(lease) = store.try_lease(key)? else {
+        return Ok(None);
+    };
+    match store.holding(key) {
+        Ok(now) => Ok(Some((lease, now))),
+        Err(err) => {
+            store.give_back(lease);
+            Err(err)
+        }
+    }
+}
+
 /// What [`start_refresh`] decided. Every variant but `InFlight` holds the
 /// lease, which the caller keeps (to count its call), gives back, or hands
 /// to the refresher.
@@ -223,15 +240,8 @@ pub fn start_refresh<S: Store>(
     ttl: Duration,
     now_ms: u64,
 ) -> Result<Start<S::Lease>, S::Error> {
-    let Some(lease) = store.try_lease(key)? else {
+    let Some((lease, now)) = lease_and_look(store, key)? else {
         return Ok(Start::InFlight);
-    };
-    let now = match store.holding(key) {
-        Ok(now) => now,
-        Err(err) => {
-            store.give_back(lease);
-            return Err(err);
-        }
     };
     // A value marked stale everywhere (`invalidate --refresh`) since the
     // caller looked still needs its run.
@@ -267,15 +277,8 @@ pub fn claim_miss<S: Store>(
     key: &Key,
     seen: &Holding,
 ) -> Result<Claim<S::Lease>, S::Error> {
-    let Some(lease) = store.try_lease(key)? else {
+    let Some((lease, now)) = lease_and_look(store, key)? else {
         return Ok(Claim::InFlight);
-    };
-    let now = match store.holding(key) {
-        Ok(now) => now,
-        Err(err) => {
-            store.give_back(lease);
-            return Err(err);
-        }
     };
     if now.value_stored_since(seen.value_version) {
         return Ok(Claim::Landed(lease));
