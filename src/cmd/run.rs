@@ -253,7 +253,7 @@ fn run_in_foreground(
     // (a command that could not start is one), and the lease goes back, so
     // other hosts' callers stop waiting now, not when the lease expires.
     if let Some(leased) = leased {
-        leased.share(store, true);
+        leased.share(store, true, false);
     }
     let ran = match ran {
         Ok(ran) => ran,
