@@ -1260,7 +1260,20 @@ impl Checker {
                     }
                 }
             } else {
-                let most = 1 + usize::from(allow.extra_run) + forces(None);
+                // A failed run stores no value (no `--cache-failures` here),
+                // so a caller that misses after it ended, rather than
+                // waiting for it, runs the command again: with a failing
+                // command only "at most one run per caller" holds (as
+                // tests/model.rs checks coalescing for succeeding ones only).
+                let failing = fs::read_to_string(self.world.work().join(format!("mode-k{key}")))
+                    .unwrap_or_default()
+                    .starts_with("fail");
+                let callers_of_key = callers.iter().filter(|&&(_, k, _)| k == key).count();
+                let most = if failing {
+                    callers_of_key + 1
+                } else {
+                    1 + usize::from(allow.extra_run) + forces(None)
+                };
                 if of_key.len() > most {
                     return Err(format!(
                         "{} runs of k{key} fleet-wide in one operation, at most {most} allowed ({} --force callers{}): {:?}; concurrent callers must share a run",
