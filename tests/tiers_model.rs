@@ -78,7 +78,7 @@ const LOGICAL_HOSTS: u64 = 3;
 const LEASE: &str = "2s";
 /// The store timeout of healthy steps: generous, so a busy 2-core machine is
 /// not taken for a store that is down.
-const PATIENT: &str = "2s";
+const PATIENT: &str = "5s";
 /// The store timeout of fault steps: replies after the first then get 10x
 /// this, at least 2 s (docs/fleet.md), which bounds what a stall costs.
 const IMPATIENT: &str = "250ms";
@@ -958,22 +958,30 @@ impl Checker {
         let mut verdict = Ok(());
         if op.sequential {
             for &(logical, key, flavor) in &op.callers {
-                let mut one = self.call(
-                    &[(logical, key, flavor)],
-                    op.short_ttl,
-                    &overrides,
-                    &fleet_has,
-                    limit,
-                );
-                let checked = self.judge_all(&one, allow);
-                called.append(&mut one);
+                let checked = self
+                    .call(
+                        &[(logical, key, flavor)],
+                        op.short_ttl,
+                        &overrides,
+                        &fleet_has,
+                        limit,
+                    )
+                    .and_then(|mut one| {
+                        let judged = self.judge_all(&one, allow);
+                        called.append(&mut one);
+                        judged
+                    });
                 if verdict.is_ok() {
                     verdict = checked;
                 }
             }
         } else {
-            called = self.call(&op.callers, op.short_ttl, &overrides, &fleet_has, limit);
-            verdict = self.judge_all(&called, allow);
+            verdict = self
+                .call(&op.callers, op.short_ttl, &overrides, &fleet_has, limit)
+                .and_then(|all| {
+                    called = all;
+                    self.judge_all(&called, allow)
+                });
         }
         for c in &called {
             let _ = write!(
@@ -1087,7 +1095,7 @@ impl Checker {
         overrides: &[(String, String)],
         fleet_has: &[bool; KEYS],
         limit: Duration,
-    ) -> Vec<Called> {
+    ) -> Result<Vec<Called>, String> {
         let started = Instant::now();
         let children: Vec<(usize, usize, Flavor, Child)> = specs
             .iter()
@@ -1105,42 +1113,56 @@ impl Checker {
             .map(|(host, key, flavor, child)| {
                 let pid = child.id();
                 let what = format!("caller pid {pid} (h{host} k{key} {flavor:?})");
+                // A caller past its deadline is killed and reported as a
+                // broken invariant (with the replay line), not a bare panic.
                 let waiting = std::thread::spawn(move || {
-                    let out = finish_within(child, limit, &what);
-                    (out, started.elapsed())
+                    std::panic::catch_unwind(|| finish_within(child, limit, &what))
+                        .map(|out| (out, started.elapsed()))
+                        .map_err(|panic| {
+                            panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .unwrap_or_else(|| "a caller's wait panicked".into())
+                        })
                 });
                 (host, key, flavor, pid, waiting)
             })
             .collect();
-        waits
+        let finished: Vec<_> = waits
             .into_iter()
             .map(|(host, key, flavor, pid, waiting)| {
-                let (out, took) = waiting.join().unwrap_or_else(|panic| {
+                let waited = waiting.join().unwrap_or_else(|panic| {
                     std::panic::resume_unwind(panic);
                 });
-                Called {
-                    host,
-                    key,
-                    flavor,
-                    pid,
-                    took,
-                    out,
-                    has: self.has[host][key],
-                    fleet_has: fleet_has[key],
-                    // A host whose clock is shifted judges its own runs
-                    // wrongly: the test clock moves `clock::now_ms()`, but
-                    // a run's finish time is read from the system clock
-                    // (src/exec.rs), so its own entries look 10 min older
-                    // (or newer) to it than to the fleet, and it may take a
-                    // fleet value it wrongly thinks newer. Not checked there.
-                    served_end: if self.world.hosts[host].clock_offset_ms == 0 {
-                        self.served_end[host][key]
-                    } else {
-                        0
-                    },
-                }
+                (host, key, flavor, pid, waited)
             })
-            .collect()
+            .collect();
+        let mut called = Vec::new();
+        for (host, key, flavor, pid, waited) in finished {
+            let (out, took) = waited?;
+            called.push(Called {
+                host,
+                key,
+                flavor,
+                pid,
+                took,
+                out,
+                has: self.has[host][key],
+                fleet_has: fleet_has[key],
+                // A host whose clock is shifted judges its own runs
+                // wrongly: the test clock moves `clock::now_ms()`, but
+                // a run's finish time is read from the system clock
+                // (src/exec.rs), so its own entries look 10 min older
+                // (or newer) to it than to the fleet, and it may take a
+                // fleet value it wrongly thinks newer. Not checked there.
+                served_end: if self.world.hosts[host].clock_offset_ms == 0 {
+                    self.served_end[host][key]
+                } else {
+                    0
+                },
+            });
+        }
+        Ok(called)
     }
 
     /// Judges every caller of a group, then learns from them.
