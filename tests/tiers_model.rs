@@ -26,26 +26,32 @@
 //! settles (every process gone) after each operation, so the runs an
 //! operation caused are the runs logged since it began.
 //!
-//! The invariants, for every topology (weaker forms where noted):
+//! The invariants, for every topology (weaker forms where noted, and why
+//! beside each check):
 //! - every caller's stdout, stderr and status are one whole, ended run's of
 //!   its key (at most one `cacheback:` warning line where the store was
 //!   faulty or forged, none otherwise); `--force` prints its own run;
 //! - while its host holds a value (or, with a healthy store, the fleet does),
-//!   no caller gets a failure or the `--no-wait` placeholder, and none runs
-//!   the command in the foreground;
+//!   no caller gets a failure, none runs the command in the foreground, and
+//!   `--no-wait` prints no placeholder (for `--no-wait`, the host's value
+//!   only: it never waits for the store's round trip);
 //! - a host never serves a run that ended before one it served earlier, nor
-//!   one that ended before its own `invalidate` (after a host loses its
-//!   cache, anything newer than that loss... is not required: it starts over);
+//!   one that ended before its own `invalidate` (a host that lost its cache
+//!   starts over; a host whose clock is shifted is not held to it, see
+//!   `served_end` in `Checker::call`);
 //! - runs of one key never overlap on one host; with the store reachable
-//!   they never overlap fleet-wide (a store fault sends hosts to their local
-//!   rules, so there runs on different hosts may overlap);
+//!   they never overlap fleet-wide, except a `--force` run (which takes the
+//!   lease only if it is free); a store fault sends hosts to their local
+//!   rules, so there runs on different hosts may overlap;
 //! - an operation runs a key's command at most once (plus once per `--force`
 //!   caller) fleet-wide: concurrent callers share a miss or a stale period;
 //!   a wrong clock or a forged value or lease may cost one more, never one
-//!   per call; with a store fault, at most once per host;
-//! - a caller through a faulty store finishes within a few seconds;
+//!   per call; with a store fault, at most once per host; with a failing
+//!   command (whose failure stores no value), at most once per caller;
+//! - a caller through a faulty store finishes within [`FAULT_CALLER_LIMIT`];
 //! - after settling no process lingers, every run ended, no local lock and
-//!   no fleet lease is held, and a forged lease without expiry was given one.
+//!   no fleet lease is held, and a forged lease without expiry that a caller
+//!   waited for was given one.
 //!
 //! `CACHEBACK_TIERS_MODEL_SEED` fixes the master seed (sequence 0 is the
 //! master seed itself), `CACHEBACK_TIERS_MODEL_SEQUENCES` the number of
