@@ -15,12 +15,16 @@
 //!   fallback of every Linux-only fast path (for testing them on Linux), and
 //!   sets `cacheback_tuned` when the tuned flags are all there (the tests
 //!   then check that the binary is static and not position-independent).
+//! - Declares the `cacheback_test_clock` cfg: a test build with it shifts
+//!   `clock::now_ms()` by `CACHEBACK_TEST_CLOCK_OFFSET_MS` (tests/tiers_model.rs
+//!   plays hosts whose clocks are wrong); a build without it has no such code.
 
 use std::env;
 use std::path::Path;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(cacheback_portable)");
+    println!("cargo::rustc-check-cfg=cfg(cacheback_test_clock)");
     println!("cargo::rustc-check-cfg=cfg(cacheback_tuned)");
     println!("cargo::rerun-if-changed=src/hit_path.ld");
     println!("cargo::rerun-if-env-changed=CACHEBACK_DEFAULT_LAYOUT");

@@ -194,3 +194,27 @@ fn tuned_binary_is_static_and_not_position_independent() {
         (0..usize::from(count)).any(|i| u32_at(table + i * usize::from(size)) == PT_INTERP);
     assert!(!interp, "{BIN} names a dynamic loader: not static");
 }
+
+/// A shipped binary never takes its clock from the environment: only a
+/// build with `--cfg cacheback_test_clock` (the test suites that play hosts
+/// whose clocks are wrong, tests/tiers_model.rs) reads
+/// `CACHEBACK_TEST_CLOCK_OFFSET_MS`. The test crate is compiled with the
+/// binary's flags, so its own cfg says which build this is; with the cfg the
+/// name must be there, which shows the search would find it.
+#[test]
+fn only_a_test_clock_build_reads_a_clock_offset() {
+    let elf = std::fs::read(BIN).unwrap();
+    let needle = b"CACHEBACK_TEST_CLOCK_OFFSET_MS";
+    let found = elf.windows(needle.len()).any(|window| window == needle);
+    assert_eq!(
+        found,
+        cfg!(cacheback_test_clock),
+        "{BIN} {} the clock offset variable, and was built {} --cfg cacheback_test_clock",
+        if found { "names" } else { "does not name" },
+        if cfg!(cacheback_test_clock) {
+            "with"
+        } else {
+            "without"
+        }
+    );
+}

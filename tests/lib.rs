@@ -27,3 +27,4 @@ mod redis_harness;
 mod redis_tls;
 mod run;
 mod store_proxy;
+mod tiers_model;
