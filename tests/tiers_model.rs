@@ -37,8 +37,7 @@
 //!   only: it never waits for the store's round trip);
 //! - a host never serves a run that ended before one it served earlier, nor
 //!   one that ended before its own `invalidate` (a host that lost its cache
-//!   starts over; a host whose clock is shifted is not held to it, see
-//!   `served_end` in `Checker::call`);
+//!   starts over), whatever its clock says;
 //! - runs of one key never overlap on one host; with the store reachable
 //!   they never overlap fleet-wide, except a `--force` run (which takes the
 //!   lease only if it is free); a store fault sends hosts to their local
@@ -107,8 +106,9 @@ const FIXED_SEEDS: &[(u64, &str)] = &[
     (
         14,
         "--force on two hosts at once, with clocks 10 min apart: the runs overlap (a forced run \
-         takes the lease only if free) and a shifted host later takes the fleet's older value \
-         over its own unpublished one (see `served_end` in `Checker::call`)",
+         takes the lease only if free), and a shifted host took the fleet's older value over \
+         its own unpublished one while a run's finish time came from the system clock rather \
+         than the (shifted) clock::now_ms",
     ),
     (
         22,
@@ -123,6 +123,12 @@ const FIXED_SEEDS: &[(u64, &str)] = &[
         1_796_435_139_460_321_873,
         "a lease forged without expiry under --force callers only: nobody waits for it, so \
          nobody cuts it (the check now tells that from a waiter that did not cut it)",
+    ),
+    (
+        8_363_661_957_928_704_786,
+        "a lease forged without expiry under callers that copied the fleet's fresh value: \
+         none needed the lease, so none cut it (the check now asks that only of a caller \
+         with no value on its host nor in the fleet)",
     ),
 ];
 
@@ -470,8 +476,6 @@ impl Topology {
 /// its store settings.
 struct Host {
     name: String,
-    /// How far its clock is off (a test-clock build's shift).
-    clock_offset_ms: i64,
     dir: PathBuf,
     work: PathBuf,
     env: Vec<(String, String)>,
@@ -488,7 +492,6 @@ impl Host {
         }
         Host {
             name: name.into(),
-            clock_offset_ms,
             dir: dir.to_owned(),
             work: work.to_owned(),
             env,
@@ -1012,14 +1015,15 @@ impl Checker {
         settled?;
         if let Some((lease, key)) = forged_lease.as_ref().zip(forged_key) {
             // A host that waits for the lease cuts it to its own length
-            // (finding 4 of issue 20). Only a caller that would take the
-            // lease waits: `--force` runs beside a taken lease without
-            // touching it (`lease_if_free`), and a host backing off from a
-            // failure takes none; then the forgery stays, and goes by hand.
-            let waited = op
-                .callers
+            // (finding 4 of issue 20). Only a caller that needs the lease
+            // waits: one with no value on its host nor in the fleet (a
+            // caller served a fresh copy, or a fill from the fleet, never
+            // asks for it), not `--force`, which runs beside a taken lease,
+            // nor a host backing off from a failure; then the forgery
+            // stays, and goes by hand.
+            let waited = called
                 .iter()
-                .any(|&(_, k, flavor)| k == key && flavor != Flavor::Force);
+                .any(|c| c.key == key && c.flavor != Flavor::Force && !c.has && !c.fleet_has);
             let mode = fs::read_to_string(self.world.work().join(format!("mode-k{key}")))
                 .unwrap_or_default();
             if self.world.cli(&["PTTL", lease]) == "-1" {
@@ -1155,17 +1159,7 @@ impl Checker {
                 out,
                 has: self.has[host][key],
                 fleet_has: fleet_has[key],
-                // A host whose clock is shifted judges its own runs
-                // wrongly: the test clock moves `clock::now_ms()`, but
-                // a run's finish time is read from the system clock
-                // (src/exec.rs), so its own entries look 10 min older
-                // (or newer) to it than to the fleet, and it may take a
-                // fleet value it wrongly thinks newer. Not checked there.
-                served_end: if self.world.hosts[host].clock_offset_ms == 0 {
-                    self.served_end[host][key]
-                } else {
-                    0
-                },
+                served_end: self.served_end[host][key],
             });
         }
         Ok(called)

@@ -147,7 +147,12 @@ pub fn lease_if_free(
     let Connected { mut fleet, config } = connect(settings, store, ttl)?;
     match fleet.try_lease(key, config.lease) {
         Ok(Some(lease)) => Some(Leased::new(fleet, config, lease)),
-        Ok(None) => None,
+        Ok(None) => {
+            // Held: by a running host, or by a lease stored without an
+            // expiry, which nobody else may be waiting on to cut it.
+            let _ = fleet.lease_held(key, config.lease);
+            None
+        }
         Err(err) => {
             went_down(store, &config, &err);
             None
