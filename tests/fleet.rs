@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::harness::{BIN, alive, backdate_file, gate, installed, processes_with_env, wait_until};
+use crate::harness::{
+    BIN, Bounded, BoundedChild, alive, backdate_file, gate, installed, processes_with_env,
+    wait_until,
+};
 use crate::redis_harness::{RedisServer, STORE_VARIABLES};
 use crate::store_proxy::{Fault, Proxy};
 
@@ -220,7 +223,7 @@ impl Host {
 
     /// `cacheback run ARGS`, to completion.
     fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.cmd().arg("run").args(args).output().unwrap()
+        self.cmd().arg("run").args(args).bounded_output()
     }
 
     /// `cacheback run ARGS`, started with its output piped.
@@ -236,7 +239,7 @@ impl Host {
 
     /// `cacheback ARGS` (any subcommand), to completion.
     fn cacheback<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.cmd().args(args).output().unwrap()
+        self.cmd().args(args).bounded_output()
     }
 
     /// Makes this host's local entries `secs` older.
@@ -492,7 +495,7 @@ fn two_hosts_of_100_callers_on_a_cold_miss_run_the_command_once() {
     let callers = spawn_fleet_callers(&[&a, &b], 100, &args);
     let outputs: Vec<(String, Output)> = callers
         .into_iter()
-        .map(|(host, child)| (host, child.wait_with_output().unwrap()))
+        .map(|(host, child)| (host, child.bounded_wait_with_output()))
         .collect();
     let runs = fleet.runs();
     assert_eq!(runs.len(), 1, "one execution for 200 callers: {runs:?}");
@@ -519,7 +522,7 @@ fn two_hosts_of_100_callers_on_a_stale_entry_refresh_it_once() {
     let callers = spawn_fleet_callers(&[&a, &b], 100, &standard());
     for (host, child) in callers {
         assert_prints(
-            &child.wait_with_output().unwrap(),
+            &child.bounded_wait_with_output(),
             &first,
             &format!("a stale caller on {host}"),
         );
@@ -555,7 +558,7 @@ fn a_failed_run_is_printed_to_the_callers_waiting_on_other_hosts() {
     let callers = spawn_fleet_callers(&[&a, &b], 20, &args);
     let outputs: Vec<(String, Output)> = callers
         .into_iter()
-        .map(|(host, child)| (host, child.wait_with_output().unwrap()))
+        .map(|(host, child)| (host, child.bounded_wait_with_output()))
         .collect();
     let runs = fleet.runs();
     assert_eq!(runs.len(), 1, "the waiters did not run it again: {runs:?}");
@@ -1029,8 +1032,7 @@ fn run_measured(host: &Host, args: &[String], out: &Path) -> (Option<i32>, u64) 
             .args(args)
             .stdout(stdout)
             .stderr(Stdio::piped())
-            .output()
-            .unwrap();
+            .bounded_output();
         let report = fs::read_to_string(&report).unwrap();
         let kib = report.lines().last().unwrap_or("").trim().parse();
         let kib = kib.unwrap_or_else(|_| panic!("/usr/bin/time said {report:?}"));
@@ -1045,7 +1047,12 @@ fn run_measured(host: &Host, args: &[String], out: &Path) -> (Option<i32>, u64) 
             .spawn()
             .unwrap();
         let mut peak = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cacheback run {args:?} was still running after 120 s (killed)");
+            }
             if let Ok(status) = fs::read_to_string(format!("/proc/{}/status", child.id())) {
                 for line in status.lines() {
                     if let Some(kib) = line.strip_prefix("VmHWM:") {
@@ -1389,7 +1396,7 @@ fn random_fleet_operations_keep_every_caller_whole_and_one_run_per_stale_period(
                 ));
                 let callers = spawn_fleet_callers(&chosen, n, &args);
                 for (host, child) in callers {
-                    let output = child.wait_with_output().unwrap();
+                    let output = child.bounded_wait_with_output();
                     let runs = fleet.runs();
                     let printed = text(&output.stdout);
                     let token = printed.strip_suffix('\n').unwrap_or("");

@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, Cache, skipped, stderr, stdout, wait_until};
+use crate::harness::{BIN, Bounded, BoundedChild, Cache, skipped, stderr, stdout, wait_until};
 
 /// Runs `cmd` to completion within a generous deadline, killing it (and
 /// failing the test) past it: some of these slips used to hang for ever.
@@ -28,7 +28,7 @@ fn within_deadline(mut cmd: Command) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
+    child.bounded_wait_with_output()
 }
 
 /// `cacheback ARGS` in the cache's world, with its exit status and stderr checked.
@@ -417,8 +417,7 @@ fn help(args: &[&str], columns: usize) -> String {
     let out = Command::new(BIN)
         .args(args)
         .env("COLUMNS", columns.to_string())
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     stdout(&out)
 }
@@ -517,8 +516,7 @@ fn skips_reach_the_terminal_past_the_capture() {
             "--include-ignored",
         ])
         .env_remove("CACHEBACK_TESTS_NEED_ALL")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(

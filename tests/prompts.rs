@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Cache, stderr, stdout, wait_until};
+use crate::harness::{Bounded, BoundedChild, Cache, stderr, stdout, wait_until};
 
 const MARKER: &str = " ({age} {state})";
 
@@ -86,15 +86,13 @@ fn stale_marker_comes_from_the_environment_and_the_flag_wins() {
         .cmd()
         .env("CACHEBACK_STALE_MARKER", " [{state}]")
         .args(["run", "--ttl", "1h", "--", "echo", "v"])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&from_env), "v\n", "600s old under a 1h TTL is fresh");
     let stale = cache
         .cmd()
         .env("CACHEBACK_STALE_MARKER", " [{state}]")
         .args(["run", "--ttl", "1s", "--", "echo", "v"])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&stale), "v [stale]\n");
     assert!(cache.settled(Duration::from_secs(20)));
     cache.backdate(600);
@@ -111,8 +109,7 @@ fn stale_marker_comes_from_the_environment_and_the_flag_wins() {
             "echo",
             "v",
         ])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&flag), "v*\n");
 }
 
@@ -193,7 +190,7 @@ fn with_input(cache: &Cache, input: &[u8], args: &[&str]) -> std::process::Outpu
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input).unwrap();
     drop(stdin);
-    child.wait_with_output().unwrap()
+    child.bounded_wait_with_output()
 }
 
 #[test]
@@ -255,8 +252,7 @@ fn input_piped_without_stdin_is_pointed_out_but_dev_null_and_an_empty_pipe_are_n
         .cmd()
         .args(["run", "--ttl", "1m", "--", "cat"])
         .stdin(fs::File::open(&input).unwrap())
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(
         stderr(&redirected).contains("add --stdin"),
         "{}",
@@ -271,7 +267,7 @@ fn input_piped_without_stdin_is_pointed_out_but_dev_null_and_an_empty_pipe_are_n
         .spawn()
         .unwrap();
     drop(piped.stdin.take());
-    let piped = piped.wait_with_output().unwrap();
+    let piped = piped.bounded_wait_with_output();
     assert_eq!(stderr(&piped), "", "an empty pipe");
     let quiet = cache.run(&["--ttl", "1m", "--", "echo", "x"]);
     assert_eq!(stderr(&quiet), "", "/dev/null");
@@ -381,8 +377,7 @@ fn ttl_and_scope_come_from_the_environment() {
             .env("CACHEBACK_TTL", "1h")
             .env("CACHEBACK_SCOPE", scope)
             .args(["run", "--", "sh", "-c", "echo run >> $W/runs"])
-            .output()
-            .unwrap()
+            .bounded_output()
     };
     assert!(with_env("a").status.success());
     assert!(with_env("a").status.success());
@@ -401,8 +396,7 @@ fn ttl_and_scope_come_from_the_environment() {
             "-c",
             "echo run >> $W/runs",
         ])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(flag_wins.status.success());
     assert_eq!(cache.count("runs"), 2, "--scope a is the first entry");
     let stats = stdout(&cache.cacheback(&["stats"]));
@@ -414,8 +408,7 @@ fn ttl_and_scope_come_from_the_environment() {
         .cmd()
         .env("CACHEBACK_TTL", "soon")
         .args(["run", "--", "true"])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(bad.status.code(), Some(2));
     assert!(
         stderr(&bad).starts_with("cacheback: CACHEBACK_TTL"),
@@ -465,8 +458,7 @@ fn a_new_users_mistakes_get_messages_that_say_what_to_do() {
         .cmd()
         .env("CACHEBACK_DIR", &file)
         .arg("stats")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(
         stdout(&out).contains("(from $CACHEBACK_DIR): not a directory"),
         "{}",
