@@ -273,6 +273,14 @@ fn a_missing_modtime_or_hash_file_is_named_once_on_a_miss() {
     fs::write(cache.work().join("there"), "x").unwrap();
     let out = cache.run(&["--ttl", "1h", "--hash", "there", "--", "echo", "ok"]);
     assert_eq!(stderr(&out), "");
+    // A path that cannot be looked up says why, not "no such file": here a
+    // regular file used as a directory, the slip of a wrong path prefix.
+    let out = cache.run(&["--ttl", "1h", "--modtime", "there/x", "--", "echo", "ok"]);
+    assert!(
+        stderr(&out).starts_with("cacheback: --modtime there/x: Not a directory (os error 20);"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

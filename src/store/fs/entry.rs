@@ -332,6 +332,27 @@ mod tests {
         assert_eq!(Preamble::decode(&other, len), Err(FormatError::BadMagic));
     }
 
+    /// A header whose details length is past the bound is refused from the
+    /// header alone, even when the file is as long as it claims: reading
+    /// the details would otherwise allocate whatever a damaged or planted
+    /// file says (up to 4 GiB). The bound itself is accepted.
+    #[test]
+    fn details_past_their_bound_are_refused_before_reading_them() {
+        for (details_len, accepted) in [(MAX_DETAILS_LEN, true), (MAX_DETAILS_LEN + 1, false)] {
+            let preamble = Preamble {
+                details_len,
+                ..sample()
+            };
+            let len = preamble.total_len().unwrap();
+            let decoded = Preamble::decode(&preamble.encode(), len);
+            if accepted {
+                assert_eq!(decoded, Ok(preamble));
+            } else {
+                assert_eq!(decoded, Err(FormatError::Corrupt("details too large")));
+            }
+        }
+    }
+
     #[test]
     fn details_reject_trailing_garbage() {
         let details = Details {
