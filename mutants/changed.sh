@@ -82,9 +82,12 @@ for group in "${groups[@]}"; do
     --baseline skip --timeout 180 --build-timeout 300 || true
   results="$out/$group/mutants.out"
   for kind in caught missed timeout unviable; do
-    printf '   %s %s\n' "$kind" "$(grep -c . "$results/$kind.txt" 2>/dev/null || echo 0)"
+    n=$(grep -c . "$results/$kind.txt" 2>/dev/null) || true
+    printf '   %s %s\n' "$kind" "${n:-0}"
   done
-  [ -s "$results/timeout.txt" ] && sed 's/^/   timeout (not failed on): /' "$results/timeout.txt"
+  if [ -s "$results/timeout.txt" ]; then
+    sed 's/^/   timeout (not failed on): /' "$results/timeout.txt"
+  fi
   if [ -s "$results/missed.txt" ]; then
     while read -r mutant; do
       if grep -qxF "$(sed -E 's/:[0-9]+:[0-9]+:/:/' <<<"$mutant")" mutants/survivors.txt; then
