@@ -14,7 +14,7 @@ use crate::output;
 use crate::store::entry::Details;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
-use crate::store::{Committed, FileKind, FsStore, RunRecord};
+use crate::store::{Committed, FileKind, FsStore, Record, RunRecord};
 
 /// Environment variable overriding the time limit of background runs without `--timeout`.
 pub const ENV_REFRESH_TIMEOUT: &str = "CACHEBACK_REFRESH_TIMEOUT";
@@ -43,6 +43,10 @@ pub struct Ran {
     pub stdout_error: Option<std::io::Error>,
     /// What became of the result; `None` when nothing was stored.
     pub committed: Option<Committed>,
+    /// A background run's result could not be stored here (a full disk):
+    /// it is recorded as this host's failure ([`record_unstored`]), not the
+    /// command's, so the fleet is not told of it.
+    pub unstored: bool,
 }
 
 /// Runs the command with the lock held and stores the result: a success (or
@@ -95,7 +99,7 @@ pub fn execute(
             // Counted whether or not it could be stored, as any failed run.
             events::record_held(lock, Event::Failure);
             let committed = writer.commit(store, kind, record, &mut message.as_bytes());
-            if kind == FileKind::Failure && matches!(committed, Ok(Committed::Stored)) {
+            if kind == Record::Failure && matches!(committed, Ok(Committed::Stored)) {
                 store.flag_entry_failed(key);
             }
             return Err(err);
@@ -105,13 +109,18 @@ pub fn execute(
     let termination = outcome.termination;
     let stdout_error = outcome.stdout_error.take();
     let success = termination.succeeded();
-    let incomplete = outcome.capture_error.as_ref().filter(|_| success);
+    // In the background nothing else reads the command's output, so a
+    // capture that failed (a full disk) closes its pipe and the command dies
+    // of it (SIGPIPE): that status is cacheback's doing, not the command's.
+    let ours = success || (!foreground && termination != Termination::TimedOut);
+    let incomplete = outcome.capture_error.as_ref().filter(|_| ours);
     if let Termination::Interrupted(_) = termination {
         // The user stopped it: nothing it produced is trusted.
         return Ok(Ran {
             termination,
             stdout_error,
             committed: None,
+            unstored: false,
         });
     }
     if let Some(err) = incomplete {
@@ -121,11 +130,15 @@ pub fn execute(
         events::record_held(lock, Event::Failure);
         if foreground {
             output::warn(format_args!("could not cache the result: {err}"));
+        } else {
+            drop(writer); // its partial output: the space goes back first
+            record_unstored(store, key, &details, lock, err);
         }
         return Ok(Ran {
             termination,
             stdout_error,
             committed: None,
+            unstored: !foreground,
         });
     }
     let as_entry = success || (args.cache_failures && outcome.capture_error.is_none());
@@ -144,7 +157,7 @@ pub fn execute(
     let committed = writer.commit(store, kind, record, &mut outcome.stderr);
     let committed = match committed {
         Ok(committed) => {
-            if kind == FileKind::Failure && committed == Committed::Stored {
+            if kind == Record::Failure && committed == Committed::Stored {
                 store.flag_entry_failed(key);
             }
             events::record_held(
@@ -160,6 +173,9 @@ pub fn execute(
         Err(err) => {
             events::record_held(lock, Event::Failure); // it stored nothing
             if !foreground {
+                if kind == Record::Value {
+                    record_unstored(store, key, &details, lock, &err);
+                }
                 return Err(err);
             }
             output::warn(format_args!("could not cache the result: {err}"));
@@ -170,7 +186,39 @@ pub fn execute(
         termination,
         stdout_error,
         committed,
+        unstored: false,
     })
+}
+
+/// Records a background run whose output could not be stored (a full disk,
+/// an I/O error) as a failed run, status [`FAILURE`](crate::exit_codes::FAILURE)
+/// (cacheback failed) and why: the refreshes after it back off as after any
+/// failure, instead of filling the disk again at every stale hit while the
+/// old value is served, and `stats` and `show` say what went wrong. Best
+/// effort: a record too may not fit.
+fn record_unstored(
+    store: &FsStore,
+    key: &Key,
+    details: &Details,
+    lock: &EntryLock,
+    why: &dyn std::fmt::Display,
+) {
+    let Ok(writer) = store.writer(lock, details) else {
+        return;
+    };
+    let record = RunRecord {
+        exit_code: i32::from(crate::exit_codes::FAILURE),
+        finished_ms: now_ms(),
+        duration_ms: 0,
+        jitter_ms: 0,
+        failures: consecutive_failures(store, key) + 1,
+        stdout_len: 0,
+    };
+    let message = format!("cacheback: could not store the result: {why}\n");
+    let committed = writer.commit(store, Record::Failure, record, &mut message.as_bytes());
+    if matches!(committed, Ok(Committed::Stored)) {
+        store.flag_entry_failed(key);
+    }
 }
 
 /// What an entry stored by this run records besides its output.
@@ -203,7 +251,7 @@ pub fn record_failure(
         failures: consecutive_failures(store, key) + 1,
         stdout_len: 0,
     };
-    writer.commit(store, FileKind::Failure, record, &mut &*stderr)
+    writer.commit(store, Record::Failure, record, &mut &*stderr)
 }
 
 /// A random delay up to `--jitter` for a value about to be stored. It needs
@@ -230,14 +278,14 @@ fn draw_jitter(args: &RunOptions, key: &Key) -> u32 {
     (draw % (limit + 1)) as u32
 }
 
-/// Where a result is stored, and the consecutive-failure count its record
+/// What a result is stored as, and the consecutive-failure count its record
 /// carries: the entry (count 0) when `as_entry`, else the failure record,
 /// one more than the failures since the last success.
-fn destination(store: &FsStore, key: &Key, as_entry: bool) -> (FileKind, u32) {
+fn destination(store: &FsStore, key: &Key, as_entry: bool) -> (Record, u32) {
     if as_entry {
-        (FileKind::Entry, 0)
+        (Record::Value, 0)
     } else {
-        (FileKind::Failure, consecutive_failures(store, key) + 1)
+        (Record::Failure, consecutive_failures(store, key) + 1)
     }
 }
 

@@ -22,7 +22,6 @@ use crate::key::Key;
 use crate::options::RunOptions;
 use crate::rules::{self, Start};
 use crate::store::FsStore;
-use crate::store::entry::Preamble;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
 use crate::two_tier::FleetSettings;
@@ -36,8 +35,10 @@ pub enum Counted {
     No,
 }
 
-/// Starts a background run for `key` unless one is running or failures call
-/// for patience. `seen` is the entry the caller served, if any.
+/// Starts a background run for `key` unless one is running, one landed since
+/// the caller looked, or failures call for patience. `seen` is the version
+/// ([`rules::Holding::value_version`]) of the value the caller found, served
+/// or not; `None` when it found none.
 ///
 /// The caller's `event` is counted in the lock file's totals when this takes
 /// the lock, which spares it the log append (and the log file's creation, on
@@ -47,7 +48,7 @@ pub fn start(
     store: &FsStore,
     key: &Key,
     args: &RunOptions,
-    seen: Option<&Preamble>,
+    seen: Option<u64>,
     now_ms: u64,
     event: Event,
     fleet: &FleetSettings,

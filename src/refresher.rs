@@ -61,6 +61,7 @@ pub fn run(
             (None, 0)
         }
     };
+    let mut unstored = false;
     for _ in 0..runs {
         match crate::produce::execute(store, key, &inputs, args, lock, false) {
             // Marked stale while it ran: the result may predate what the user
@@ -69,13 +70,26 @@ pub fn run(
                 stored = true;
                 continue;
             }
-            Ok(ran) => stored |= ran.committed == Some(Committed::Stored),
-            Err(err) => status = err.exit_code(),
+            Ok(ran) => {
+                stored |= ran.committed == Some(Committed::Stored);
+                unstored = ran.unstored;
+            }
+            Err(err) => {
+                // A result that could not be committed (a full disk) is
+                // this host's failure (see `produce::record_unstored`); a
+                // command that could not start is the command's.
+                unstored = !matches!(
+                    err,
+                    crate::error::Error::CommandNotFound { .. }
+                        | crate::error::Error::CannotExecute { .. }
+                );
+                status = err.exit_code();
+            }
         }
         break;
     }
     if let Some(leased) = leased {
-        leased.share(store, false);
+        leased.share(store, false, unstored);
     }
     if let Some(hook) = &args.on_refresh
         && stored

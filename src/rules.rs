@@ -1,8 +1,10 @@
-//! The rules of refreshing, in one place: when a caller starts a refresh,
-//! when failures call for patience, how long that patience lasts. They are
-//! written against the [`Store`] trait, so the file store and the tests'
-//! in-memory store obey the same code, and the fleet tier (whose failure
-//! records live in Redis) asks [`backing_off`] too.
+//! The rules of refreshing, in one place: who of many callers runs the
+//! command, whether a run landed while a caller looked, when failures call
+//! for patience and how long it lasts. They are written against the
+//! [`Store`] trait, which the file store, the fleet tier
+//! (`two_tier::fleet_store`) and the tests' in-memory store implement, so
+//! both tiers obey the same code: [`start_refresh`] for a value that went
+//! stale, [`claim_miss`] for a caller with nothing to serve.
 //!
 //! What a stored value's header means by itself (fresh, stale, usable under
 //! `--max-age`, failed since) is written here too, as methods of
@@ -12,7 +14,6 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
 use crate::key::Key;
 use crate::store::entry::Preamble;
 
@@ -129,30 +130,92 @@ pub fn backing_off(
         .is_some_and(|waited| waited < wait)
 }
 
-/// What the rules need of a store: the headers of an entry's value and of
-/// its last failure, and its lease.
-pub trait Store {
-    /// The right to write one entry.
-    type Lease: Lease;
-    /// The header of the stored value of `key`, if there is one.
-    fn value(&self, key: &Key) -> Option<Preamble>;
-    /// The header of the last failed run of `key`, if one is recorded.
-    fn failure(&self, key: &Key) -> Option<Preamble>;
-    /// Takes the lease of `key` if nobody holds it.
-    fn try_lease(&self, key: &Key) -> Result<Option<Self::Lease>>;
+/// What a store holds of one entry, read at once: everything the rules look
+/// at. Both tiers give it: the file store from its files, the fleet from one
+/// round trip (its times carried over to this host's clock).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+    /// The stored value's header, if there is a usable one.
+    pub value: Option<Preamble>,
+    /// Tells one stored value from the next: every commit (or publish) makes
+    /// a new one. Compared, never ordered.
+    pub value_version: Option<u64>,
+    /// The last failed run.
+    pub failure: Option<FailureMark>,
+    /// Tells one failure record from the next, whatever the clocks did.
+    pub failure_version: Option<u64>,
 }
 
-/// A held lease: it names its key, and knows whether it still counts.
+impl Holding {
+    /// True while the last failures call for waiting before the next try
+    /// ([`backing_off`], with the value's time). A value flagged as failed
+    /// since it was stored has no success after the failure, whatever the
+    /// two times say (see [`Preamble::failed_since`]).
+    pub fn backing_off(&self, ttl: Duration, now_ms: u64) -> bool {
+        let value_finished = self
+            .value
+            .filter(|value| !value.failed_since_stored())
+            .map(|value| value.finished_ms);
+        backing_off(self.failure, value_finished, ttl, now_ms)
+    }
+
+    /// Whether a value other than the one a caller saw (`seen`: its
+    /// version, `None` when it saw none) is stored now: another caller's
+    /// run ended in between.
+    pub fn value_stored_since(&self, seen: Option<u64>) -> bool {
+        self.value.is_some() && self.value_version != seen
+    }
+
+    /// Whether a failure record other than the one a caller saw (`seen`)
+    /// is stored now: a run that a waiting caller shares ended, and failed.
+    pub fn failure_landed_since(&self, seen: Option<u64>) -> bool {
+        self.failure_version.is_some() && self.failure_version != seen
+    }
+}
+
+/// What the rules need of a store: what it holds of an entry, and its lease.
+/// The file store implements it, and so does the fleet (`two_tier::shared`).
+pub trait Store {
+    /// The right to write one entry: only the store makes one.
+    type Lease: Lease;
+    /// Why the store could not answer.
+    type Error;
+    /// What the store holds of `key` now.
+    fn holding(&self, key: &Key) -> Result<Holding, Self::Error>;
+    /// Takes the lease of `key` if nobody holds it.
+    fn try_lease(&self, key: &Key) -> Result<Option<Self::Lease>, Self::Error>;
+    /// Gives an unused lease back at once, so other callers need not wait
+    /// for it to expire (best effort: a store that failed lets it expire).
+    fn give_back(&self, lease: Self::Lease);
+}
+
+/// A held lease: it names its key, so what is written under it can only be
+/// that key's.
 pub trait Lease {
     /// The entry it is for.
     fn key(&self) -> &Key;
-    /// False once the entry was invalidated after the lease was taken: what
-    /// it would write must not be kept.
-    fn is_current(&self) -> bool;
+}
+
+/// Takes the lease of `key` and reads what the store holds under it: what
+/// landed before the lease can be seen, and nothing lands after it. `None`
+/// when another caller holds the lease. A lease taken just before the store
+/// failed is given back, not left to expire.
+fn lease_and_look<S: Store>(store: &S, key: &Key) -> Result<Option<(S::Lease, Holding)>, S::Error> {
+    let Some(lease) = store.try_lease(key)? else {
+        return Ok(None);
+    };
+    match store.holding(key) {
+        Ok(now) => Ok(Some((lease, now))),
+        Err(err) => {
+            store.give_back(lease);
+            Err(err)
+        }
+    }
 }
 
 /// What [`start_refresh`] decided. Every variant but `InFlight` holds the
-/// lease, which the caller keeps (to count its call) or hands to the refresher.
+/// lease, which the caller keeps (to count its call), gives back, or hands
+/// to the refresher.
 #[derive(Debug)]
 pub enum Start<L> {
     /// Another caller holds the lease: its run will serve everyone.
@@ -160,45 +223,70 @@ pub enum Start<L> {
     /// A refresh landed between the caller's read and its lease: nothing to do.
     Landed(L),
     /// The last runs failed and their back-off is not over: keep serving.
+    /// (`warm` and `invalidate --refresh` run all the same.)
     BackingOff(L),
     /// Refresh now, under this lease.
     Refresh(L),
 }
 
-/// Whether a caller that served `seen` (or nothing, on a `--no-wait` miss)
-/// starts a refresh of `key`: one caller of any number takes the lease, and
-/// it refreshes unless a refresh just landed or failures call for patience.
+/// Whether a caller that saw the value of version `seen` (`None`: it saw
+/// none) starts a refresh of `key`: one caller of any number takes the
+/// lease, and it refreshes unless a refresh landed since it looked or
+/// failures call for patience. Both tiers decide with it.
 pub fn start_refresh<S: Store>(
     store: &S,
     key: &Key,
-    seen: Option<&Preamble>,
+    seen: Option<u64>,
     ttl: Duration,
     now_ms: u64,
-) -> Result<Start<S::Lease>> {
-    let Some(lease) = store.try_lease(key)? else {
+) -> Result<Start<S::Lease>, S::Error> {
+    let Some((lease, now)) = lease_and_look(store, key)? else {
         return Ok(Start::InFlight);
     };
-    let current = store.value(key);
-    if let (Some(seen), Some(current)) = (seen, &current)
-        && current.finished_ms != seen.finished_ms
-        && !current.forced_stale()
-    {
+    // A value marked stale everywhere (`invalidate --refresh`) since the
+    // caller looked still needs its run.
+    if now.value_stored_since(seen) && now.value.is_some_and(|value| !value.forced_stale()) {
         return Ok(Start::Landed(lease));
     }
-    let failure = store.failure(key).map(|failure| FailureMark {
-        finished_ms: failure.finished_ms,
-        failures: failure.failures,
-    });
-    // A value flagged as failed since it was stored has no success after
-    // the failure, whatever the two times say (see `Preamble::failed_since`).
-    let value_finished = current
-        .as_ref()
-        .filter(|current| !current.failed_since_stored())
-        .map(|current| current.finished_ms);
-    if backing_off(failure, value_finished, ttl, now_ms) {
+    if now.backing_off(ttl, now_ms) {
         return Ok(Start::BackingOff(lease));
     }
     Ok(Start::Refresh(lease))
+}
+
+/// What [`claim_miss`] decided. Every variant but `InFlight` holds the lease.
+#[derive(Debug)]
+pub enum Claim<L> {
+    /// Another caller holds the lease: its run serves this caller too.
+    InFlight,
+    /// A value landed since the caller looked: serve it.
+    Landed(L),
+    /// A run ended since the caller looked, and failed: its failure is the
+    /// caller's result, as if it had run the command itself.
+    Failed(L),
+    /// Run the command under this lease.
+    Run(L),
+}
+
+/// Whether a caller with no value to serve, having seen `seen`, runs the
+/// command: it takes the lease unless another caller holds it, and with the
+/// lease, a run that ended since it looked (a value or a failure) answers
+/// it instead. A miss never backs off: it has nothing else to give.
+pub fn claim_miss<S: Store>(
+    store: &S,
+    key: &Key,
+    seen: &Holding,
+) -> Result<Claim<S::Lease>, S::Error> {
+    let Some((lease, now)) = lease_and_look(store, key)? else {
+        return Ok(Claim::InFlight);
+    };
+    if now.value_stored_since(seen.value_version) {
+        return Ok(Claim::Landed(lease));
+    }
+    if now.failure_landed_since(seen.failure_version) {
+        return Ok(Claim::Failed(lease));
+    }
+    Ok(Claim::Run(lease))
 }
 
 #[cfg(test)]
@@ -227,6 +315,9 @@ mod tests {
         fn key(&self) -> &Key {
             &self.key
         }
+    }
+
+    impl MemoryLease {
         fn is_current(&self) -> bool {
             self.leased.borrow().contains(&self.key)
         }
@@ -238,15 +329,34 @@ mod tests {
         }
     }
 
-    impl Store for MemoryStore {
-        type Lease = MemoryLease;
+    impl MemoryStore {
         fn value(&self, key: &Key) -> Option<Preamble> {
             self.values.borrow().get(key).copied()
         }
         fn failure(&self, key: &Key) -> Option<Preamble> {
             self.failures.borrow().get(key).copied()
         }
-        fn try_lease(&self, key: &Key) -> Result<Option<MemoryLease>> {
+    }
+
+    impl Store for MemoryStore {
+        type Lease = MemoryLease;
+        type Error = std::convert::Infallible;
+        fn holding(&self, key: &Key) -> Result<Holding, Self::Error> {
+            let (value, failure) = (self.value(key), self.failure(key));
+            Ok(Holding {
+                value,
+                value_version: value.map(|value| value.finished_ms),
+                failure: failure.map(|failure| FailureMark {
+                    finished_ms: failure.finished_ms,
+                    failures: failure.failures,
+                }),
+                failure_version: failure.map(|failure| failure.finished_ms),
+            })
+        }
+        fn give_back(&self, lease: MemoryLease) {
+            drop(lease);
+        }
+        fn try_lease(&self, key: &Key) -> Result<Option<MemoryLease>, Self::Error> {
             Ok(self.leased.borrow_mut().insert(*key).then(|| MemoryLease {
                 key: *key,
                 leased: Rc::clone(&self.leased),
@@ -346,13 +456,13 @@ mod tests {
         let store = MemoryStore::default();
         let seen = header(1_000, 0);
         store.values.borrow_mut().insert(key(1), header(2_000, 0));
-        let landed = start_refresh(&store, &key(1), Some(&seen), TTL, 3_000).unwrap();
+        let landed = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, 3_000).unwrap();
         assert!(matches!(landed, Start::Landed(_)));
         drop(landed);
         let mut marked = header(2_000, 0);
         marked.flags = FLAG_FORCED_STALE;
         store.values.borrow_mut().insert(key(1), marked);
-        let again = start_refresh(&store, &key(1), Some(&seen), TTL, 3_000).unwrap();
+        let again = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, 3_000).unwrap();
         assert!(matches!(again, Start::Refresh(_)));
     }
 
@@ -362,7 +472,7 @@ mod tests {
         store.values.borrow_mut().insert(key(1), header(1_000, 0));
         store.failures.borrow_mut().insert(key(1), header(5_000, 2)); // waits 20 s
         let seen = header(1_000, 0);
-        let at = |now| start_refresh(&store, &key(1), Some(&seen), TTL, now).unwrap();
+        let at = |now| start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, now).unwrap();
         assert!(matches!(at(5_000 + 19_999), Start::BackingOff(_)));
         assert!(matches!(at(5_000 + 20_000), Start::Refresh(_)));
         // From the future: its wait is unknown, and counts as over.
@@ -370,8 +480,102 @@ mod tests {
         // A success after the failure ends the back-off.
         store.values.borrow_mut().insert(key(1), header(6_000, 0));
         let seen = header(6_000, 0);
-        let after = start_refresh(&store, &key(1), Some(&seen), TTL, 7_000).unwrap();
+        let after = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, 7_000).unwrap();
         assert!(matches!(after, Start::Refresh(_)));
+    }
+
+    #[test]
+    fn a_value_that_landed_where_the_caller_saw_none_counts() {
+        let store = MemoryStore::default();
+        store.values.borrow_mut().insert(key(1), header(2_000, 0));
+        let landed = start_refresh(&store, &key(1), None, TTL, 3_000).unwrap();
+        assert!(matches!(landed, Start::Landed(_)));
+    }
+
+    #[test]
+    fn a_miss_is_answered_by_a_run_that_ended_since_it_looked() {
+        let store = MemoryStore::default();
+        let seen = store.holding(&key(1)).unwrap();
+        assert!(matches!(
+            claim_miss(&store, &key(1), &seen).unwrap(),
+            Claim::Run(_)
+        ));
+        // A failure landed: it is the caller's result.
+        store.failures.borrow_mut().insert(key(1), header(1_000, 1));
+        let failed = claim_miss(&store, &key(1), &seen).unwrap();
+        assert!(matches!(failed, Claim::Failed(_)));
+        // Held: the caller waits for the holder's run.
+        assert!(matches!(
+            claim_miss(&store, &key(1), &seen).unwrap(),
+            Claim::InFlight
+        ));
+        drop(failed);
+        // The same failure seen before the lease is old news: run.
+        let seen = store.holding(&key(1)).unwrap();
+        assert!(matches!(
+            claim_miss(&store, &key(1), &seen).unwrap(),
+            Claim::Run(_)
+        ));
+        // A value landed: serve it, even with a failure before it.
+        store.values.borrow_mut().insert(key(1), header(2_000, 0));
+        assert!(matches!(
+            claim_miss(&store, &key(1), &seen).unwrap(),
+            Claim::Landed(_)
+        ));
+        // Even one marked stale everywhere: better than nothing, and its
+        // refresh is the stale value's business.
+        let mut marked = header(2_000, 0);
+        marked.flags = FLAG_FORCED_STALE;
+        store.values.borrow_mut().insert(key(1), marked);
+        assert!(matches!(
+            claim_miss(&store, &key(1), &seen).unwrap(),
+            Claim::Landed(_)
+        ));
+    }
+
+    /// A store whose reads fail, and whose leases, like the fleet's, are
+    /// only given back when the store is told to (dropping one keeps it).
+    #[derive(Default)]
+    struct FailingReads {
+        leased: RefCell<HashSet<Key>>,
+    }
+
+    struct KeptLease(Key);
+
+    impl Lease for KeptLease {
+        fn key(&self) -> &Key {
+            &self.0
+        }
+    }
+
+    impl Store for FailingReads {
+        type Lease = KeptLease;
+        type Error = &'static str;
+        fn holding(&self, _: &Key) -> Result<Holding, &'static str> {
+            Err("the store went away")
+        }
+        fn try_lease(&self, key: &Key) -> Result<Option<KeptLease>, &'static str> {
+            Ok(self
+                .leased
+                .borrow_mut()
+                .insert(*key)
+                .then_some(KeptLease(*key)))
+        }
+        fn give_back(&self, lease: KeptLease) {
+            self.leased.borrow_mut().remove(lease.key());
+        }
+    }
+
+    #[test]
+    fn a_lease_taken_before_the_store_failed_is_given_back() {
+        let store = FailingReads::default();
+        assert!(start_refresh(&store, &key(1), None, TTL, 0).is_err());
+        assert!(
+            store.leased.borrow().is_empty(),
+            "start_refresh kept a lease"
+        );
+        assert!(claim_miss(&store, &key(1), &Holding::default()).is_err());
+        assert!(store.leased.borrow().is_empty(), "claim_miss kept a lease");
     }
 
     /// Random calls, failures, successes and clock moves on a few keys,
@@ -428,7 +632,9 @@ mod tests {
                             && now - failure.finished_ms
                                 < (10_000u64 << (failure.failures - 1).min(20)).min(900_000)
                     });
-                    match start_refresh(&store, &which, seen.as_ref(), TTL, now).unwrap() {
+                    match start_refresh(&store, &which, seen.map(|seen| seen.finished_ms), TTL, now)
+                        .unwrap()
+                    {
                         Start::InFlight => assert!(leased, "{context}: in flight without a lease"),
                         Start::Landed(_) => panic!("{context}: nothing can land in between here"),
                         Start::BackingOff(_) => {

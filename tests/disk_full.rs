@@ -93,10 +93,9 @@ fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
         cache.settled(Duration::from_secs(20)),
         "the refresher lingers"
     );
-    // The old value is still served, whole. (This stale hit starts another
-    // refresh, which fits now that the output is back to its first size; a
-    // refresh that failed for lack of space has no back-off, so with `big`
-    // it would fill the disk again while it ran.)
+    // The old value is still served, whole. (The refresh that ran out of
+    // space is a failed run, so this stale hit, inside its back-off, starts
+    // none: see the test below.)
     fs::remove_file(cache.work().join("big")).unwrap();
     let again = cache.run(&args);
     assert_eq!(again.stdout.len(), 1_200_000);
@@ -135,4 +134,76 @@ fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
         "the other entry was stored without a warning"
     );
     let _ = BIN;
+}
+
+#[test]
+fn a_refresh_whose_output_does_not_fit_backs_off_like_a_failed_run() {
+    let cache = Cache::new();
+    let dir = cache.dir();
+    let Some(_tmpfs) = Tmpfs::mount(&dir, "2m", "disk_full::a_refresh_whose_output") else {
+        return;
+    };
+    // 1.2 MB the first time; once `$W/big` exists, 1.5 MB and success:
+    // the command is fine, only this host's disk is not.
+    let body = r#"if [ -e "$W/big" ]; then n=1500000; else n=1200000; fi
+        echo run >> "$W/runs"; head -c $n /dev/zero | tr '\0' v"#;
+    let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
+    let first = cache.run(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    fs::write(cache.work().join("big"), "").unwrap();
+    let backdate = || {
+        for entry in cache.files(".entry") {
+            backdate_file(&entry, 7200);
+        }
+    };
+    backdate();
+    let stale = cache.run(&args);
+    assert_eq!(stale.stdout.len(), 1_200_000, "{}", stderr(&stale));
+    assert!(
+        cache.settled(Duration::from_secs(30)),
+        "the refresher lingers"
+    );
+    assert_eq!(cache.count("runs"), 2, "the refresh did not run");
+    // Stale still (the refresh stored nothing): the next calls serve the old
+    // value and, inside the back-off, start no refresh that would fill the
+    // disk again.
+    backdate();
+    for _ in 0..3 {
+        let again = cache.run(&args);
+        assert_eq!(again.stdout.len(), 1_200_000, "{}", stderr(&again));
+        assert!(
+            cache.settled(Duration::from_secs(30)),
+            "a refresher lingers"
+        );
+    }
+    assert_eq!(
+        cache.count("runs"),
+        2,
+        "a stale hit inside the back-off ran the command again"
+    );
+    // `show` says what went wrong, in a record that is small and readable.
+    let show = cache
+        .cmd()
+        .args([&["show", "--"][..], &sh(body)].concat())
+        .output()
+        .unwrap();
+    let shown = format!("{}{}", stdout(&show), stderr(&show));
+    assert!(show.status.success(), "{shown}");
+    assert!(
+        shown.contains("could not store the result") && shown.contains("No space left"),
+        "{shown}"
+    );
+    for record in cache.files(".fail") {
+        let len = fs::metadata(&record).unwrap().len();
+        assert!(len < 70_000, "{} is {len} bytes", record.display());
+    }
+    assert!(
+        !cache.files("").iter().any(|path| path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".tmp")),
+        "a temp file stays behind: {:?}",
+        cache.files("")
+    );
 }

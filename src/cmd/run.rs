@@ -8,8 +8,6 @@ use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt as _;
 use std::time::Duration;
 
-use std::os::unix::fs::MetadataExt as _;
-
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::exec::{self, Invocation, Termination};
@@ -18,9 +16,11 @@ use crate::options::RunOptions;
 use crate::output;
 use crate::produce::{execute, record_failure};
 use crate::refresh::{self, Counted};
+use crate::rules;
+use crate::store::entry::Preamble;
 use crate::store::events::{self, Event};
 use crate::store::lock::EntryLock;
-use crate::store::{FileKind, FsStore, OpenError, StoredEntry};
+use crate::store::{FileKind, FsStore, OpenError, StoredEntry, Turn};
 use crate::two_tier::{self, FleetSettings, MissOutcome};
 
 /// Bytes read with the preamble in one go: an entry this small comes along
@@ -50,6 +50,9 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
     let key = inputs.key();
     let now = now_ms();
     let mut damaged = None;
+    // The version of a value found but not usable (past `--max-age`): a
+    // `--no-wait` miss refreshes it unless another run lands meanwhile.
+    let mut found = None;
     if !args.force {
         let mut head = head_buffer();
         match store.open(&key, FileKind::Entry, &mut head) {
@@ -68,7 +71,7 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
                     events::record(store, &key, Event::Hit);
                     return Ok(code);
                 }
-                let seen = Some(&entry.preamble);
+                let seen = Some(entry.preamble.finished_ms);
                 match refresh::start(store, &key, args, seen, now, Event::StaleHit, fleet) {
                     Ok(Counted::Yes) => exit_after_fork(code),
                     Ok(Counted::No) => events::record(store, &key, Event::StaleHit),
@@ -78,7 +81,8 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
                 }
                 return Ok(code);
             }
-            Ok(_) => {}
+            Ok(Some(entry)) => found = Some(entry.preamble.finished_ms),
+            Ok(None) => {}
             Err(err) => damaged = Some(err),
         }
     }
@@ -102,9 +106,9 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
         ));
     }
     if args.no_wait {
-        return start_in_background(store, &key, args, now, fleet);
+        return start_in_background(store, &key, args, found, now, fleet);
     }
-    run_in_foreground(store, &key, &inputs, args, damaged, fleet)
+    run_in_foreground(store, &key, &inputs, args, found, damaged, fleet)
 }
 
 /// Ends the process once [`refresh::start`] has (most likely) forked the
@@ -124,6 +128,7 @@ fn start_in_background(
     store: &FsStore,
     key: &Key,
     args: &RunOptions,
+    found: Option<u64>,
     now: u64,
     fleet: &FleetSettings,
 ) -> Result<u8> {
@@ -139,19 +144,12 @@ fn start_in_background(
             code = stdout_failed(&err);
         }
     }
-    match refresh::start(store, key, args, None, now, Event::Miss, fleet) {
+    match refresh::start(store, key, args, found, now, Event::Miss, fleet) {
         Ok(Counted::Yes) => exit_after_fork(code),
         Ok(Counted::No) => events::record(store, key, Event::Miss),
         Err(err) => return uncached_after(&err, args),
     }
     Ok(code)
-}
-
-/// The device and inode of the file at `path`, if there is one.
-fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// Warns once that the cache cannot work, then runs the command without it.
@@ -184,39 +182,48 @@ fn run_in_foreground(
     key: &Key,
     inputs: &KeyInputs,
     args: &RunOptions,
+    found: Option<u64>,
     damaged: Option<OpenError>,
     fleet: &FleetSettings,
 ) -> Result<u8> {
-    // A failure another caller stores while we wait is a new file (every
-    // commit renames one into place): told by its inode, not by the clock,
-    // which may be stepped during the wait.
-    let failure_before = file_identity(&store.path(key, FileKind::Failure));
-    let locked = store.prepare().and_then(|()| store.lock(key));
-    let (lock, _) = match locked {
-        Ok(locked) => locked,
+    let locked = if args.force {
+        store
+            .prepare()
+            .and_then(|()| store.lock(key))
+            .map(|(lock, _)| lock)
+    } else {
+        // What the caller saw: the value it found unusable (or none), and
+        // the failure record there is now. Another caller may run the
+        // command meanwhile, while we wait for the lease or just before we
+        // take it (a lease taken without waiting does not mean nobody ran
+        // it since): its result is ours, failed or not, as if we had run it.
+        let seen = rules::Holding {
+            value_version: found,
+            failure_version: rules::Store::holding(store, key)
+                .ok()
+                .and_then(|held| held.failure_version),
+            ..rules::Holding::default()
+        };
+        let mut head = head_buffer();
+        let usable = |value: &Preamble| value.is_usable(now_ms(), args.max_age.map(millis));
+        match store.take_turn(key, &seen, usable, &mut head) {
+            Ok(Turn::Hit { entry, lease }) => {
+                events::record_held(&lease, Event::Miss);
+                return Ok(replay(&entry));
+            }
+            Ok(Turn::Failed { record, lease }) => {
+                events::record_held(&lease, Event::Miss);
+                return Ok(replay(&record));
+            }
+            Ok(Turn::Miss(lease)) => Ok(lease),
+            Err(err) => Err(err),
+        }
+    };
+    let lock = match locked {
+        Ok(lock) => lock,
         Err(err) => return uncached_after(&err, args),
     };
     events::record_held(&lock, Event::Miss);
-    if !args.force {
-        // Another caller ran the command since our lookup missed, while we
-        // waited for the lock or just before we took it (a lock taken without
-        // waiting does not mean nobody ran it since): its result is ours,
-        // failed or not, as if we had run it ourselves.
-        let mut head = head_buffer();
-        if let Ok(Some(entry)) = store.open(key, FileKind::Entry, &mut head)
-            && entry.preamble.is_usable(now_ms(), args.max_age.map(millis))
-        {
-            return Ok(replay(&entry));
-        }
-        if let Ok(Some(failure)) = store.open(key, FileKind::Failure, &mut head)
-            && failure
-                .file()
-                .metadata()
-                .is_ok_and(|meta| Some((meta.dev(), meta.ino())) != failure_before)
-        {
-            return Ok(replay(&failure));
-        }
-    }
     let leased = if args.force {
         two_tier::lease_if_free(fleet, store, key, args.ttl())
     } else {
@@ -246,7 +253,7 @@ fn run_in_foreground(
     // (a command that could not start is one), and the lease goes back, so
     // other hosts' callers stop waiting now, not when the lease expires.
     if let Some(leased) = leased {
-        leased.share(store, true);
+        leased.share(store, true, false);
     }
     let ran = match ran {
         Ok(ran) => ran,
@@ -285,7 +292,7 @@ fn serve_filled(
     if stale {
         // The refresher takes the lock itself.
         drop(lock);
-        let seen = Some(&entry.preamble);
+        let seen = Some(entry.preamble.finished_ms);
         if let Ok(Counted::Yes) =
             refresh::start(store, key, args, seen, now_ms(), Event::StaleHit, fleet)
         {

@@ -9,6 +9,7 @@ pub mod redis;
 pub mod transfer;
 
 pub use fs::{
-    Committed, EntryWriter, FileKind, FsStore, OpenError, RunRecord, SECRET_FILE, StderrSource,
-    StoredEntry, TEMP_PREFIX, block_writer, entry, events, lock, remove_if_present,
+    Committed, EntryWriter, FileKind, FsStore, OpenError, Record, RunRecord, SECRET_FILE,
+    StderrSource, StoredEntry, TEMP_PREFIX, Turn, block_writer, entry, events, lock,
+    remove_if_present,
 };

@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 
 use super::entry::{Details, FORMAT_VERSION, PREAMBLE_LEN};
 use super::redis::{Fleet, FleetLease, FleetMeta, Published, StoreError};
-use super::{Committed, FileKind, FsStore, RunRecord, StderrSource};
+use super::{Committed, FileKind, FsStore, Record, RunRecord, StderrSource};
 use crate::error::{Error, Result};
 use crate::store::lock::EntryLock;
 
@@ -83,7 +83,7 @@ pub fn fill_local(
     };
     Ok(writer.commit(
         store,
-        FileKind::Entry,
+        Record::Value,
         record,
         &mut AlreadyWritten(meta.stderr_len),
     )?)

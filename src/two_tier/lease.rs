@@ -44,7 +44,11 @@ impl Leased {
     /// After the run: publishes the local entry it stored (or records its
     /// failure fleet-wide) and gives the lease back. `warn`: the caller is
     /// in the foreground, with a stderr to say that a value stays local.
-    pub fn share(mut self, store: &FsStore, warn: bool) -> Option<Published> {
+    /// `unstored`: the command succeeded but this host could not store its
+    /// output (a full disk); that failure is this host's, not the command's,
+    /// so the fleet is not told of it, and the callers of other hosts who
+    /// waited for the run find the lease free and run it themselves.
+    pub fn share(mut self, store: &FsStore, warn: bool, unstored: bool) -> Option<Published> {
         self.keeper.stop();
         // A copy: the lease itself is given back at the end.
         let key = &{ *self.lease.key() };
@@ -75,6 +79,7 @@ impl Leased {
             }
         } else if let Some(failure) = failure
             && failure.finished_ms >= self.started_ms
+            && !unstored
         {
             let _ = self.fleet.count(key, "failures");
             let tail = failure_tail(store, key);

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::connect::{Connected, connect, went_down};
+use super::fleet_store::{FleetStore, holding_of};
 use super::lease::Leased;
 use super::read::{Waited, copyable, fill, millis, preamble_of, read_entry, wait_for_holder};
 use super::settings::FleetSettings;
@@ -11,6 +12,7 @@ use crate::clock::now_ms;
 use crate::key::Key;
 use crate::options::RunOptions;
 use crate::output;
+use crate::rules::{self, Claim, Store as _};
 use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore};
 
@@ -77,36 +79,31 @@ pub fn on_miss(
         }
         let seen_failure = snapshot.failure.as_ref().map(|failure| failure.stamp_ms);
         let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
-        match fleet.try_lease(key, config.lease) {
-            Ok(Some(lease)) => {
-                // The lease is free also when a host's run ended between
-                // our reads and our lease: its result is ours, as if we had
-                // waited for it (found by the seeded cluster model test).
-                let latest = match fleet.read(key) {
-                    Ok(latest) => latest,
-                    Err(err) => {
-                        let _ = fleet.release(lease);
-                        went_down(store, &config, &err);
-                        return MissOutcome::Local;
-                    }
-                };
-                if latest.meta.as_ref().map(|meta| meta.generation) != generation {
-                    let _ = fleet.release(lease);
-                    continue;
-                }
-                if let Some(failure) = latest
-                    .failure
-                    .filter(|failure| Some(failure.stamp_ms) != seen_failure)
-                {
-                    let _ = fleet.release(lease);
-                    return MissOutcome::FailedElsewhere {
-                        exit_code: failure.exit_code,
-                        stderr_tail: failure.stderr_tail,
-                    };
-                }
+        let held = holding_of(&snapshot, config.max_value);
+        let shared = FleetStore::new(&mut fleet, &config);
+        let claimed = rules::claim_miss(&shared, key, &held);
+        match claimed {
+            Ok(Claim::Run(lease)) => {
                 return MissOutcome::Run(Box::new(Leased::new(fleet, config, lease)));
             }
-            Ok(None) => {}
+            // A host's run ended between our reads and our lease: its result
+            // is ours, as if we had waited for it (found by the seeded
+            // cluster model test).
+            Ok(Claim::Landed(lease)) => {
+                shared.give_back(lease);
+                continue;
+            }
+            Ok(Claim::Failed(lease)) => {
+                shared.give_back(lease);
+                let failure = shared.last_read().and_then(|latest| latest.failure);
+                return MissOutcome::FailedElsewhere {
+                    exit_code: failure.as_ref().map_or(1, |failure| failure.exit_code),
+                    stderr_tail: failure
+                        .map(|failure| failure.stderr_tail)
+                        .unwrap_or_default(),
+                };
+            }
+            Ok(Claim::InFlight) => {}
             Err(err) => {
                 went_down(store, &config, &err);
                 return MissOutcome::Local;

@@ -18,13 +18,18 @@
 //! A fleet value is judged by the same rules as a local one ([`rules`],
 //! [`Preamble`](crate::store::entry::Preamble)'s fresh, stale and usable),
 //! its times carried over from the store's clock to this host's
-//! ([`read`]). A store that does not answer in time, mid-reply included,
+//! ([`read`]); and the fleet is a [`rules::Store`](crate::rules::Store) like
+//! the file store (`fleet_store`), so who runs the command, whether a run
+//! landed meanwhile and whether to back off are decided for it by the same
+//! functions ([`rules::start_refresh`](crate::rules::start_refresh),
+//! [`rules::claim_miss`](crate::rules::claim_miss)). A store that does not answer in time, mid-reply included,
 //! leaves the caller with the local rules, one warning, and a marker that
 //! spares the next callers the wait for a while ([`connect`]).
 //!
 //! [`rules`]: crate::rules
 
 pub mod connect;
+mod fleet_store;
 pub mod lease;
 pub mod manage;
 pub mod miss;

@@ -5,13 +5,14 @@
 use std::time::Instant;
 
 use super::connect::{Connected, connect, went_down};
+use super::fleet_store::{FleetStore, holding_of};
 use super::lease::Leased;
 use super::read::{Waited, copyable, fill, millis, preamble_of, read_entry, wait_for_holder};
 use super::settings::FleetSettings;
 use crate::clock::now_ms;
 use crate::key::Key;
 use crate::options::RunOptions;
-use crate::rules::{self, FailureMark};
+use crate::rules::{self, Start, Store as _};
 use crate::store::lock::EntryLock;
 use crate::store::{FileKind, FsStore};
 
@@ -72,40 +73,38 @@ pub fn before_refresh(
                 }
             }
         }
-        let mark = snapshot.failure.as_ref().map(|failure| FailureMark {
-            finished_ms: failure.finished_ms,
-            failures: failure.failures,
-        });
-        let value_finished = snapshot.meta.as_ref().map(|meta| meta.finished_ms);
-        if !args.force && rules::backing_off(mark, value_finished, args.ttl(), now) {
-            return RefreshPlan::Done { stored }; // a host failed lately: every host backs off
+        let held = holding_of(&snapshot, config.max_value);
+        // A fleet backing off is not even leased: every host keeps serving.
+        if !args.force && held.backing_off(args.ttl(), now) {
+            return RefreshPlan::Done { stored };
         }
-        let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
-        match fleet.try_lease(key, config.lease) {
-            Ok(Some(lease)) => {
-                // A host may have published between our read and our lease.
-                match fleet.meta(key) {
-                    Ok(latest) if latest.as_ref().map(|m| m.generation) == generation => {
-                        return RefreshPlan::Run(Box::new(Leased::new(fleet, config, lease)));
-                    }
-                    Ok(_) => {
-                        let _ = fleet.release(lease);
-                        continue;
-                    }
-                    Err(err) => {
-                        let _ = fleet.release(lease);
-                        went_down(store, &config, &err);
-                        return RefreshPlan::Local;
-                    }
-                }
+        let shared = FleetStore::new(&mut fleet, &config);
+        let decided = rules::start_refresh(&shared, key, held.value_version, args.ttl(), now);
+        match decided {
+            // `warm` and `invalidate --refresh` (`force`) run all the same.
+            Ok(Start::Refresh(lease) | Start::BackingOff(lease)) if args.force => {
+                return RefreshPlan::Run(Box::new(Leased::new(fleet, config, lease)));
             }
-            Ok(None) => {}
+            Ok(Start::Refresh(lease)) => {
+                return RefreshPlan::Run(Box::new(Leased::new(fleet, config, lease)));
+            }
+            Ok(Start::BackingOff(lease)) => {
+                shared.give_back(lease);
+                return RefreshPlan::Done { stored };
+            }
+            // Another host published between our read and our lease.
+            Ok(Start::Landed(lease)) => {
+                shared.give_back(lease);
+                continue;
+            }
+            Ok(Start::InFlight) => {}
             Err(err) => {
                 went_down(store, &config, &err);
                 return RefreshPlan::Local;
             }
         }
         let seen_failure = snapshot.failure.as_ref().map(|failure| failure.stamp_ms);
+        let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
         match wait_for_holder(&mut fleet, &config, key, generation, seen_failure, deadline) {
             Waited::Value | Waited::Gone => continue,
             Waited::Broken(err) => {

@@ -46,7 +46,7 @@ pub struct EntryLock {
 
 impl EntryLock {
     /// Takes the lock if nobody holds it; `None` when another process does.
-    pub fn try_acquire(path: &Path, key: &Key) -> Result<Option<EntryLock>> {
+    pub(super) fn try_acquire(path: &Path, key: &Key) -> Result<Option<EntryLock>> {
         loop {
             let file = open_lock_file(path)?;
             match FileExt::try_lock_exclusive(&file) {
@@ -68,7 +68,7 @@ impl EntryLock {
 
     /// Takes the lock, waiting for the holder if there is one. The flag tells
     /// whether the caller had to wait, that is, whether another run was in flight.
-    pub fn acquire(path: &Path, key: &Key) -> Result<(EntryLock, bool)> {
+    pub(super) fn acquire(path: &Path, key: &Key) -> Result<(EntryLock, bool)> {
         let mut waited = false;
         loop {
             if let Some(lock) = Self::try_acquire(path, key)? {

@@ -204,6 +204,37 @@ impl FsStore {
         EntryLock::acquire(&self.path(key, FileKind::Lock), key)
     }
 
+    /// A miss's lookup under the lease: waits for the key's lease (another
+    /// caller running the command holds it), then either a run that ended
+    /// since the caller looked (`seen`) answers it, the value if `usable`,
+    /// or its failure; or the caller gets the lease and runs the command.
+    /// The decision is the rules' ([`crate::rules::Holding`]), as the fleet's
+    /// is ([`crate::rules::claim_miss`]).
+    pub fn take_turn<'h>(
+        &self,
+        key: &Key,
+        seen: &crate::rules::Holding,
+        usable: impl Fn(&Preamble) -> bool,
+        head: &'h mut [MaybeUninit<u8>],
+    ) -> Result<Turn<'h>> {
+        self.prepare()?;
+        let (lease, _) = self.lock(key)?;
+        let now = crate::rules::Store::holding(self, key)?;
+        if now.value_stored_since(seen.value_version) && now.value.as_ref().is_some_and(usable) {
+            return Ok(match self.open(key, FileKind::Entry, head) {
+                Ok(Some(entry)) => Turn::Hit { entry, lease },
+                _ => Turn::Miss(lease),
+            });
+        }
+        if now.failure_landed_since(seen.failure_version) {
+            return Ok(match self.open(key, FileKind::Failure, head) {
+                Ok(Some(record)) => Turn::Failed { record, lease },
+                _ => Turn::Miss(lease),
+            });
+        }
+        Ok(Turn::Miss(lease))
+    }
+
     /// Starts writing a result for the key of `lock`: the lock is the only
     /// way to get a writer, and the writer commits under it, as its key's.
     pub fn writer<'l>(&self, lock: &'l EntryLock, details: &Details) -> Result<EntryWriter<'l>> {
@@ -223,30 +254,66 @@ impl FsStore {
     }
 }
 
-/// The file store, as the rules see it.
+/// What a miss gets from [`FsStore::take_turn`]: the value or the lease.
+/// Each holds the lease, so the caller's call is counted under it.
+#[derive(Debug)]
+pub enum Turn<'h> {
+    /// A value stored by a run that ended since the caller looked: serve it.
+    Hit {
+        /// The value.
+        entry: StoredEntry<'h>,
+        /// The key's lease, held while the caller counts its call.
+        lease: EntryLock,
+    },
+    /// A run that ended since the caller looked failed: its record is the
+    /// caller's result, as if it had run the command itself.
+    Failed {
+        /// The failure record.
+        record: StoredEntry<'h>,
+        /// The key's lease.
+        lease: EntryLock,
+    },
+    /// Nothing landed: run the command under this lease.
+    Miss(EntryLock),
+}
+
+/// The file store, as the rules see it. A value is told from the next by
+/// its finish time, as the caller that served it knows it; a failure record
+/// by its inode: every record is a new file renamed into place, so a clock
+/// stepped while a caller waited cannot make an old record look new.
 impl crate::rules::Store for FsStore {
     type Lease = EntryLock;
+    type Error = Error;
 
-    fn value(&self, key: &Key) -> Option<Preamble> {
-        self.peek(key, FileKind::Entry)
-    }
-
-    fn failure(&self, key: &Key) -> Option<Preamble> {
-        self.peek(key, FileKind::Failure)
+    fn holding(&self, key: &Key) -> Result<crate::rules::Holding> {
+        let value = self.peek(key, FileKind::Entry);
+        let mut head = [MaybeUninit::uninit(); PREAMBLE_LEN];
+        let failure = self.open(key, FileKind::Failure, &mut head).ok().flatten();
+        Ok(crate::rules::Holding {
+            value,
+            value_version: value.map(|value| value.finished_ms),
+            failure: failure.as_ref().map(|record| crate::rules::FailureMark {
+                finished_ms: record.preamble.finished_ms,
+                failures: record.preamble.failures,
+            }),
+            failure_version: failure
+                .and_then(|record| record.file().metadata().ok())
+                .map(|meta| meta.ino()),
+        })
     }
 
     fn try_lease(&self, key: &Key) -> Result<Option<EntryLock>> {
         self.try_lock(key)
+    }
+
+    fn give_back(&self, lease: EntryLock) {
+        drop(lease);
     }
 }
 
 impl crate::rules::Lease for EntryLock {
     fn key(&self) -> &Key {
         EntryLock::key(self)
-    }
-
-    fn is_current(&self) -> bool {
-        EntryLock::is_current(self)
     }
 }
 
@@ -568,6 +635,28 @@ pub enum Committed {
     Discarded,
 }
 
+/// What a commit writes, named by what it is rather than by a file: under
+/// its key's lease a writer can store the value or the failure record, and
+/// nothing else (not the lock, not the events log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// The value callers are served: a success, or any result with
+    /// `--cache-failures`.
+    Value,
+    /// The last failed run: its status and the end of its stderr.
+    Failure,
+}
+
+impl Record {
+    /// The file it is stored in.
+    pub fn kind(self) -> FileKind {
+        match self {
+            Record::Value => FileKind::Entry,
+            Record::Failure => FileKind::Failure,
+        }
+    }
+}
+
 /// How a finished run ended, as recorded in the preamble.
 #[derive(Debug, Clone, Copy)]
 pub struct RunRecord {
@@ -640,7 +729,7 @@ impl<'l> EntryWriter<'l> {
     }
 
     /// Appends the stderr from `stderr`, writes the preamble and renames the
-    /// result into place as `kind` of `key`. The rename is atomic: readers see
+    /// result into place as the `record` of the lease's key. The rename is atomic: readers see
     /// the old file or the new one, never a part of either.
     ///
     /// An `invalidate` while the run went on decides its fate. A forgotten
@@ -652,14 +741,14 @@ impl<'l> EntryWriter<'l> {
     pub fn commit(
         self,
         store: &FsStore,
-        kind: FileKind,
+        what: Record,
         record: RunRecord,
         stderr: &mut dyn StderrSource,
     ) -> Result<Committed> {
         let (lock, key) = (self.lock, self.lock.key());
         let mut file = self.temp.as_file();
         let fail = |err| Error::path(self.temp.path(), err);
-        let (stdout_len, stderr_len) = if kind == FileKind::Failure {
+        let (stdout_len, stderr_len) = if what == Record::Failure {
             // A failure record tells why a run failed: its status and the end
             // of its stderr. Its stdout may be partial (a full disk, a crash)
             // and is never served, so it is dropped, which also keeps a record
@@ -699,7 +788,7 @@ impl<'l> EntryWriter<'l> {
         if !lock.is_current() {
             return Ok(Committed::Discarded); // the temp file goes with `self`
         }
-        let dest = store.path(key, kind);
+        let dest = store.path(key, what.kind());
         let durable = self.durable;
         let placed = self
             .temp
