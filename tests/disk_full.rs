@@ -185,8 +185,7 @@ fn a_refresh_whose_output_does_not_fit_backs_off_like_a_failed_run() {
     let show = cache
         .cmd()
         .args([&["show", "--"][..], &sh(body)].concat())
-        .output()
-        .unwrap();
+        .bounded_output();
     let shown = format!("{}{}", stdout(&show), stderr(&show));
     assert!(show.status.success(), "{shown}");
     assert!(
