@@ -1059,3 +1059,44 @@ fn an_invalidate_that_cannot_remove_a_file_says_so_and_fails() {
         stderr(&out)
     );
 }
+
+// ------------------------------------------------------- --cache-failures entries
+
+/// `invalidate --refresh` refreshes a `--cache-failures` entry like any
+/// other: the flag is part of the key, and the refresh is rebuilt from what
+/// the entry recorded, so a refresh that lost the flag would compute another
+/// key and give up, saying the inputs differ here (the entry's flag read as
+/// unset survived the entry group's mutants). `show` lists the flag with the
+/// key's other options.
+#[test]
+fn invalidate_refresh_reruns_a_cache_failures_entry() {
+    let cache = Cache::new();
+    let body = "echo run >> \"$W/count\"; echo \"v$(wc -l < \"$W/count\")\"";
+    let args = [
+        &["--ttl", "1h", "--cache-failures", "--name", "cf", "--"][..],
+        &sh(body),
+    ]
+    .concat();
+    assert_eq!(stdout(&cache.run(&args)), "v1\n");
+    let shown = cache.cacheback(&["show", "--name", "cf"]);
+    assert!(
+        stdout(&shown).contains("--cache-failures"),
+        "show does not list --cache-failures: {}",
+        stdout(&shown)
+    );
+    let invalidated = cache.cacheback(&["invalidate", "--refresh", "--name", "cf"]);
+    assert!(invalidated.status.success(), "{}", stderr(&invalidated));
+    assert!(
+        stdout(&invalidated).contains("refreshing in the background"),
+        "{}",
+        stdout(&invalidated)
+    );
+    assert!(
+        wait_until(SETTLE, || cache.count("count") == 2),
+        "the refresh never ran: {} runs",
+        cache.count("count")
+    );
+    settle(&cache, "the refresh");
+    assert_eq!(stdout(&cache.run(&args)), "v2\n");
+    assert_eq!(cache.count("count"), 2, "the refreshed value is fresh");
+}
