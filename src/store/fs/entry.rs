@@ -383,14 +383,24 @@ mod tests {
         assert_eq!((read.duration_ms, read.jitter_ms), (u32::MAX, 0));
 
         // Version-1 details: the key inputs without contents and stdin.
+        // Every field carries a value, so none can be dropped unseen: `show`
+        // and `invalidate --refresh` rebuild the entry's key from them.
         let mut old = Vec::new();
         let config = details_config();
         let argv: Vec<Vec<u8>> = vec![b"date".to_vec()];
+        let env = vec![crate::key::EnvInput {
+            name: b"TZ".to_vec(),
+            value_hash: Some([7; crate::key::KEY_LEN]),
+        }];
+        let modtimes = vec![crate::key::ModtimeInput {
+            path: b"conf".to_vec(),
+            modified: Some((1_700_000_000, 5)),
+        }];
         let inputs = (
             argv,
-            None::<Vec<u8>>,
-            Vec::<u8>::new(),
-            Vec::<u8>::new(),
+            Some(b"/srv".to_vec()),
+            env.clone(),
+            modtimes.clone(),
             Some("s"),
         );
         old.extend(bincode::serde::encode_to_vec(inputs, config).unwrap());
@@ -398,6 +408,9 @@ mod tests {
         old.extend(bincode::serde::encode_to_vec(rest, config).unwrap());
         let details = Details::decode(&old, FORMAT_VERSION_1).unwrap();
         assert_eq!(details.inputs.argv, [b"date".to_vec()]);
+        assert_eq!(details.inputs.cwd.as_deref(), Some(&b"/srv"[..]));
+        assert_eq!(details.inputs.env, env);
+        assert_eq!(details.inputs.modtimes, modtimes);
         assert_eq!(details.inputs.scope.as_deref(), Some("s"));
         assert_eq!(details.name.as_deref(), Some("label"));
         assert_eq!(details.ttl_ms, 5000);
