@@ -50,9 +50,10 @@ case $group in
   refresher)
     re='^src/(refresher|refresh|produce)\.rs:'
     # warm and invalidate --refresh start the batch refresher (spawn_batch);
+    # disk_full:: has the background run whose output does not fit;
     # edges::when_the_cache_cannot_work is left out as in the lock group.
     tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts:: manage::warm
-      manage::invalidate_refresh manage::refreshers --skip edges::when_the_cache_cannot_work)
+      manage::invalidate_refresh manage::refreshers disk_full:: --skip edges::when_the_cache_cannot_work)
     ;;
   fleet)
     re='^src/(two_tier/[a-z_]+|store/transfer|store/redis/fleet)\.rs:'

@@ -35,6 +35,28 @@ fn stale_marker_goes_before_the_final_newline_of_a_stale_value_only() {
     assert_eq!(stdout(&run(&cache)), "line\n", "refreshed: fresh again");
 }
 
+/// A refresh whose command has gone (uninstalled, a moved script) is a
+/// failed run like any other: the prompt says "failing", not just "stale",
+/// so the user looks at the command rather than waiting for a refresh.
+#[test]
+fn stale_marker_says_failing_when_the_command_has_gone() {
+    let cache = Cache::new();
+    let tool = cache.work().join("tool");
+    fs::write(&tool, "#!/bin/sh\nprintf ok\n").unwrap();
+    fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tool = tool.to_str().unwrap();
+    let args = ["--ttl", "1m", "--stale-marker", MARKER, "--", tool];
+    assert_eq!(stdout(&cache.run(&args)), "ok");
+    fs::remove_file(tool).unwrap();
+    cache.backdate(2 * 3600);
+    // This stale hit starts the refresh that cannot find the command.
+    assert_eq!(stdout(&cache.run(&args)), "ok (2h stale)");
+    assert!(cache.settled(Duration::from_secs(20)));
+    let marked = cache.run(&args);
+    assert_eq!(stdout(&marked), "ok (2h failing)");
+    assert_eq!(marked.status.code(), Some(0), "the value's own status");
+}
+
 #[test]
 fn stale_marker_says_failing_when_the_last_refresh_failed() {
     let cache = Cache::new();
