@@ -990,6 +990,58 @@ fn a_background_refresh_syncs_its_file_before_the_rename() {
     );
 }
 
+/// A background refresh whose result cannot be stored at the last step
+/// (here its `fdatasync` fails, as on a disk that fails or fills at that
+/// moment) is a failed run: the old value stays, and `show` says why.
+/// Without that record nothing would tell the operator, and every stale hit
+/// would run the command again. (`produce::execute` recording the failure
+/// when a failure's commit failed instead of a value's survived the
+/// refresher group's mutants.)
+#[test]
+fn a_background_refresh_that_cannot_store_its_result_records_why() {
+    if !strace("guards::a_background_refresh_that_cannot_store_its_result_records_why") {
+        return;
+    }
+    let cache = Cache::new();
+    let args = [
+        &["--ttl", "1h", "--name", "sync", "--"][..],
+        &sh("echo run >> \"$W/count\"; echo v"),
+    ]
+    .concat();
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    cache.backdate(7200);
+    let mut strace_args = vec![
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fdatasync",
+        "-e",
+        "inject=fdatasync:error=EIO",
+        BIN,
+        "run",
+    ];
+    strace_args.extend(args.iter().copied());
+    let out = Command::new("strace")
+        .args(&strace_args)
+        .env("CACHEBACK_DIR", cache.dir())
+        .env("W", cache.work())
+        .current_dir(cache.work())
+        .stdin(Stdio::null())
+        .bounded_output();
+    assert_eq!(stdout(&out), "v\n", "the stale value: {}", stderr(&out));
+    settle(&cache, "the refresh");
+    assert_eq!(cache.count("count"), 2, "the stale hit refreshed");
+    let shown = cache.cacheback(&["show", "--name", "sync"]);
+    let text = format!("{}{}", stdout(&shown), stderr(&shown));
+    assert!(
+        text.contains("could not store the result") && text.contains("Input/output error"),
+        "show does not say why the refresh stored nothing:\n{text}"
+    );
+    assert_eq!(stdout(&cache.run(&args)), "v\n", "the old value stays");
+}
+
 // ------------------------------------------------------------ other users
 
 /// The ownership checks compare with the user cacheback runs as, whoever
