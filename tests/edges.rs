@@ -549,6 +549,15 @@ fn invalidate_all_refresh_runs_a_bounded_number_at_once_without_a_descriptor_eac
         .max()
         .unwrap();
     assert!(widest <= 3, "{widest} refreshes ran at once");
+    // And the bound is used, not only kept: a batch that waited for every
+    // running refresh before starting the next would run them one at a time
+    // after the first three. Each run sleeps 0.2 s, so with 3 slots nearly
+    // every start finds another still running; 6 of 24 is a loose floor.
+    let beside_another = widths.lines().filter(|l| l.trim() != "1").count();
+    assert!(
+        beside_another >= 6,
+        "only {beside_another} of {entries} refreshes started while another ran: {widths:?}"
+    );
     assert_eq!(cache.files(".entry").len(), entries);
 }
 
