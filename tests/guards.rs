@@ -1042,6 +1042,59 @@ fn a_background_refresh_that_cannot_store_its_result_records_why() {
     assert_eq!(stdout(&cache.run(&args)), "v\n", "the old value stays");
 }
 
+/// A stale hit that cannot start its refresher (no process to spare: the
+/// fork fails, here by strace with `EAGAIN`) still serves the value, and
+/// says so once, instead of acting as if a refresh were under way; the next
+/// hit, with processes to spare, refreshes. (`fork_detached` without its
+/// failed-fork arm took the failure for the parent's side and said nothing:
+/// it survived the refresher group.)
+#[test]
+fn a_stale_hit_that_cannot_fork_its_refresher_says_so_and_serves() {
+    if !strace("guards::a_stale_hit_that_cannot_fork_its_refresher_says_so_and_serves") {
+        return;
+    }
+    let cache = Cache::new();
+    let args = [
+        &["--ttl", "1h", "--"][..],
+        &sh("echo run >> \"$W/count\"; echo v"),
+    ]
+    .concat();
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    cache.backdate(7200);
+    let mut strace_args = vec![
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=clone,clone3,fork,vfork",
+        "-e",
+        "inject=clone,clone3,fork,vfork:error=EAGAIN",
+        BIN,
+        "run",
+    ];
+    strace_args.extend(args.iter().copied());
+    let out = Command::new("strace")
+        .args(&strace_args)
+        .env("CACHEBACK_DIR", cache.dir())
+        .env("W", cache.work())
+        .current_dir(cache.work())
+        .stdin(Stdio::null())
+        .bounded_output();
+    assert_eq!(stdout(&out), "v\n", "the stale value: {}", stderr(&out));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stderr(&out).contains("could not start a background refresh")
+            && stderr(&out).contains("Resource temporarily unavailable"),
+        "a failed fork went unsaid: {:?}",
+        stderr(&out)
+    );
+    settle(&cache, "the failed refresh");
+    assert_eq!(cache.count("count"), 1, "nothing ran");
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    settle(&cache, "the refresh");
+    assert_eq!(cache.count("count"), 2, "the next stale hit refreshed");
+}
+
 // ------------------------------------------------------------ other users
 
 /// The ownership checks compare with the user cacheback runs as, whoever
