@@ -16,7 +16,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::exit_codes;
@@ -76,8 +76,9 @@ impl Termination {
 pub struct Outcome {
     /// How it ended.
     pub termination: Termination,
-    /// When it finished.
-    pub finished: SystemTime,
+    /// When it finished, in milliseconds since the epoch, on cacheback's one
+    /// clock ([`crate::clock::now_ms`]), as every other time it stores.
+    pub finished_ms: u64,
     /// How long it ran.
     pub duration: Duration,
     /// Bytes of stdout captured.
@@ -326,7 +327,7 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
                 reap(&mut child, deadline)?
             };
             if status.is_some() {
-                finished = Some((SystemTime::now(), start.elapsed()));
+                finished = Some((crate::clock::now_ms(), start.elapsed()));
             }
         }
         if status.is_some() && !stdout_open {
@@ -351,7 +352,7 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
             if status.is_none() {
                 status = child.try_wait().map_err(wait_failed)?;
                 if status.is_some() {
-                    finished = Some((SystemTime::now(), start.elapsed()));
+                    finished = Some((crate::clock::now_ms(), start.elapsed()));
                 }
             }
             let (signal, next, grace) = match limit {
@@ -388,7 +389,8 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
         capture_error.get_or_insert(io::Error::other("output was still open at the time limit"));
     }
     CHILD_GROUP.store(0, Ordering::SeqCst);
-    let (finished, duration) = finished.unwrap_or_else(|| (SystemTime::now(), start.elapsed()));
+    let (finished_ms, duration) =
+        finished.unwrap_or_else(|| (crate::clock::now_ms(), start.elapsed()));
     let signal = RECEIVED_SIGNAL.load(Ordering::SeqCst);
     let termination = if signal != 0 {
         Termination::Interrupted(signal)
@@ -406,7 +408,7 @@ pub fn run(invocation: Invocation<'_>) -> Result<Outcome> {
     };
     Ok(Outcome {
         termination,
-        finished,
+        finished_ms,
         duration,
         stdout_len,
         stderr: stderr_capture.unwrap_or_default(),

@@ -145,10 +145,7 @@ pub fn execute(
     let (kind, failures) = destination(store, key, as_entry);
     let record = RunRecord {
         exit_code: termination.exit_code(),
-        finished_ms: outcome
-            .finished
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, millis),
+        finished_ms: outcome.finished_ms,
         duration_ms: millis(outcome.duration),
         jitter_ms: if as_entry { draw_jitter(args, key) } else { 0 },
         failures,

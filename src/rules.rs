@@ -135,7 +135,8 @@ pub fn backing_off(
 /// round trip (its times carried over to this host's clock).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Holding {
-    /// The stored value's header, if there is a usable one.
+    /// The stored value's header, if there is one this host would use (a
+    /// fleet value that is damaged or over `--store-max-value` counts as none).
     pub value: Option<Preamble>,
     /// Tells one stored value from the next: every commit (or publish) makes
     /// a new one. Compared, never ordered.
@@ -168,13 +169,13 @@ impl Holding {
 
     /// Whether a failure record other than the one a caller saw (`seen`)
     /// is stored now: a run that a waiting caller shares ended, and failed.
-    pub fn failure_landed_since(&self, seen: Option<u64>) -> bool {
+    pub fn failure_stored_since(&self, seen: Option<u64>) -> bool {
         self.failure_version.is_some() && self.failure_version != seen
     }
 }
 
 /// What the rules need of a store: what it holds of an entry, and its lease.
-/// The file store implements it, and so does the fleet (`two_tier::shared`).
+/// The file store implements it, and so does the fleet (`two_tier::fleet_store`).
 pub trait Store {
     /// The right to write one entry: only the store makes one.
     type Lease: Lease;
@@ -283,7 +284,7 @@ pub fn claim_miss<S: Store>(
     if now.value_stored_since(seen.value_version) {
         return Ok(Claim::Landed(lease));
     }
-    if now.failure_landed_since(seen.failure_version) {
+    if now.failure_stored_since(seen.failure_version) {
         return Ok(Claim::Failed(lease));
     }
     Ok(Claim::Run(lease))

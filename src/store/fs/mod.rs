@@ -226,7 +226,7 @@ impl FsStore {
                 _ => Turn::Miss(lease),
             });
         }
-        if now.failure_landed_since(seen.failure_version) {
+        if now.failure_stored_since(seen.failure_version) {
             return Ok(match self.open(key, FileKind::Failure, head) {
                 Ok(Some(record)) => Turn::Failed { record, lease },
                 _ => Turn::Miss(lease),
