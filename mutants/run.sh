@@ -50,14 +50,16 @@ case $group in
   refresher)
     re='^src/(refresher|refresh|produce)\.rs:'
     # warm and invalidate --refresh start the batch refresher (spawn_batch);
-    # disk_full:: has the background run whose output does not fit;
+    # disk_full:: has the background run whose output does not fit, and
+    # hints::a_refresh_that_takes the --on-refresh hook after a stale marker;
     # edges::when_the_cache_cannot_work is left out as in the lock group.
     tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts:: manage::warm
-      manage::invalidate_refresh manage::refreshers disk_full:: --skip edges::when_the_cache_cannot_work)
+      manage::invalidate_refresh manage::refreshers disk_full:: hints::a_refresh_that_takes
+      --skip edges::when_the_cache_cannot_work)
     ;;
   fleet)
     re='^src/(two_tier/[a-z_]+|store/transfer|store/redis/fleet)\.rs:'
-    tests=(--lib --test integration -- fleet:: redis_client:: guards::a_late)
+    tests=(--lib --test integration -- fleet:: redis_client:: guards::a_late guards::a_fleet)
     ;;
   list)
     exec cargo mutants --list "$@"
