@@ -421,6 +421,9 @@ fn a_local_miss_is_filled_from_the_fleet_with_its_output_status_and_age() {
         show.contains("2m") || show.contains("120"),
         "show on B: {show}"
     );
+    // The copy keeps what keyed it: B's entry is a --cache-failures one too
+    // (its refresh and `invalidate --refresh` are rebuilt from that).
+    assert!(show.contains("--cache-failures"), "show on B: {show}");
     // Older than C's --max-age: not usable, C runs it.
     let capped = call(
         &["--ttl", "1h", "--cache-failures", "--max-age", "1m"],
@@ -429,6 +432,18 @@ fn a_local_miss_is_filled_from_the_fleet_with_its_output_status_and_age() {
     let own = c.run(&capped);
     assert_eq!(text(&own.stdout), "out from c\n");
     assert_eq!(fleet.runs().len(), 2, "C ran it itself");
+    // B can refresh its copy: the key rebuilt from it is the one it has.
+    let refresh = b.cacheback(&["invalidate", "--refresh", "--all"]);
+    assert!(
+        text(&refresh.stdout).contains("refreshing in the background"),
+        "{}{}",
+        text(&refresh.stdout),
+        text(&refresh.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || fleet.settled()),
+        "B's refresh still running after 30 s"
+    );
 }
 
 // ---------------------------------------------------------------------------
