@@ -1152,6 +1152,33 @@ fn a_value_over_the_store_limit_stays_local_with_one_warning() {
     assert_one_warning(&own, "B's miss over the limit");
 }
 
+/// A host's `--store-max-value` bounds what it copies too: a value another
+/// host (with a larger limit) published is no value to it, so it runs the
+/// command itself rather than pulling more than its operator allowed.
+#[test]
+fn a_fleet_value_over_this_hosts_limit_is_not_copied() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_fleet_value_over_this_hosts_limit") else {
+        return;
+    };
+    let a = fleet.host("a");
+    let b = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE_MAX_VALUE", "1MiB");
+    write_payload(&fleet.work().join("payload"), 2 << 20);
+    let script = r#"echo "$H.$$" >> "$W/runs"; cat "$W/payload""#;
+    let expected = fs::read(fleet.work().join("payload")).unwrap();
+    let args = call(&["--ttl", "1h"], script);
+    assert!(a.run(&args).stdout == expected, "A's output is whole");
+    fleet.wait_published();
+    let own = b.run(&args);
+    assert!(own.stdout == expected, "B's output is whole");
+    assert_eq!(fleet.runs().len(), 2, "B copied a value over its limit");
+    assert!(
+        wait_until(Duration::from_secs(30), || fleet.settled()),
+        "processes linger"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 9. The password shows nowhere.
 // ---------------------------------------------------------------------------
