@@ -1152,6 +1152,27 @@ fn a_value_over_the_store_limit_stays_local_with_one_warning() {
     assert_one_warning(&own, "B's miss over the limit");
 }
 
+/// `run --force` runs the command whatever is stored, and still shares its
+/// result: the fleet then holds the forced value, and another host's miss
+/// prints it without running anything. (`lease_if_free` replaced with
+/// `None`, a forced run that never takes the lease and so never publishes,
+/// survived the fleet group.)
+#[test]
+fn a_forced_run_shares_its_result_with_the_fleet() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_forced_run_shares") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let forced = [vec!["--force".to_owned()], standard()].concat();
+    let first = a.run(&forced);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let value = text(&first.stdout);
+    fleet.wait_published();
+    let copied = b.run(&standard());
+    assert_eq!(text(&copied.stdout), value, "B prints A's forced value");
+    assert_eq!(fleet.runs().len(), 1, "B ran nothing");
+}
+
 /// A host's `--store-max-value` bounds what it copies too: a value another
 /// host (with a larger limit) published is no value to it, so it runs the
 /// command itself rather than pulling more than its operator allowed.
