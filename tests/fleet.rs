@@ -658,6 +658,35 @@ fn a_failed_refresh_on_one_host_backs_off_every_host() {
     assert_eq!(fleet.runs().len(), 4, "{:?}", fleet.runs());
 }
 
+/// `invalidate --refresh` is the user asking for a run now: it runs even
+/// while the fleet backs off after another host's failure (a stale hit
+/// would not). (The back-off check applied to forced refreshes only,
+/// instead of to the others, survived the fleet group.)
+#[test]
+fn invalidate_refresh_runs_while_the_fleet_backs_off() {
+    let Some(fleet) = Fleet::start(&[], "fleet::invalidate_refresh_runs_while") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("fail");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A refreshed"
+    );
+    assert!(wait_until(SETTLE, || fleet.settled()), "processes linger");
+    let out = b.cacheback(&["invalidate", "--refresh", "--all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 3),
+        "B's invalidate --refresh did not run it during the back-off: {}",
+        text(&out.stdout)
+    );
+    assert!(wait_until(SETTLE, || fleet.settled()), "processes linger");
+}
+
 // ---------------------------------------------------------------------------
 // 5. A killed refresher's lease expires.
 // ---------------------------------------------------------------------------
