@@ -1181,6 +1181,41 @@ fn a_value_over_the_store_limit_stays_local_with_one_warning() {
     assert_one_warning(&own, "B's miss over the limit");
 }
 
+/// A host whose refresh finds another host's run in flight waits for it and
+/// takes its value, also with a `--timeout` shorter than the lease (10 s
+/// against 30 s): the wait is bounded by the timeout plus the lease. (The
+/// deadline's `now + timeout` made `now - timeout` survived the fleet group;
+/// this test fails on it, B keeping its stale copy.)
+#[test]
+fn a_refresh_waits_for_another_hosts_run_with_a_timeout_shorter_than_the_lease() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_refresh_waits_for_another") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let args = call(&["--ttl", "1h", "--timeout", "10s"], &body());
+    let first = a.run(&args);
+    let runs = fleet.runs();
+    assert_prints(&first, &runs[0], "A's first run");
+    fleet.wait_published();
+    assert_prints(&b.run(&args), &runs[0], "B fills from the fleet");
+    fleet.age_all(&[&a, &b], 7200);
+    // A's refresh holds the fleet's lease, held at its gate.
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&args), &runs[0], "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A's refresh never started"
+    );
+    // B's refresh finds A's run in flight and waits for it.
+    assert_prints(&b.run(&args), &runs[0], "B's stale hit");
+    std::thread::sleep(Duration::from_secs(1));
+    fleet.touch("go-a");
+    assert!(wait_until(SETTLE, || fleet.settled()), "processes linger");
+    let second = fleet.runs()[1].clone();
+    assert_eq!(fleet.runs().len(), 2, "B ran it too: {:?}", fleet.runs());
+    assert_prints(&b.run(&args), &second, "B took A's value while it waited");
+}
+
 /// `run --force` runs the command whatever is stored, and still shares its
 /// result: the fleet then holds the forced value, and another host's miss
 /// prints it without running anything. (`lease_if_free` replaced with
