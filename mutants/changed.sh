@@ -19,9 +19,12 @@
 # mutant can look like one. The baseline (the unmutated tests) is skipped:
 # CI has just run the whole suite.
 #
-# Each mutant rebuilds only cacheback when CARGO_TARGET_DIR is a dev target
-# directory with the dependencies built (the script primes it: a plain
-# `cargo test --no-run`; target/mutants unless set).
+# Each mutant rebuilds only cacheback when CARGO_TARGET_DIR (target/mutants
+# unless set) is a dev target directory with the dependencies built: prime
+# it first with `cargo test --no-run` (.ci/run does, in the background).
+# Not here: a plain build in a directory cargo-mutants has used reuses the
+# build script's output, whose linker script path names cargo-mutants'
+# deleted copy of the tree, and fails to link (`touch build.rs` mends it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,8 +68,6 @@ if [ "$total" -gt "$cap" ]; then
 fi
 echo "mutants: $total of the touched lines ($(for g in "${groups[@]}"; do [ "${count[$g]}" = 0 ] || printf '%s %s, ' "$g" "${count[$g]}"; done | sed 's/, $//'))" \
   "$([ "$shards" = 1 ] || echo "; testing one shard in $shards (${shard[*]})")"
-
-cargo test --no-run --quiet
 
 status=0
 for group in "${groups[@]}"; do
