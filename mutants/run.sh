@@ -8,7 +8,7 @@
 #
 # Groups: rules, ownership, commit (commit, invalidate, opening entries),
 # lock, entry (staleness and key derivation), refresher, fleet. Results go to
-# mutants.out/GROUP/. Each mutant is built with the dev profile and tested
+# mutants.out/GROUP/ (MUTANTS_OUTPUT=DIR puts them elsewhere). Each mutant is built with the dev profile and tested
 # with one job. cargo-mutants builds in a copy of the tree with a target
 # directory of its own, which starts with every dependency to build; with
 # CARGO_TARGET_DIR pointing at a dev target directory that has them (a
@@ -45,15 +45,24 @@ case $group in
   entry)
     # Staleness and key derivation.
     re='^src/store/fs/entry\.rs:|^src/key\.rs:'
-    tests=(--lib --test integration -- entry key guards::an_entry run::)
+    tests=(--lib --test integration -- entry key guards::an_entry run:: hints::)
     ;;
   refresher)
     re='^src/(refresher|refresh|produce)\.rs:'
-    tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts::)
+    # warm and invalidate --refresh start the batch refresher (spawn_batch);
+    # disk_full:: has the background run whose output does not fit, and
+    # hints::a_refresh_that_takes the --on-refresh hook after a stale marker;
+    # edges::when_the_cache_cannot_work is left out as in the lock group.
+    tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts:: manage::warm
+      manage::invalidate_refresh manage::refreshers disk_full:: hints::a_refresh_that_takes
+      --skip edges::when_the_cache_cannot_work)
     ;;
   fleet)
     re='^src/(two_tier/[a-z_]+|store/transfer|store/redis/fleet)\.rs:'
-    tests=(--lib --test integration -- fleet:: redis_client:: guards::a_late)
+    # fleet::a_100_mib_value (100 MiB hashed and copied) does not publish
+    # within its deadline in the dev build on 2 busy cores: left out.
+    tests=(--lib --test integration -- fleet:: redis_client:: guards::a_late guards::a_fleet
+      --skip fleet::a_100_mib)
     ;;
   list)
     exec cargo mutants --list "$@"
@@ -63,10 +72,13 @@ case $group in
     exit 2
     ;;
 esac
-mkdir -p "mutants.out/$group"
+output=${MUTANTS_OUTPUT:-mutants.out/$group}
+mkdir -p "$output"
 # The model tests take their time budget; the groups' subsets leave them out.
 # Five "delete field" mutants of entry.rs's v1 conversion match every --re
-# (cargo-mutants 27); they cannot compile, so only the entry group keeps them.
+# (cargo-mutants 27, despite exclude_re); they compile (the literal ends in
+# `..Default::default()`) and entry.rs's unit tests catch them, so only the
+# entry group keeps them.
 skip=(--exclude src/store/fs/entry.rs)
 [ "$group" != entry ] || skip=()
-exec cargo mutants --jobs 1 --output "mutants.out/$group" --re "$re" "${skip[@]}" "$@" -- "${tests[@]}"
+exec cargo mutants --jobs 1 --output "$output" --re "$re" "${skip[@]}" "$@" -- "${tests[@]}"

@@ -32,7 +32,7 @@ fn fifty_callers_on_a_miss_run_the_command_once() {
     .concat();
     let callers = spawn_callers(&cache, 50, &args);
     for caller in callers {
-        let output = caller.wait_with_output().unwrap();
+        let output = caller.bounded_wait_with_output();
         assert_eq!(stdout(&output), "value\n");
         assert!(output.status.success());
     }
@@ -50,7 +50,7 @@ fn fifty_callers_on_a_failing_miss_share_the_failure_and_later_callers_retry() {
     // stdout of a failed run (which may be partial).
     let mut partial = 0;
     for caller in callers {
-        let output = caller.wait_with_output().unwrap();
+        let output = caller.bounded_wait_with_output();
         assert_eq!(output.status.code(), Some(3));
         match stdout(&output).as_str() {
             "partial\n" => partial += 1,
@@ -79,7 +79,7 @@ fn fifty_callers_on_a_stale_entry_start_one_refresh() {
     cache.stale_with_flag("slow");
     let callers = spawn_callers(&cache, 50, &args);
     for caller in callers {
-        let output = caller.wait_with_output().unwrap();
+        let output = caller.bounded_wait_with_output();
         assert!(output.status.success());
         let value = stdout(&output);
         assert!(value == "v1\n" || value == "v2\n", "{value:?}");

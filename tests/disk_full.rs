@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{BIN, Cache, backdate_file, sh, stderr, stdout, wait_until};
+use crate::harness::{BIN, Bounded, Cache, backdate_file, sh, stderr, stdout, wait_until};
 
 /// A tmpfs of `size` mounted on `dir`, unmounted when dropped.
 struct Tmpfs<'d> {
@@ -118,8 +118,7 @@ fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
     let show = cache
         .cmd()
         .args([&["show", "--"][..], &sh(body)].concat())
-        .output()
-        .unwrap();
+        .bounded_output();
     let shown = format!("{}{}", stdout(&show), stderr(&show));
     assert!(show.status.success(), "{shown}");
     assert!(
@@ -186,8 +185,7 @@ fn a_refresh_whose_output_does_not_fit_backs_off_like_a_failed_run() {
     let show = cache
         .cmd()
         .args([&["show", "--"][..], &sh(body)].concat())
-        .output()
-        .unwrap();
+        .bounded_output();
     let shown = format!("{}{}", stdout(&show), stderr(&show));
     assert!(show.status.success(), "{shown}");
     assert!(

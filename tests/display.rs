@@ -39,7 +39,7 @@ fn ok(output: Output) -> String {
 
 /// `cacheback run` with arguments that need not be UTF-8.
 fn run_os(cache: &Cache, args: &[&OsStr]) -> Output {
-    cache.cmd().arg("run").args(args).output().unwrap()
+    cache.cmd().arg("run").args(args).bounded_output()
 }
 
 fn os(bytes: &[u8]) -> &OsStr {
@@ -69,8 +69,8 @@ fn controls_in_labels_argv_and_key_inputs_are_escaped() {
     assert!(
         keyed("run")
             .args(["--ttl", "1h", "--", "echo", "k"])
-            .status()
-            .unwrap()
+            .bounded_output()
+            .status
             .success()
     );
 
@@ -93,7 +93,7 @@ fn controls_in_labels_argv_and_key_inputs_are_escaped() {
     );
     assert!(shown.contains(r"--scope s\ec\x07"), "{shown}");
 
-    let shown = keyed("show").args(["--", "echo", "k"]).output().unwrap();
+    let shown = keyed("show").args(["--", "echo", "k"]).bounded_output();
     assert_inert("show --cwd --env --modtime", &shown.stdout);
     let shown = ok(shown);
     assert!(shown.contains(r"/d\e[31m\x07"), "{shown}");
@@ -185,7 +185,7 @@ fn different_invalid_utf8_argvs_look_different() {
         .map(OsString::from)
         .chain([OsString::from_vec(b"\xfe".to_vec())])
         .collect();
-    let shown = cache.cmd().args(&command).output().unwrap();
+    let shown = cache.cmd().args(&command).bounded_output();
     assert_inert("show", &shown.stdout);
     assert!(ok(shown).contains(r"command:      printf %s $'\xfe'"));
 

@@ -163,7 +163,7 @@ fn stdout_and_stderr_both_closed_store_a_whole_entry() {
             Ok(())
         });
     }
-    assert!(cmd.status().unwrap().success());
+    assert!(cmd.bounded_output().status.success());
     let hit = cache.run(&args);
     assert_eq!(stdout(&hit), "out\n");
     assert_eq!(stderr(&hit), "err\n");
@@ -263,18 +263,41 @@ fn a_non_blocking_stdout_with_a_slow_reader_gets_every_byte() {
             .unwrap();
         drop(cmd); // it holds a copy of the write end
 
+        // The read end is non-blocking too, so that a caller that never
+        // closes its stdout fails the test at the deadline instead of
+        // holding this read for ever.
+        // SAFETY: setting O_NONBLOCK on our own descriptor.
+        unsafe {
+            let flags = libc::fcntl(read_end.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(
+                read_end.as_raw_fd(),
+                libc::F_SETFL,
+                flags | libc::O_NONBLOCK,
+            );
+        }
         let mut reader = fs::File::from(read_end);
         let mut got = Vec::new();
         let mut chunk = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             std::thread::sleep(Duration::from_millis(2));
             match reader.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        panic!(
+                            "{round}: stdout still open after 60 s, {} bytes read",
+                            got.len()
+                        );
+                    }
+                }
                 Err(err) => panic!("{err}"),
             }
         }
-        assert!(child.wait().unwrap().success(), "{round}");
+        let status = finish_within(child, Duration::from_secs(60), round).status;
+        assert!(status.success(), "{round}");
         assert_eq!(got.len(), size, "{round}: bytes lost");
         if round == "hit" {
             assert_eq!(got, expected);
@@ -526,6 +549,15 @@ fn invalidate_all_refresh_runs_a_bounded_number_at_once_without_a_descriptor_eac
         .max()
         .unwrap();
     assert!(widest <= 3, "{widest} refreshes ran at once");
+    // And the bound is used, not only kept: a batch that waited for every
+    // running refresh before starting the next would run them one at a time
+    // after the first three. Each run sleeps 0.2 s, so with 3 slots nearly
+    // every start finds another still running; 6 of 24 is a loose floor.
+    let beside_another = widths.lines().filter(|l| l.trim() != "1").count();
+    assert!(
+        beside_another >= 6,
+        "only {beside_another} of {entries} refreshes started while another ran: {widths:?}"
+    );
     assert_eq!(cache.files(".entry").len(), entries);
 }
 

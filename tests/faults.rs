@@ -878,9 +878,23 @@ fn peak_rss_kb(cache: &Cache, args: &[&str], pattern: &[u8], size: u64) -> (u64,
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child; std's Child is not waited on afterwards.
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as i32);
+    // Polled (WNOHANG) so that a caller that never ends fails the test at a
+    // deadline instead of holding it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // SAFETY: waiting for our own child; std's Child is not waited on afterwards.
+        let waited =
+            unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+        if waited == child.id() as i32 {
+            break;
+        }
+        assert_eq!(waited, 0, "wait4: {}", std::io::Error::last_os_error());
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a caller printing {size} bytes was still running after 120 s (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     let exact = libc::WIFEXITED(status)
         && libc::WEXITSTATUS(status) == 0

@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::harness::{BIN, alive, backdate_file, gate, installed, processes_with_env, wait_until};
+use crate::harness::{
+    BIN, Bounded, BoundedChild, alive, backdate_file, gate, installed, processes_with_env,
+    wait_until,
+};
 use crate::redis_harness::{RedisServer, STORE_VARIABLES};
 use crate::store_proxy::{Fault, Proxy};
 
@@ -220,7 +223,7 @@ impl Host {
 
     /// `cacheback run ARGS`, to completion.
     fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.cmd().arg("run").args(args).output().unwrap()
+        self.cmd().arg("run").args(args).bounded_output()
     }
 
     /// `cacheback run ARGS`, started with its output piped.
@@ -236,7 +239,7 @@ impl Host {
 
     /// `cacheback ARGS` (any subcommand), to completion.
     fn cacheback<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.cmd().args(args).output().unwrap()
+        self.cmd().args(args).bounded_output()
     }
 
     /// Makes this host's local entries `secs` older.
@@ -418,6 +421,9 @@ fn a_local_miss_is_filled_from_the_fleet_with_its_output_status_and_age() {
         show.contains("2m") || show.contains("120"),
         "show on B: {show}"
     );
+    // The copy keeps what keyed it: B's entry is a --cache-failures one too
+    // (its refresh and `invalidate --refresh` are rebuilt from that).
+    assert!(show.contains("--cache-failures"), "show on B: {show}");
     // Older than C's --max-age: not usable, C runs it.
     let capped = call(
         &["--ttl", "1h", "--cache-failures", "--max-age", "1m"],
@@ -426,6 +432,18 @@ fn a_local_miss_is_filled_from_the_fleet_with_its_output_status_and_age() {
     let own = c.run(&capped);
     assert_eq!(text(&own.stdout), "out from c\n");
     assert_eq!(fleet.runs().len(), 2, "C ran it itself");
+    // B can refresh its copy: the key rebuilt from it is the one it has.
+    let refresh = b.cacheback(&["invalidate", "--refresh", "--all"]);
+    assert!(
+        text(&refresh.stdout).contains("refreshing in the background"),
+        "{}{}",
+        text(&refresh.stdout),
+        text(&refresh.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || fleet.settled()),
+        "B's refresh still running after 30 s"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -492,7 +510,7 @@ fn two_hosts_of_100_callers_on_a_cold_miss_run_the_command_once() {
     let callers = spawn_fleet_callers(&[&a, &b], 100, &args);
     let outputs: Vec<(String, Output)> = callers
         .into_iter()
-        .map(|(host, child)| (host, child.wait_with_output().unwrap()))
+        .map(|(host, child)| (host, child.bounded_wait_with_output()))
         .collect();
     let runs = fleet.runs();
     assert_eq!(runs.len(), 1, "one execution for 200 callers: {runs:?}");
@@ -519,7 +537,7 @@ fn two_hosts_of_100_callers_on_a_stale_entry_refresh_it_once() {
     let callers = spawn_fleet_callers(&[&a, &b], 100, &standard());
     for (host, child) in callers {
         assert_prints(
-            &child.wait_with_output().unwrap(),
+            &child.bounded_wait_with_output(),
             &first,
             &format!("a stale caller on {host}"),
         );
@@ -555,7 +573,7 @@ fn a_failed_run_is_printed_to_the_callers_waiting_on_other_hosts() {
     let callers = spawn_fleet_callers(&[&a, &b], 20, &args);
     let outputs: Vec<(String, Output)> = callers
         .into_iter()
-        .map(|(host, child)| (host, child.wait_with_output().unwrap()))
+        .map(|(host, child)| (host, child.bounded_wait_with_output()))
         .collect();
     let runs = fleet.runs();
     assert_eq!(runs.len(), 1, "the waiters did not run it again: {runs:?}");
@@ -638,6 +656,35 @@ fn a_failed_refresh_on_one_host_backs_off_every_host() {
     assert!(serves(&c, &fourth));
     assert!(fleet.settled(), "processes linger");
     assert_eq!(fleet.runs().len(), 4, "{:?}", fleet.runs());
+}
+
+/// `invalidate --refresh` is the user asking for a run now: it runs even
+/// while the fleet backs off after another host's failure (a stale hit
+/// would not). (The back-off check applied to forced refreshes only,
+/// instead of to the others, survived the fleet group.)
+#[test]
+fn invalidate_refresh_runs_while_the_fleet_backs_off() {
+    let Some(fleet) = Fleet::start(&[], "fleet::invalidate_refresh_runs_while") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    fleet.touch("fail");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A refreshed"
+    );
+    assert!(wait_until(SETTLE, || fleet.settled()), "processes linger");
+    let out = b.cacheback(&["invalidate", "--refresh", "--all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 3),
+        "B's invalidate --refresh did not run it during the back-off: {}",
+        text(&out.stdout)
+    );
+    assert!(wait_until(SETTLE, || fleet.settled()), "processes linger");
 }
 
 // ---------------------------------------------------------------------------
@@ -1029,8 +1076,7 @@ fn run_measured(host: &Host, args: &[String], out: &Path) -> (Option<i32>, u64) 
             .args(args)
             .stdout(stdout)
             .stderr(Stdio::piped())
-            .output()
-            .unwrap();
+            .bounded_output();
         let report = fs::read_to_string(&report).unwrap();
         let kib = report.lines().last().unwrap_or("").trim().parse();
         let kib = kib.unwrap_or_else(|_| panic!("/usr/bin/time said {report:?}"));
@@ -1045,7 +1091,12 @@ fn run_measured(host: &Host, args: &[String], out: &Path) -> (Option<i32>, u64) 
             .spawn()
             .unwrap();
         let mut peak = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cacheback run {args:?} was still running after 120 s (killed)");
+            }
             if let Ok(status) = fs::read_to_string(format!("/proc/{}/status", child.id())) {
                 for line in status.lines() {
                     if let Some(kib) = line.strip_prefix("VmHWM:") {
@@ -1128,6 +1179,89 @@ fn a_value_over_the_store_limit_stays_local_with_one_warning() {
     assert!(own.stdout == expected);
     assert_eq!(fleet.runs().len(), 2, "B ran it itself");
     assert_one_warning(&own, "B's miss over the limit");
+}
+
+/// A host whose refresh finds another host's run in flight waits for it and
+/// takes its value, also with a `--timeout` shorter than the lease (10 s
+/// against 30 s): the wait is bounded by the timeout plus the lease. (The
+/// deadline's `now + timeout` made `now - timeout` survived the fleet group;
+/// this test fails on it, B keeping its stale copy.)
+#[test]
+fn a_refresh_waits_for_another_hosts_run_with_a_timeout_shorter_than_the_lease() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_refresh_waits_for_another") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let args = call(&["--ttl", "1h", "--timeout", "10s"], &body());
+    let first = a.run(&args);
+    let runs = fleet.runs();
+    assert_prints(&first, &runs[0], "A's first run");
+    fleet.wait_published();
+    assert_prints(&b.run(&args), &runs[0], "B fills from the fleet");
+    fleet.age_all(&[&a, &b], 7200);
+    // A's refresh holds the fleet's lease, held at its gate.
+    fleet.touch("slow-a");
+    assert_prints(&a.run(&args), &runs[0], "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A's refresh never started"
+    );
+    // B's refresh finds A's run in flight and waits for it.
+    assert_prints(&b.run(&args), &runs[0], "B's stale hit");
+    std::thread::sleep(Duration::from_secs(1));
+    fleet.touch("go-a");
+    assert!(wait_until(SETTLE, || fleet.settled()), "processes linger");
+    let second = fleet.runs()[1].clone();
+    assert_eq!(fleet.runs().len(), 2, "B ran it too: {:?}", fleet.runs());
+    assert_prints(&b.run(&args), &second, "B took A's value while it waited");
+}
+
+/// `run --force` runs the command whatever is stored, and still shares its
+/// result: the fleet then holds the forced value, and another host's miss
+/// prints it without running anything. (`lease_if_free` replaced with
+/// `None`, a forced run that never takes the lease and so never publishes,
+/// survived the fleet group.)
+#[test]
+fn a_forced_run_shares_its_result_with_the_fleet() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_forced_run_shares") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let forced = [vec!["--force".to_owned()], standard()].concat();
+    let first = a.run(&forced);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let value = text(&first.stdout);
+    fleet.wait_published();
+    let copied = b.run(&standard());
+    assert_eq!(text(&copied.stdout), value, "B prints A's forced value");
+    assert_eq!(fleet.runs().len(), 1, "B ran nothing");
+}
+
+/// A host's `--store-max-value` bounds what it copies too: a value another
+/// host (with a larger limit) published is no value to it, so it runs the
+/// command itself rather than pulling more than its operator allowed.
+#[test]
+fn a_fleet_value_over_this_hosts_limit_is_not_copied() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_fleet_value_over_this_hosts_limit") else {
+        return;
+    };
+    let a = fleet.host("a");
+    let b = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE_MAX_VALUE", "1MiB");
+    write_payload(&fleet.work().join("payload"), 2 << 20);
+    let script = r#"echo "$H.$$" >> "$W/runs"; cat "$W/payload""#;
+    let expected = fs::read(fleet.work().join("payload")).unwrap();
+    let args = call(&["--ttl", "1h"], script);
+    assert!(a.run(&args).stdout == expected, "A's output is whole");
+    fleet.wait_published();
+    let own = b.run(&args);
+    assert!(own.stdout == expected, "B's output is whole");
+    assert_eq!(fleet.runs().len(), 2, "B copied a value over its limit");
+    assert!(
+        wait_until(Duration::from_secs(30), || fleet.settled()),
+        "processes linger"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1389,7 +1523,7 @@ fn random_fleet_operations_keep_every_caller_whole_and_one_run_per_stale_period(
                 ));
                 let callers = spawn_fleet_callers(&chosen, n, &args);
                 for (host, child) in callers {
-                    let output = child.wait_with_output().unwrap();
+                    let output = child.bounded_wait_with_output();
                     let runs = fleet.runs();
                     let printed = text(&output.stdout);
                     let token = printed.strip_suffix('\n').unwrap_or("");

@@ -72,7 +72,7 @@ impl Host {
     /// `cacheback ARGS`.
     #[track_caller]
     fn cb(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
+        self.cmd().args(args).bounded_output()
     }
 
     /// `cacheback ARGS`, which must succeed; its stdout.
@@ -163,8 +163,7 @@ fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
         .arg("-s")
         .arg(&server.socket)
         .args(args)
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
     stdout(&output)
 }
@@ -333,11 +332,11 @@ fn fleet_manage_stats_lists_the_fleet_after_the_local_table() {
     alone
         .env_remove("CACHEBACK_STORE")
         .args(["stats", "--json"]);
-    let alone: Value = serde_json::from_slice(&alone.output().unwrap().stdout).unwrap();
+    let alone: Value = serde_json::from_slice(&alone.bounded_output().stdout).unwrap();
     assert!(alone.get("fleet").is_none(), "{alone:#}");
     let mut alone = b.cmd();
     alone.env_remove("CACHEBACK_STORE").arg("stats");
-    let table = stdout(&alone.output().unwrap());
+    let table = stdout(&alone.bounded_output());
     assert!(!table.contains("fleet"), "{table}");
 }
 

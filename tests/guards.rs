@@ -990,6 +990,111 @@ fn a_background_refresh_syncs_its_file_before_the_rename() {
     );
 }
 
+/// A background refresh whose result cannot be stored at the last step
+/// (here its `fdatasync` fails, as on a disk that fails or fills at that
+/// moment) is a failed run: the old value stays, and `show` says why.
+/// Without that record nothing would tell the operator, and every stale hit
+/// would run the command again. (`produce::execute` recording the failure
+/// when a failure's commit failed instead of a value's survived the
+/// refresher group's mutants.)
+#[test]
+fn a_background_refresh_that_cannot_store_its_result_records_why() {
+    if !strace("guards::a_background_refresh_that_cannot_store_its_result_records_why") {
+        return;
+    }
+    let cache = Cache::new();
+    let args = [
+        &["--ttl", "1h", "--name", "sync", "--"][..],
+        &sh("echo run >> \"$W/count\"; echo v"),
+    ]
+    .concat();
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    cache.backdate(7200);
+    let mut strace_args = vec![
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fdatasync",
+        "-e",
+        "inject=fdatasync:error=EIO",
+        BIN,
+        "run",
+    ];
+    strace_args.extend(args.iter().copied());
+    let out = Command::new("strace")
+        .args(&strace_args)
+        .env("CACHEBACK_DIR", cache.dir())
+        .env("W", cache.work())
+        .current_dir(cache.work())
+        .stdin(Stdio::null())
+        .bounded_output();
+    assert_eq!(stdout(&out), "v\n", "the stale value: {}", stderr(&out));
+    settle(&cache, "the refresh");
+    assert_eq!(cache.count("count"), 2, "the stale hit refreshed");
+    let shown = cache.cacheback(&["show", "--name", "sync"]);
+    let text = format!("{}{}", stdout(&shown), stderr(&shown));
+    assert!(
+        text.contains("could not store the result") && text.contains("Input/output error"),
+        "show does not say why the refresh stored nothing:\n{text}"
+    );
+    assert_eq!(stdout(&cache.run(&args)), "v\n", "the old value stays");
+}
+
+/// A stale hit that cannot start its refresher (no process to spare: the
+/// fork fails, here by strace with `EAGAIN`) still serves the value, and
+/// says so once, instead of acting as if a refresh were under way; the next
+/// hit, with processes to spare, refreshes. (`fork_detached` without its
+/// failed-fork arm took the failure for the parent's side and said nothing:
+/// it survived the refresher group.)
+#[test]
+fn a_stale_hit_that_cannot_fork_its_refresher_says_so_and_serves() {
+    if !strace("guards::a_stale_hit_that_cannot_fork_its_refresher_says_so_and_serves") {
+        return;
+    }
+    let cache = Cache::new();
+    let args = [
+        &["--ttl", "1h", "--"][..],
+        &sh("echo run >> \"$W/count\"; echo v"),
+    ]
+    .concat();
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    cache.backdate(7200);
+    let mut strace_args = vec![
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=clone,clone3,fork,vfork",
+        "-e",
+        "inject=clone,clone3,fork,vfork:error=EAGAIN",
+        BIN,
+        "run",
+    ];
+    strace_args.extend(args.iter().copied());
+    let out = Command::new("strace")
+        .args(&strace_args)
+        .env("CACHEBACK_DIR", cache.dir())
+        .env("W", cache.work())
+        .current_dir(cache.work())
+        .stdin(Stdio::null())
+        .bounded_output();
+    assert_eq!(stdout(&out), "v\n", "the stale value: {}", stderr(&out));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stderr(&out).contains("could not start a background refresh")
+            && stderr(&out).contains("Resource temporarily unavailable"),
+        "a failed fork went unsaid: {:?}",
+        stderr(&out)
+    );
+    settle(&cache, "the failed refresh");
+    assert_eq!(cache.count("count"), 1, "nothing ran");
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    settle(&cache, "the refresh");
+    assert_eq!(cache.count("count"), 2, "the next stale hit refreshed");
+}
+
 // ------------------------------------------------------------ other users
 
 /// The ownership checks compare with the user cacheback runs as, whoever
@@ -1058,4 +1163,45 @@ fn an_invalidate_that_cannot_remove_a_file_says_so_and_fails() {
         "the error does not name the file: {}",
         stderr(&out)
     );
+}
+
+// ------------------------------------------------------- --cache-failures entries
+
+/// `invalidate --refresh` refreshes a `--cache-failures` entry like any
+/// other: the flag is part of the key, and the refresh is rebuilt from what
+/// the entry recorded, so a refresh that lost the flag would compute another
+/// key and give up, saying the inputs differ here (the entry's flag read as
+/// unset survived the entry group's mutants). `show` lists the flag with the
+/// key's other options.
+#[test]
+fn invalidate_refresh_reruns_a_cache_failures_entry() {
+    let cache = Cache::new();
+    let body = "echo run >> \"$W/count\"; echo \"v$(wc -l < \"$W/count\")\"";
+    let args = [
+        &["--ttl", "1h", "--cache-failures", "--name", "cf", "--"][..],
+        &sh(body),
+    ]
+    .concat();
+    assert_eq!(stdout(&cache.run(&args)), "v1\n");
+    let shown = cache.cacheback(&["show", "--name", "cf"]);
+    assert!(
+        stdout(&shown).contains("--cache-failures"),
+        "show does not list --cache-failures: {}",
+        stdout(&shown)
+    );
+    let invalidated = cache.cacheback(&["invalidate", "--refresh", "--name", "cf"]);
+    assert!(invalidated.status.success(), "{}", stderr(&invalidated));
+    assert!(
+        stdout(&invalidated).contains("refreshing in the background"),
+        "{}",
+        stdout(&invalidated)
+    );
+    assert!(
+        wait_until(SETTLE, || cache.count("count") == 2),
+        "the refresh never ran: {} runs",
+        cache.count("count")
+    );
+    settle(&cache, "the refresh");
+    assert_eq!(stdout(&cache.run(&args)), "v2\n");
+    assert_eq!(cache.count("count"), 2, "the refreshed value is fresh");
 }

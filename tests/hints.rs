@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, Cache, skipped, stderr, stdout, wait_until};
+use crate::harness::{BIN, Bounded, BoundedChild, Cache, skipped, stderr, stdout, wait_until};
 
 /// Runs `cmd` to completion within a generous deadline, killing it (and
 /// failing the test) past it: some of these slips used to hang for ever.
@@ -28,7 +28,7 @@ fn within_deadline(mut cmd: Command) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
+    child.bounded_wait_with_output()
 }
 
 /// `cacheback ARGS` in the cache's world, with its exit status and stderr checked.
@@ -273,6 +273,14 @@ fn a_missing_modtime_or_hash_file_is_named_once_on_a_miss() {
     fs::write(cache.work().join("there"), "x").unwrap();
     let out = cache.run(&["--ttl", "1h", "--hash", "there", "--", "echo", "ok"]);
     assert_eq!(stderr(&out), "");
+    // A path that cannot be looked up says why, not "no such file": here a
+    // regular file used as a directory, the slip of a wrong path prefix.
+    let out = cache.run(&["--ttl", "1h", "--modtime", "there/x", "--", "echo", "ok"]);
+    assert!(
+        stderr(&out).starts_with("cacheback: --modtime there/x: Not a directory (os error 20);"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -417,8 +425,7 @@ fn help(args: &[&str], columns: usize) -> String {
     let out = Command::new(BIN)
         .args(args)
         .env("COLUMNS", columns.to_string())
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     stdout(&out)
 }
@@ -517,8 +524,7 @@ fn skips_reach_the_terminal_past_the_capture() {
             "--include-ignored",
         ])
         .env_remove("CACHEBACK_TESTS_NEED_ALL")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Cache, stderr, stdout};
+use crate::harness::{BoundedChild, Cache, stderr, stdout};
 use crate::redis_harness::{RedisServer, STORE_VARIABLES};
 
 /// What a fake server does once a client has sent its first bytes.
@@ -157,7 +157,7 @@ fn run_within(mut cmd: Command, limit: Duration) -> (Output, Duration) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let output = child.wait_with_output().unwrap();
+    let output = child.bounded_wait_with_output();
     (output, started.elapsed())
 }
 

@@ -421,9 +421,9 @@ fn show_by_name_picks_the_most_recently_used_of_several() {
     fs::create_dir(&one).unwrap();
     fs::create_dir(&two).unwrap();
     let args = ["run", "--ttl", "1h", "--cwd", "--name", "here", "--", "pwd"];
-    cache.cmd().args(args).current_dir(&one).output().unwrap();
+    cache.cmd().args(args).current_dir(&one).bounded_output();
     std::thread::sleep(Duration::from_millis(20));
-    cache.cmd().args(args).current_dir(&two).output().unwrap();
+    cache.cmd().args(args).current_dir(&two).bounded_output();
     let out = cache.cacheback(&["show", "--name", "here", "--stdout"]);
     assert_eq!(stdout(&out).trim(), two.to_str().unwrap());
     let meta = stdout(&cache.cacheback(&["show", "--name", "here"]));
@@ -575,7 +575,7 @@ fn invalidate_refresh_keeps_serving_the_old_value_until_the_new_one_lands() {
         &sh(&body),
     ]
     .concat();
-    let run = || stdout(&cache.cmd().args(&args).current_dir(&dir).output().unwrap());
+    let run = || stdout(&cache.cmd().args(&args).current_dir(&dir).bounded_output());
     let first = run();
     assert_eq!(first, format!("v1 {}\n", dir.display()));
     // A failed refresh puts the entry in back-off; an explicit request must not wait for it.
@@ -643,14 +643,12 @@ fn invalidate_refresh_marks_stale_when_the_key_inputs_differ_here() {
         .arg("run")
         .args(args)
         .env("FLAVOUR", "a")
-        .output()
-        .unwrap();
+        .bounded_output();
     let out = cache
         .cmd()
         .args(["invalidate", "--refresh", "--name", "env"])
         .env("FLAVOUR", "b")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(out.status.success());
     assert!(
         stdout(&out).contains("not refreshed now"),
@@ -664,8 +662,7 @@ fn invalidate_refresh_marks_stale_when_the_key_inputs_differ_here() {
         .arg("run")
         .args(args)
         .env("FLAVOUR", "a")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&hit), "x\n");
     assert!(wait_until(Duration::from_secs(10), || state(&cache, "env") == "fresh"));
 }
@@ -995,8 +992,7 @@ fn stats_names_the_cache_directory_and_says_why_it_is_empty() {
         .cmd()
         .env("CACHEBACK_DIR", &file)
         .arg("stats")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(output.status.success(), "{output:?}");
     assert!(
         stdout(&output).contains("not a directory"),
@@ -1021,8 +1017,7 @@ fn a_relative_cacheback_dir_is_taken_from_the_working_directory() {
                 "-c",
                 "echo run >> \"$W/count\"; echo x",
             ])
-            .output()
-            .unwrap()
+            .bounded_output()
     };
     assert_eq!(stdout(&run()), "x\n");
     assert_eq!(stdout(&run()), "x\n");
@@ -1037,7 +1032,6 @@ fn a_relative_cacheback_dir_is_taken_from_the_working_directory() {
         .cmd()
         .env("CACHEBACK_DIR", "rel-cache")
         .arg("stats")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(stdout(&shown).contains(&format!("cache directory: {}", dir.display())));
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Cache, stderr, stdout, wait_until};
+use crate::harness::{Bounded, BoundedChild, Cache, stderr, stdout, wait_until};
 
 const MARKER: &str = " ({age} {state})";
 
@@ -33,6 +33,28 @@ fn stale_marker_goes_before_the_final_newline_of_a_stale_value_only() {
     assert!(cache.settled(Duration::from_secs(20)));
     assert_eq!(cache.count("runs"), 2, "the stale hit refreshed it");
     assert_eq!(stdout(&run(&cache)), "line\n", "refreshed: fresh again");
+}
+
+/// A refresh whose command has gone (uninstalled, a moved script) is a
+/// failed run like any other: the prompt says "failing", not just "stale",
+/// so the user looks at the command rather than waiting for a refresh.
+#[test]
+fn stale_marker_says_failing_when_the_command_has_gone() {
+    let cache = Cache::new();
+    let tool = cache.work().join("tool");
+    fs::write(&tool, "#!/bin/sh\nprintf ok\n").unwrap();
+    fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tool = tool.to_str().unwrap();
+    let args = ["--ttl", "1m", "--stale-marker", MARKER, "--", tool];
+    assert_eq!(stdout(&cache.run(&args)), "ok");
+    fs::remove_file(tool).unwrap();
+    cache.backdate(2 * 3600);
+    // This stale hit starts the refresh that cannot find the command.
+    assert_eq!(stdout(&cache.run(&args)), "ok (2h stale)");
+    assert!(cache.settled(Duration::from_secs(20)));
+    let marked = cache.run(&args);
+    assert_eq!(stdout(&marked), "ok (2h failing)");
+    assert_eq!(marked.status.code(), Some(0), "the value's own status");
 }
 
 #[test]
@@ -86,15 +108,13 @@ fn stale_marker_comes_from_the_environment_and_the_flag_wins() {
         .cmd()
         .env("CACHEBACK_STALE_MARKER", " [{state}]")
         .args(["run", "--ttl", "1h", "--", "echo", "v"])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&from_env), "v\n", "600s old under a 1h TTL is fresh");
     let stale = cache
         .cmd()
         .env("CACHEBACK_STALE_MARKER", " [{state}]")
         .args(["run", "--ttl", "1s", "--", "echo", "v"])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&stale), "v [stale]\n");
     assert!(cache.settled(Duration::from_secs(20)));
     cache.backdate(600);
@@ -111,8 +131,7 @@ fn stale_marker_comes_from_the_environment_and_the_flag_wins() {
             "echo",
             "v",
         ])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(stdout(&flag), "v*\n");
 }
 
@@ -193,7 +212,7 @@ fn with_input(cache: &Cache, input: &[u8], args: &[&str]) -> std::process::Outpu
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input).unwrap();
     drop(stdin);
-    child.wait_with_output().unwrap()
+    child.bounded_wait_with_output()
 }
 
 #[test]
@@ -255,8 +274,7 @@ fn input_piped_without_stdin_is_pointed_out_but_dev_null_and_an_empty_pipe_are_n
         .cmd()
         .args(["run", "--ttl", "1m", "--", "cat"])
         .stdin(fs::File::open(&input).unwrap())
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(
         stderr(&redirected).contains("add --stdin"),
         "{}",
@@ -271,7 +289,7 @@ fn input_piped_without_stdin_is_pointed_out_but_dev_null_and_an_empty_pipe_are_n
         .spawn()
         .unwrap();
     drop(piped.stdin.take());
-    let piped = piped.wait_with_output().unwrap();
+    let piped = piped.bounded_wait_with_output();
     assert_eq!(stderr(&piped), "", "an empty pipe");
     let quiet = cache.run(&["--ttl", "1m", "--", "echo", "x"]);
     assert_eq!(stderr(&quiet), "", "/dev/null");
@@ -381,8 +399,7 @@ fn ttl_and_scope_come_from_the_environment() {
             .env("CACHEBACK_TTL", "1h")
             .env("CACHEBACK_SCOPE", scope)
             .args(["run", "--", "sh", "-c", "echo run >> $W/runs"])
-            .output()
-            .unwrap()
+            .bounded_output()
     };
     assert!(with_env("a").status.success());
     assert!(with_env("a").status.success());
@@ -401,8 +418,7 @@ fn ttl_and_scope_come_from_the_environment() {
             "-c",
             "echo run >> $W/runs",
         ])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(flag_wins.status.success());
     assert_eq!(cache.count("runs"), 2, "--scope a is the first entry");
     let stats = stdout(&cache.cacheback(&["stats"]));
@@ -414,8 +430,7 @@ fn ttl_and_scope_come_from_the_environment() {
         .cmd()
         .env("CACHEBACK_TTL", "soon")
         .args(["run", "--", "true"])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(bad.status.code(), Some(2));
     assert!(
         stderr(&bad).starts_with("cacheback: CACHEBACK_TTL"),
@@ -465,8 +480,7 @@ fn a_new_users_mistakes_get_messages_that_say_what_to_do() {
         .cmd()
         .env("CACHEBACK_DIR", &file)
         .arg("stats")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(
         stdout(&out).contains("(from $CACHEBACK_DIR): not a directory"),
         "{}",

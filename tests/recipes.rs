@@ -25,7 +25,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, backdate_file, installed, processes_with_env, wait_until};
+use crate::harness::{BIN, BoundedChild, backdate_file, installed, processes_with_env, wait_until};
 
 /// How long a recipe may take to show its value, on a busy 2-core machine.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -273,7 +273,7 @@ fn finish_within(mut cmd: Command, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
+    child.bounded_wait_with_output()
 }
 
 /// What [`poll`] saw.

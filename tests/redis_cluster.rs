@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, processes_with_env, wait_until};
+use crate::harness::{BIN, Bounded, BoundedChild, processes_with_env, wait_until};
 use crate::redis_harness::{RedisCluster, STORE_VARIABLES};
 
 /// Generous for 2 cores shared with other work: a node's first answer may
@@ -163,7 +163,7 @@ impl Host {
 
     /// `cacheback ARGS`, to completion.
     fn cb<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        self.cmd().args(args).output().unwrap()
+        self.cmd().args(args).bounded_output()
     }
 
     /// `cacheback ARGS`, which must succeed; its stdout.
@@ -343,7 +343,7 @@ fn cluster_two_hosts_of_many_callers_on_cold_misses_run_each_entry_once() {
     }
     let outputs: Vec<(usize, String, Output)> = callers
         .into_iter()
-        .map(|(i, host, child)| (i, host, child.wait_with_output().unwrap()))
+        .map(|(i, host, child)| (i, host, child.bounded_wait_with_output()))
         .collect();
     world.settle();
     for i in 0..ENTRIES {
@@ -733,7 +733,7 @@ fn cluster_random_operations_match_a_model_of_the_two_tiers() {
                 }
                 let outputs: Vec<(usize, Output)> = callers
                     .into_iter()
-                    .map(|(h, child)| (h, child.wait_with_output().unwrap()))
+                    .map(|(h, child)| (h, child.bounded_wait_with_output()))
                     .collect();
                 world.settle();
                 let runs = world.runs_of(i);

@@ -4,6 +4,7 @@
 //! (the protocol client) and `tests/fleet.rs` (the binary); three of them
 //! make the Redis Cluster of `tests/redis_cluster.rs` ([`RedisCluster`]).
 
+use crate::harness::Bounded;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -159,8 +160,7 @@ impl RedisServer {
             .arg("--raw")
             .args(args)
             .stdin(Stdio::null())
-            .output()
-            .expect("running redis-cli")
+            .bounded_output()
     }
 
     /// `redis-cli --raw ARGS`, its stdout as text.

@@ -436,7 +436,7 @@ fn a_fleet_value_of_megabytes_round_trips_over_tls_byte_exact() {
 
 #[test]
 fn two_hosts_share_a_value_through_a_tls_store_given_on_the_command_line() {
-    use crate::harness::{Cache, stderr, stdout};
+    use crate::harness::{Bounded, Cache, stderr, stdout};
     let test = "two_hosts_share_a_value_through_a_tls_store";
     let Some(pki) = Pki::new(test) else { return };
     let Some(server) = pki.server(&[], test) else {
@@ -452,8 +452,7 @@ fn two_hosts_share_a_value_through_a_tls_store_given_on_the_command_line() {
             .args(["run", "--store", &store, "--store-ca-file"])
             .arg(ca)
             .args(["--ttl", "1h", "--", "sh", "-c", "echo $$-$(date +%s%N)"])
-            .output()
-            .unwrap()
+            .bounded_output()
     };
     let (first, second, third) = (Cache::new(), Cache::new(), Cache::new());
     let ran = run(&first, &pki.ca());
@@ -475,7 +474,7 @@ fn two_hosts_share_a_value_through_a_tls_store_given_on_the_command_line() {
 
 #[test]
 fn without_a_ca_file_the_roots_come_from_ssl_cert_file_or_ssl_cert_dir() {
-    use crate::harness::{Cache, stderr, stdout};
+    use crate::harness::{Bounded, Cache, stderr, stdout};
     let test = "without_a_ca_file_the_roots_come_from_ssl_cert_file_or_ssl_cert_dir";
     let Some(pki) = Pki::new(test) else { return };
     let Some(server) = pki.server(&[], test) else {
@@ -494,8 +493,7 @@ fn without_a_ca_file_the_roots_come_from_ssl_cert_file_or_ssl_cert_dir() {
             .env(var, value)
             .args(["run", "--store", &store, "--ttl", "1h", "--"])
             .args(["sh", "-c", "echo $$-$(date +%s%N)"])
-            .output()
-            .unwrap()
+            .bounded_output()
     };
     let (first, second, third) = (Cache::new(), Cache::new(), Cache::new());
     let filled = run(&first, "SSL_CERT_FILE", &pki.ca());

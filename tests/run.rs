@@ -120,8 +120,7 @@ fn command_substitution_does_not_wait_for_the_refresh() {
         .env("W", cache.work())
         .env("CB", BIN)
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .bounded_output();
     let elapsed = start.elapsed();
     // Waiting on the refresher's stdout would take the gate's 30 s.
     assert!(
@@ -163,7 +162,7 @@ echo ok"#;
         .spawn()
         .unwrap();
     let caller_pid = caller.id();
-    let output = caller.wait_with_output().unwrap();
+    let output = caller.bounded_wait_with_output();
     assert_eq!(stdout(&output), "ok\n");
     let refresher = read_pid(&cache, "refresher");
     let own_sid = fs::read_to_string(format!("/proc/{}/stat", std::process::id())).unwrap();
@@ -336,8 +335,7 @@ fn background_refresh_has_a_default_time_limit() {
             .env("CACHEBACK_REFRESH_TIMEOUT", "1s")
             .arg("run")
             .args(&args)
-            .output()
-            .unwrap()
+            .bounded_output()
     };
     assert_eq!(stdout(&stale(&cache)), "ok\n");
     assert!(wait_until(Duration::from_secs(5), || cache.count("count") == 2));
@@ -378,7 +376,7 @@ fn key_options_separate_entries_and_name_does_not() {
     fs::create_dir(&sub).unwrap();
     let in_dir = |dir: &std::path::Path, extra: &[&str]| {
         let args = [&["run", "--ttl", "1h"][..], extra, &["--", "pwd"]].concat();
-        stdout(&cache.cmd().current_dir(dir).args(args).output().unwrap())
+        stdout(&cache.cmd().current_dir(dir).args(args).bounded_output())
     };
     assert_eq!(
         in_dir(&cache.work(), &["--cwd"]),
@@ -423,8 +421,7 @@ fn env_keys_are_hashed_and_never_stored_in_clear() {
                 "-c",
                 "echo \"$TOKEN\" | wc -c",
             ])
-            .output()
-            .unwrap();
+            .bounded_output();
         stdout(&output)
     };
     assert_eq!(call(secret).trim(), "26");
@@ -551,8 +548,7 @@ fn closed_stdout_ends_quietly() {
             .env("CB", BIN)
             .env("CACHEBACK_DIR", cache.dir())
             .current_dir(cache.work())
-            .output()
-            .unwrap();
+            .bounded_output();
         assert_eq!(stdout(&output), "line\n status=done\n", "{round}");
         assert_eq!(stderr(&output), "", "{round}: nothing on stderr");
     }
@@ -606,8 +602,7 @@ fn exit_statuses_follow_env_and_timeout_conventions() {
         .env("CB", BIN)
         .env("CACHEBACK_DIR", cache.dir())
         .current_dir(cache.work())
-        .output()
-        .unwrap();
+        .bounded_output();
     // The key cannot be derived, but the command works there: it runs uncached.
     assert_eq!(
         deleted_cwd.status.code(),
@@ -637,8 +632,7 @@ fn unusable_cache_dir_still_runs_the_command() {
                 "-c",
                 "echo through; exit 4",
             ])
-            .output()
-            .unwrap();
+            .bounded_output();
         assert_eq!(stdout(&output), "through\n");
         assert_eq!(output.status.code(), Some(4));
         let warning = stderr(&output);
@@ -693,7 +687,7 @@ fn interrupt_is_forwarded_and_nothing_is_stored() {
     // A background job of a non-interactive shell ignores SIGINT: the trap
     // ends it, or it would keep the output pipe open for its 30 s.
     let body = "trap 'echo got-int >> \"$W/trapped\"; kill $!; exit 1' INT; echo $$ > \"$W/pid\"; sleep 30 & wait";
-    let mut caller = cache
+    let caller = cache
         .cmd()
         .args(["run", "--ttl", "1h", "--", "sh", "-c", body])
         .stdout(Stdio::null())
@@ -706,7 +700,7 @@ fn interrupt_is_forwarded_and_nothing_is_stored() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let status = caller.wait().unwrap();
+    let status = finish_within(caller, Duration::from_secs(60), "the caller sent SIGINT").status;
     assert_eq!(status.code(), Some(130));
     assert!(
         wait_until(Duration::from_secs(5), || cache.count("trapped") == 1),

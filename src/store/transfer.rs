@@ -60,8 +60,12 @@ pub fn fill_local(
     meta: &FleetMeta,
 ) -> Result<Committed, FillError> {
     let key = lock.key();
-    let details = Details::decode(&meta.details, FORMAT_VERSION)
+    let mut details = Details::decode(&meta.details, FORMAT_VERSION)
         .map_err(|err| FillError::BadValue(format!("its details do not decode: {err}")))?;
+    // `--cache-failures` is part of the key but travels in the flags, not
+    // the details: the copy keeps it, so its `show` and `invalidate
+    // --refresh` rebuild the key it was stored under.
+    details.inputs.cache_failures = meta.flags & super::entry::FLAG_CACHE_FAILURES != 0;
     let mut writer = store.writer(lock, &details)?;
     if meta.flags & super::entry::FLAG_FORCED_STALE != 0 {
         writer.mark_stale();

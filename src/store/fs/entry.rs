@@ -332,6 +332,27 @@ mod tests {
         assert_eq!(Preamble::decode(&other, len), Err(FormatError::BadMagic));
     }
 
+    /// A header whose details length is past the bound is refused from the
+    /// header alone, even when the file is as long as it claims: reading
+    /// the details would otherwise allocate whatever a damaged or planted
+    /// file says (up to 4 GiB). The bound itself is accepted.
+    #[test]
+    fn details_past_their_bound_are_refused_before_reading_them() {
+        for (details_len, accepted) in [(MAX_DETAILS_LEN, true), (MAX_DETAILS_LEN + 1, false)] {
+            let preamble = Preamble {
+                details_len,
+                ..sample()
+            };
+            let len = preamble.total_len().unwrap();
+            let decoded = Preamble::decode(&preamble.encode(), len);
+            if accepted {
+                assert_eq!(decoded, Ok(preamble));
+            } else {
+                assert_eq!(decoded, Err(FormatError::Corrupt("details too large")));
+            }
+        }
+    }
+
     #[test]
     fn details_reject_trailing_garbage() {
         let details = Details {
@@ -362,14 +383,24 @@ mod tests {
         assert_eq!((read.duration_ms, read.jitter_ms), (u32::MAX, 0));
 
         // Version-1 details: the key inputs without contents and stdin.
+        // Every field carries a value, so none can be dropped unseen: `show`
+        // and `invalidate --refresh` rebuild the entry's key from them.
         let mut old = Vec::new();
         let config = details_config();
         let argv: Vec<Vec<u8>> = vec![b"date".to_vec()];
+        let env = vec![crate::key::EnvInput {
+            name: b"TZ".to_vec(),
+            value_hash: Some([7; crate::key::KEY_LEN]),
+        }];
+        let modtimes = vec![crate::key::ModtimeInput {
+            path: b"conf".to_vec(),
+            modified: Some((1_700_000_000, 5)),
+        }];
         let inputs = (
             argv,
-            None::<Vec<u8>>,
-            Vec::<u8>::new(),
-            Vec::<u8>::new(),
+            Some(b"/srv".to_vec()),
+            env.clone(),
+            modtimes.clone(),
             Some("s"),
         );
         old.extend(bincode::serde::encode_to_vec(inputs, config).unwrap());
@@ -377,6 +408,9 @@ mod tests {
         old.extend(bincode::serde::encode_to_vec(rest, config).unwrap());
         let details = Details::decode(&old, FORMAT_VERSION_1).unwrap();
         assert_eq!(details.inputs.argv, [b"date".to_vec()]);
+        assert_eq!(details.inputs.cwd.as_deref(), Some(&b"/srv"[..]));
+        assert_eq!(details.inputs.env, env);
+        assert_eq!(details.inputs.modtimes, modtimes);
         assert_eq!(details.inputs.scope.as_deref(), Some("s"));
         assert_eq!(details.name.as_deref(), Some("label"));
         assert_eq!(details.ttl_ms, 5000);
