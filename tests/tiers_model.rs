@@ -121,8 +121,8 @@ const FIXED_SEEDS: &[(u64, &str)] = &[
     ),
     (
         1_796_435_139_460_321_873,
-        "a lease forged without expiry under --force callers only: nobody waits for it, so \
-         nobody cuts it (the check now tells that from a waiter that did not cut it)",
+        "a lease forged without expiry under --force callers only, which ran beside it without \
+         cutting it (run --force now cuts it)",
     ),
     (
         8_363_661_957_928_704_786,
@@ -1014,16 +1014,16 @@ impl Checker {
         drop(fault_proxy);
         settled?;
         if let Some((lease, key)) = forged_lease.as_ref().zip(forged_key) {
-            // A host that waits for the lease cuts it to its own length
-            // (finding 4 of issue 20). Only a caller that needs the lease
-            // waits: one with no value on its host nor in the fleet (a
-            // caller served a fresh copy, or a fill from the fleet, never
-            // asks for it), not `--force`, which runs beside a taken lease,
-            // nor a host backing off from a failure; then the forgery
-            // stays, and goes by hand.
+            // A host that finds the lease taken cuts it to its own length
+            // (finding 4 of issue 20): `--force` always asks for the lease
+            // (it runs beside a taken one), any other caller only when it
+            // has no value on its host nor in the fleet (a fresh copy, or a
+            // fill from the fleet, never asks for it). A host backing off
+            // from a failure takes none; then the forgery stays, and goes
+            // by hand.
             let waited = called
                 .iter()
-                .any(|c| c.key == key && c.flavor != Flavor::Force && !c.has && !c.fleet_has);
+                .any(|c| c.key == key && (c.flavor == Flavor::Force || (!c.has && !c.fleet_has)));
             let mode = fs::read_to_string(self.world.work().join(format!("mode-k{key}")))
                 .unwrap_or_default();
             if self.world.cli(&["PTTL", lease]) == "-1" {
