@@ -130,6 +130,12 @@ const FIXED_SEEDS: &[(u64, &str)] = &[
          none needed the lease, so none cut it (the check now asks that only of a caller \
          with no value on its host nor in the fleet)",
     ),
+    (
+        14_917_153_671_056_560_939,
+        "(skewed) a plain miss waited on its host's lock for a --force run, which failed, and \
+         printed that failure though the fleet held a value: a waiter whose run failed now \
+         copies a usable fleet value first (two_tier::fill_if_usable)",
+    ),
 ];
 
 #[test]

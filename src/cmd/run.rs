@@ -213,6 +213,11 @@ fn run_in_foreground(
             }
             Ok(Turn::Failed { record, lease }) => {
                 events::record_held(&lease, Event::Miss);
+                // The run we waited for may have been a `--force`, which
+                // does not ask the fleet: its value beats that failure.
+                if let Some(stale) = two_tier::fill_if_usable(fleet, store, &lease, key, args) {
+                    return Ok(serve_filled(store, key, args, lease, stale, fleet));
+                }
                 return Ok(replay(&record));
             }
             Ok(Turn::Miss(lease)) => Ok(lease),

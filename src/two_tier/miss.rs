@@ -136,6 +136,34 @@ pub fn on_miss(
     MissOutcome::Local
 }
 
+/// A local run this caller waited for failed, and it may have been one
+/// that does not ask the fleet (`--force`): a usable fleet value is better
+/// than that failure. Copies it if there is one and returns whether it is
+/// stale; `None` leaves the caller with the failure.
+pub fn fill_if_usable(
+    settings: &FleetSettings,
+    store: &FsStore,
+    lock: &EntryLock,
+    key: &Key,
+    args: &RunOptions,
+) -> Option<bool> {
+    let Connected { mut fleet, config } = connect(settings, store, args.ttl())?;
+    let (mut answered, mut warned) = (false, false);
+    let snapshot = read_entry(&mut fleet, &config, store, key, &mut answered)?;
+    let now = now_ms();
+    let meta = copyable(&snapshot, &config, &mut warned)?;
+    if !preamble_of(meta).is_usable(now, args.max_age.map(millis)) {
+        return None;
+    }
+    fill(store, &config, lock, &mut fleet, meta, &mut warned).ok()?;
+    let _ = fleet.count(key, "fills");
+    Some(
+        store
+            .peek(key, FileKind::Entry)
+            .is_none_or(|local| local.is_stale(now, millis(args.ttl()))),
+    )
+}
+
 /// `--force`: the lease, if nobody holds it, so the result is shared; the
 /// command runs either way.
 pub fn lease_if_free(

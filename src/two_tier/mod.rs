@@ -40,7 +40,7 @@ pub mod settings;
 pub use connect::{Connected, connect_beside_local, connect_for_management, store_error};
 pub use lease::{FAILURE_TAIL, Leased};
 pub use manage::{FleetEntry, entries, entry, select};
-pub use miss::{MissOutcome, lease_if_free, on_miss};
+pub use miss::{MissOutcome, fill_if_usable, lease_if_free, on_miss};
 pub use read::preamble_of;
 pub use refresh::{RefreshPlan, before_refresh};
 pub use settings::{
