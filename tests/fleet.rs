@@ -588,6 +588,38 @@ fn a_failed_run_is_printed_to_the_callers_waiting_on_other_hosts() {
     }
 }
 
+#[test]
+fn a_miss_that_waited_for_a_failed_forced_run_is_served_the_fleets_value() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_miss_that_waited_for_a_failed_forced") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[]);
+    // B has no copy. Its `--force` run (which never asks the fleet for a
+    // value) holds B's lock at the gate, and will fail.
+    fleet.touch("slow-b");
+    fleet.touch("fail");
+    let forced = b.spawn_run(&call(&["--ttl", "1h", "--force"], &body()));
+    let _ = fleet.read_pid("group-b");
+    // A plain miss on B waits for that lock, and so for that run.
+    let waiter = b.spawn_run(&standard());
+    std::thread::sleep(Duration::from_secs(1));
+    fleet.touch("go-b");
+    let forced = forced.bounded_wait_with_output();
+    assert_eq!(forced.status.code(), Some(3), "the forced run failed");
+    let waiter = waiter.bounded_wait_with_output();
+    // Its run failed, but the fleet holds a value: that is better than the
+    // failure of a run it did not ask for.
+    assert_prints(&waiter, &first, "the waiting miss");
+    assert!(fleet.settled(), "processes linger");
+    assert_eq!(
+        fleet.runs().len(),
+        2,
+        "the waiter ran nothing of its own, nor refreshed the fresh copy: {:?}",
+        fleet.runs()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 4. Back-off, fleet-wide.
 // ---------------------------------------------------------------------------
