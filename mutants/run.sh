@@ -24,7 +24,10 @@ re='' tests=()
 case $group in
   rules)
     re='^src/rules\.rs:'
-    tests=(--lib --test integration -- rules:: guards::a_failed_refresh guards::a_success)
+    # What a header means (fresh, stale, usable, failed since) moved here
+    # from entry.rs: the TTL guard, run::, clock_steps:: and the entry
+    # format's unit tests judge it.
+    tests=(--lib --test integration -- rules:: guards::a_failed_refresh guards::a_success guards::an_entry run:: clock_steps:: entry)
     ;;
   ownership)
     # Which files are trusted: the ownership checks and the directory's.

@@ -388,6 +388,21 @@ mod tests {
     const TTL: Duration = Duration::from_secs(900);
 
     #[test]
+    fn a_header_is_usable_below_max_age_and_failed_since_after_the_value() {
+        let value = header(10_000, 0);
+        // `--max-age` 5 s: usable up to, not at, five seconds of age.
+        assert!(value.is_usable(14_999, Some(5_000)));
+        assert!(!value.is_usable(15_000, Some(5_000)));
+        assert!(value.is_usable(15_000, None));
+        // Without the entry's flag, the times decide: a failure counts
+        // against the value only when it came later.
+        assert!(header(10_001, 1).failed_since(Some(&value)));
+        assert!(!header(10_000, 1).failed_since(Some(&value)));
+        assert!(!header(9_999, 1).failed_since(Some(&value)));
+        assert!(header(9_999, 1).failed_since(None));
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_ttl() {
         let ttl = Duration::from_secs(900);
         assert_eq!(backoff(1, ttl), Duration::from_secs(10));
