@@ -368,6 +368,32 @@ pub fn processes_with_env(var: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// splitmix64: tiny, and good enough that consecutive seeds give unrelated
+/// sequences. The model tests draw their operation sequences from it, so a
+/// seed replays the same sequence in every one of them.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..limit`.
+    pub fn below(&mut self, limit: u64) -> u64 {
+        self.next() % limit.max(1)
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
 /// A small xorshift generator for the randomized tests, reproducible from
 /// the seed it prints.
 pub struct Rng {

@@ -83,27 +83,6 @@ fn checks_done() -> String {
     )
 }
 
-/// splitmix64: tiny, and good enough that consecutive seeds give unrelated sequences.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, limit: u64) -> u64 {
-        self.next() % limit.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -114,7 +93,7 @@ fn sequence_seed(master: u64, index: u64) -> u64 {
     if index == 0 {
         master
     } else {
-        Rng(master ^ index.wrapping_mul(0xa076_1d64_78bd_642f)).next()
+        SplitMix(master ^ index.wrapping_mul(0xa076_1d64_78bd_642f)).next()
     }
 }
 
@@ -376,7 +355,7 @@ fn label(key: usize, cf: bool) -> String {
 
 struct Sequence {
     seed: u64,
-    rng: Rng,
+    rng: SplitMix,
     /// Declared before `cache`: unmounted before the cache's directory is removed.
     disk: Option<SmallDisk>,
     /// Full-disk operations run.
@@ -393,7 +372,7 @@ struct Sequence {
     ops: Vec<String>,
     /// Draws for the back-off probes, apart from `rng`, so that adding the
     /// probes left every seed's other operations as they were.
-    probes: Rng,
+    probes: SplitMix,
 }
 
 impl Sequence {
@@ -401,7 +380,7 @@ impl Sequence {
         let cache = Cache::new();
         // Drawn from its own generator, so the other sequences' draws are
         // what they were before full-disk sequences existed.
-        let disk = if Rng(seed ^ 0x5ed1_d15c).below(6) == 0 {
+        let disk = if SplitMix(seed ^ 0x5ed1_d15c).below(6) == 0 {
             SmallDisk::mount(cache.dir())
         } else {
             None
@@ -418,7 +397,7 @@ impl Sequence {
         }
         Sequence {
             seed,
-            rng: Rng(seed),
+            rng: SplitMix(seed),
             disk,
             full_ops: 0,
             cache,
@@ -428,7 +407,7 @@ impl Sequence {
             kills: 0,
             owed: Vec::new(),
             ops: Vec::new(),
-            probes: Rng(seed ^ 0xbac0_ff00_0000_0001),
+            probes: SplitMix(seed ^ 0xbac0_ff00_0000_0001),
         }
     }
 

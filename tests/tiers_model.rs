@@ -71,7 +71,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::harness::{
-    BIN, backdate_file, finish_within, installed, processes_with_env, wait_until,
+    BIN, SplitMix, backdate_file, finish_within, installed, processes_with_env, wait_until,
 };
 use crate::redis_harness::{RedisServer, STORE_VARIABLES};
 use crate::store_proxy::{Fault, Proxy};
@@ -219,27 +219,6 @@ fn run_sequence(seed: u64) -> usize {
         Checker::new(seed, world).run(&ops);
     }
     ops.len()
-}
-
-/// splitmix64: consecutive seeds give unrelated sequences.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, limit: u64) -> u64 {
-        self.next() % limit.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 // ---------------------------------------------------------------- operations
