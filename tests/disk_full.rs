@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{BIN, Bounded, Cache, backdate_file, sh, stderr, stdout, wait_until};
+use crate::harness::{BIN, Bounded, Cache, sh, stderr, stdout, wait_until};
 
 /// A tmpfs of `size` mounted on `dir`, unmounted when dropped.
 struct Tmpfs<'d> {
@@ -50,6 +50,17 @@ impl Drop for Tmpfs<'_> {
     }
 }
 
+/// Whether a temp file (a result being written, or spilled stderr) is in the
+/// cache directory.
+fn has_temp_file(cache: &Cache) -> bool {
+    cache.files("").iter().any(|path| {
+        path.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".tmp")
+    })
+}
+
 #[test]
 fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
     let cache = Cache::new();
@@ -66,10 +77,7 @@ fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
     let first = cache.run(&args);
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(first.stdout.len(), 1_200_000);
-    fs::write(cache.work().join("big"), "").unwrap();
-    for entry in cache.files(".entry") {
-        backdate_file(&entry, 7200);
-    }
+    cache.stale_with_flag("big");
     // The stale hit serves the old value and refreshes in the background,
     // where the disk fills.
     let stale = cache.run(&args);
@@ -79,13 +87,7 @@ fn a_refresh_that_fills_the_disk_keeps_the_old_value_and_frees_the_space() {
         "the refresh never ran"
     );
     assert!(
-        wait_until(Duration::from_secs(20), || !cache.files("").iter().any(
-            |path| path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".tmp")
-        )),
+        wait_until(Duration::from_secs(20), || !has_temp_file(&cache)),
         "a temp file stays behind: {:?}",
         cache.files("")
     );
@@ -150,13 +152,7 @@ fn a_refresh_whose_output_does_not_fit_backs_off_like_a_failed_run() {
     let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
     let first = cache.run(&args);
     assert!(first.status.success(), "{}", stderr(&first));
-    fs::write(cache.work().join("big"), "").unwrap();
-    let backdate = || {
-        for entry in cache.files(".entry") {
-            backdate_file(&entry, 7200);
-        }
-    };
-    backdate();
+    cache.stale_with_flag("big");
     let stale = cache.run(&args);
     assert_eq!(stale.stdout.len(), 1_200_000, "{}", stderr(&stale));
     assert!(
@@ -167,7 +163,7 @@ fn a_refresh_whose_output_does_not_fit_backs_off_like_a_failed_run() {
     // Stale still (the refresh stored nothing): the next calls serve the old
     // value and, inside the back-off, start no refresh that would fill the
     // disk again.
-    backdate();
+    cache.backdate(7200);
     for _ in 0..3 {
         let again = cache.run(&args);
         assert_eq!(again.stdout.len(), 1_200_000, "{}", stderr(&again));
@@ -197,11 +193,7 @@ fn a_refresh_whose_output_does_not_fit_backs_off_like_a_failed_run() {
         assert!(len < 70_000, "{} is {len} bytes", record.display());
     }
     assert!(
-        !cache.files("").iter().any(|path| path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(".tmp")),
+        !has_temp_file(&cache),
         "a temp file stays behind: {:?}",
         cache.files("")
     );
