@@ -7,13 +7,14 @@ use super::connect::{Connected, connect, went_down};
 use super::fleet_store::{FleetStore, holding_of};
 use super::lease::Leased;
 use super::read::{Waited, copyable, fill, millis, preamble_of, read_entry, wait_for_holder};
-use super::settings::FleetSettings;
+use super::settings::{FleetConfig, FleetSettings};
 use crate::clock::now_ms;
 use crate::key::Key;
 use crate::options::RunOptions;
 use crate::output;
 use crate::rules::{self, Claim, Store as _};
 use crate::store::lock::EntryLock;
+use crate::store::redis::{Fleet, Snapshot};
 use crate::store::{FileKind, FsStore};
 
 /// What a local miss found in the fleet tier.
@@ -61,21 +62,18 @@ pub fn on_miss(
         let Some(snapshot) = read_entry(&mut fleet, &config, store, key, &mut answered) else {
             return MissOutcome::Local;
         };
-        let now = now_ms();
-        if let Some(meta) = copyable(&snapshot, &config, &mut warned)
-            && preamble_of(meta).is_usable(now, args.max_age.map(millis))
-        {
-            match fill(store, &config, lock, &mut fleet, meta, &mut warned) {
-                Ok(()) => {
-                    let _ = fleet.count(key, "fills");
-                    let stale = store
-                        .peek(key, FileKind::Entry)
-                        .is_none_or(|local| local.is_stale(now, millis(args.ttl())));
-                    return MissOutcome::Filled { stale };
-                }
-                Err(Some(())) => return MissOutcome::Local,
-                Err(None) => {}
-            }
+        match copy_if_usable(
+            store,
+            &config,
+            lock,
+            &mut fleet,
+            &snapshot,
+            args,
+            &mut warned,
+        ) {
+            Ok(Some(stale)) => return MissOutcome::Filled { stale },
+            Err(()) => return MissOutcome::Local,
+            Ok(None) => {}
         }
         let seen_failure = snapshot.failure.as_ref().map(|failure| failure.stamp_ms);
         let generation = snapshot.meta.as_ref().map(|meta| meta.generation);
@@ -150,18 +148,49 @@ pub fn fill_if_usable(
     let Connected { mut fleet, config } = connect(settings, store, args.ttl())?;
     let (mut answered, mut warned) = (false, false);
     let snapshot = read_entry(&mut fleet, &config, store, key, &mut answered)?;
-    let now = now_ms();
-    let meta = copyable(&snapshot, &config, &mut warned)?;
-    if !preamble_of(meta).is_usable(now, args.max_age.map(millis)) {
-        return None;
-    }
-    fill(store, &config, lock, &mut fleet, meta, &mut warned).ok()?;
-    let _ = fleet.count(key, "fills");
-    Some(
-        store
-            .peek(key, FileKind::Entry)
-            .is_none_or(|local| local.is_stale(now, millis(args.ttl()))),
+    copy_if_usable(
+        store,
+        &config,
+        lock,
+        &mut fleet,
+        &snapshot,
+        args,
+        &mut warned,
     )
+    .ok()
+    .flatten()
+}
+
+/// Copies the fleet's value in `snapshot` into the local entry if this
+/// host may use it (a sound header, within `--store-max-value` and
+/// `--max-age`): `Ok(Some(stale))` once copied, `Ok(None)` when there was
+/// nothing to copy or it could not be used (said once, through `warned`),
+/// `Err(())` when the store failed mid-copy (it is marked down).
+fn copy_if_usable(
+    store: &FsStore,
+    config: &FleetConfig,
+    lock: &EntryLock,
+    fleet: &mut Fleet,
+    snapshot: &Snapshot,
+    args: &RunOptions,
+    warned: &mut bool,
+) -> Result<Option<bool>, ()> {
+    let now = now_ms();
+    let Some(meta) = copyable(snapshot, config, warned)
+        .filter(|meta| preamble_of(meta).is_usable(now, args.max_age.map(millis)))
+    else {
+        return Ok(None);
+    };
+    match fill(store, config, lock, fleet, meta, warned) {
+        Ok(()) => {
+            let _ = fleet.count(&snapshot.key, "fills");
+            Ok(Some(store.peek(&snapshot.key, FileKind::Entry).is_none_or(
+                |local| local.is_stale(now, millis(args.ttl())),
+            )))
+        }
+        Err(Some(())) => Err(()),
+        Err(None) => Ok(None),
+    }
 }
 
 /// `--force`: the lease, if nobody holds it, so the result is shared; the
