@@ -1949,6 +1949,34 @@ fn a_store_that_trickles_its_reply_holds_no_caller_for_long() {
     );
 }
 
+/// A store whose value replies are slower than its first, short, round trip
+/// (a large chunk over a slow link) is still copied from: once the store
+/// has answered, a reply may take up to ten times the connect timeout
+/// (docs/fleet.md, `--store-timeout`), not the connect timeout itself.
+#[test]
+fn a_store_slower_to_send_a_value_than_to_answer_is_still_copied_from() {
+    let Some(fleet) = Fleet::start(&[], "fleet::slow_value_replies") else {
+        return;
+    };
+    assert!(fleet.host("a").run(&standard()).status.success());
+    fleet.wait_published();
+    // Each chunk comes 1.5 s late: past the 300 ms connect timeout, well
+    // inside the 3 s a reply may take after the first answer.
+    let proxy = Proxy::start(
+        fleet.redis.port,
+        0,
+        Fault::SlowGets(Duration::from_millis(1500)),
+    );
+    let b = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE", &proxy.url())
+        .with_env("CACHEBACK_STORE_TIMEOUT", "300ms");
+    let fill = b.run(&standard());
+    // Exactly A's value, without a warning.
+    assert_prints(&fill, &fleet.runs()[0], "B's miss, copied over a slow link");
+    assert_eq!(fleet.runs().len(), 1, "B ran the command itself");
+}
+
 /// The ACL user docs/fleet.md recommends can do everything a fleet host
 /// does: a miss that publishes, a fill, a stale refresh, a failure, `stats`
 /// and `invalidate`, with no warning (a command the line forgot, even one a

@@ -21,6 +21,10 @@ pub enum Fault {
     Drop,
     /// Forwards this many bytes a second.
     Trickle(usize),
+    /// Forwards each reply to a `GET` (a value's chunk) this long after the
+    /// server sent it, as a slow link does with a large reply; the rest
+    /// passes at once. `pass` does not apply.
+    SlowGets(Duration),
 }
 
 /// A proxy on a loopback port; it stops, and lets go of every connection,
@@ -54,9 +58,13 @@ impl Proxy {
                         kept.push(server.try_clone().unwrap());
                         let (from_client, to_server) =
                             (client.try_clone().unwrap(), server.try_clone().unwrap());
-                        thread::spawn(move || forward(from_client, to_server));
+                        let asked_get = Arc::new(AtomicBool::new(false));
+                        let get_sent = Arc::clone(&asked_get);
+                        thread::spawn(move || forward(from_client, to_server, &get_sent));
                         let stop = Arc::clone(&stop_accepting);
-                        thread::spawn(move || misbehave(server, client, pass, fault, &stop));
+                        thread::spawn(move || {
+                            misbehave(server, client, pass, fault, &stop, &asked_get)
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -84,11 +92,18 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies the client's commands to the server as they come.
-fn forward(mut from: TcpStream, mut to: TcpStream) {
+/// Copies the client's commands to the server as they come, noting in
+/// `asked_get` a `GET` before the server can answer it.
+fn forward(mut from: TcpStream, mut to: TcpStream, asked_get: &AtomicBool) {
     let mut buf = [0u8; 16 * 1024];
     while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || to.write_all(&buf[..n]).is_err() {
+        if n == 0 {
+            break;
+        }
+        if buf[..n].windows(9).any(|w| w == b"$3\r\nGET\r\n") {
+            asked_get.store(true, Ordering::SeqCst);
+        }
+        if to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
@@ -97,7 +112,14 @@ fn forward(mut from: TcpStream, mut to: TcpStream) {
 
 /// Copies the server's replies to the client: `pass` bytes whole, then
 /// as `fault` says.
-fn misbehave(mut from: TcpStream, mut to: TcpStream, pass: usize, fault: Fault, stop: &AtomicBool) {
+fn misbehave(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    pass: usize,
+    fault: Fault,
+    stop: &AtomicBool,
+    asked_get: &AtomicBool,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut passed = 0usize;
     let mut pending: Vec<u8> = Vec::new();
@@ -109,6 +131,17 @@ fn misbehave(mut from: TcpStream, mut to: TcpStream, pass: usize, fault: Fault, 
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if let Fault::SlowGets(delay) = fault {
+            // The first bytes of the reply to a GET wait; what follows of
+            // it is read on as it comes.
+            if asked_get.swap(false, Ordering::SeqCst) {
+                thread::sleep(delay);
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            continue;
+        }
         let whole = n.min(pass.saturating_sub(passed));
         if whole > 0 && to.write_all(&buf[..whole]).is_err() {
             return;
@@ -118,6 +151,7 @@ fn misbehave(mut from: TcpStream, mut to: TcpStream, pass: usize, fault: Fault, 
             continue;
         }
         match fault {
+            Fault::SlowGets(_) => unreachable!("forwarded above"),
             Fault::Stall => {} // read on, forward nothing
             Fault::Drop => {
                 let _ = to.shutdown(Shutdown::Both);
