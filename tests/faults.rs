@@ -658,6 +658,27 @@ fn planted_symlinks_fifos_and_foreign_files_are_never_followed_or_served() {
         )
         .unwrap();
         check(&format!("FIFO at {suffix}"), &cache, suffix == ".entry");
+        if suffix == ".lock" {
+            // The commands that only look (is a refresh running?) open the
+            // lock file too, and must not block on the FIFO either.
+            for look in [&["stats"][..], &["show", "--", "sh", "-c", body]] {
+                let mut child = cache
+                    .cmd()
+                    .args(look)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let finished = wait_until(Duration::from_secs(10), || {
+                    child.try_wait().unwrap().is_some()
+                });
+                if !finished {
+                    sigkill(child.id());
+                }
+                let _ = child.bounded_wait_with_output();
+                assert!(finished, "`{}` blocked on a FIFO at .lock", look[0]);
+            }
+        }
     }
 
     reset(&cache);

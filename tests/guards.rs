@@ -338,9 +338,11 @@ fn children(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// `cacheback ARGS` under `strace STRACE_ARGS`, with the cache's environment.
-fn spawn_under_strace(cache: &Cache, strace_args: &[&str], args: &[&str]) -> Child {
-    Command::new("strace")
+/// `cacheback ARGS` under `strace STRACE_ARGS` (its own output thrown
+/// away), with the cache's environment and no input.
+fn under_strace(cache: &Cache, strace_args: &[&str], args: &[&str]) -> Command {
+    let mut command = Command::new("strace");
+    command
         .args(["-qq", "-o", "/dev/null"])
         .args(strace_args)
         .arg(BIN)
@@ -348,7 +350,13 @@ fn spawn_under_strace(cache: &Cache, strace_args: &[&str], args: &[&str]) -> Chi
         .env("CACHEBACK_DIR", cache.dir())
         .env("W", cache.work())
         .current_dir(cache.work())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+/// [`under_strace`], started with its output thrown away.
+fn spawn_under_strace(cache: &Cache, strace_args: &[&str], args: &[&str]) -> Child {
+    under_strace(cache, strace_args, args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -929,6 +937,91 @@ fn a_caller_whose_wait_for_the_lock_is_interrupted_keeps_waiting() {
         1,
         "the interrupted waiter ran the command itself"
     );
+}
+
+/// A caller whose wait for the lock fails for a reason other than a signal
+/// (`ENOLCK`, which strace gives its blocking `flock`) says the cache is
+/// unavailable and runs the command uncached, rather than retrying the
+/// wait without end (`acquire`'s `EINTR` guard taken for every error spun
+/// on the failing call: a lock survivor of the first mutants run).
+#[test]
+fn a_caller_whose_wait_for_the_lock_fails_runs_the_command_uncached() {
+    if !strace("guards::a_caller_whose_wait_for_the_lock_fails") {
+        return;
+    }
+    let cache = Cache::new();
+    let body = format!(
+        "echo run >> \"$W/count\"; [ -e \"$W/first\" ] || {{ echo $PPID > \"$W/first\"; {}; }}; echo v",
+        gate("go")
+    );
+    let args = ["--ttl", "1h", "--", "sh", "-c", &body];
+    let first = cache.spawn_run(&args);
+    read_pid(&cache, "first");
+    let run: Vec<&str> = ["run"].into_iter().chain(args.iter().copied()).collect();
+    // Its first flock, the try, finds the lock held; every later one fails.
+    let out = under_strace(
+        &cache,
+        &[
+            "-e",
+            "trace=flock",
+            "-e",
+            "inject=flock:error=ENOLCK:when=2+",
+        ],
+        &run,
+    )
+    .bounded_output();
+    cache.open_gate("go");
+    assert_eq!(stdout(&out), "v\n", "its own run: {}", stderr(&out));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stderr(&out).starts_with("cacheback: cache unavailable, running uncached")
+            && stderr(&out).contains("No locks available"),
+        "the failed wait went unsaid: {:?}",
+        stderr(&out)
+    );
+    let first = crate::harness::BoundedChild::bounded_wait_with_output(first);
+    assert_eq!(stdout(&first), "v\n");
+    assert_eq!(cache.count("count"), 2, "each caller ran once");
+}
+
+/// A stale hit whose try for the lock fails for a reason other than "held"
+/// (`ENOLCK`) serves the stale value and says its refresh could not start,
+/// rather than taking the lock for held by a refresh that does not exist
+/// (`try_acquire`'s contended guard taken for every error: a lock survivor
+/// of the first mutants run); the next stale hit refreshes.
+#[test]
+fn a_stale_hit_whose_lock_fails_says_its_refresh_could_not_start() {
+    if !strace("guards::a_stale_hit_whose_lock_fails") {
+        return;
+    }
+    let cache = Cache::new();
+    let args = [
+        &["--ttl", "1h", "--"][..],
+        &sh("echo run >> \"$W/count\"; echo v"),
+    ]
+    .concat();
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    cache.backdate(7200);
+    let run: Vec<&str> = ["run"].into_iter().chain(args.iter().copied()).collect();
+    let out = under_strace(
+        &cache,
+        &["-e", "trace=flock", "-e", "inject=flock:error=ENOLCK"],
+        &run,
+    )
+    .bounded_output();
+    assert_eq!(stdout(&out), "v\n", "the stale value: {}", stderr(&out));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stderr(&out).contains("could not start a background refresh")
+            && stderr(&out).contains("No locks available"),
+        "a failed lock went unsaid: {:?}",
+        stderr(&out)
+    );
+    settle(&cache, "the failed refresh");
+    assert_eq!(cache.count("count"), 1, "nothing ran");
+    assert_eq!(stdout(&cache.run(&args)), "v\n");
+    settle(&cache, "the refresh");
+    assert_eq!(cache.count("count"), 2, "the next stale hit refreshed");
 }
 
 // ------------------------------------------------------- crash consistency
