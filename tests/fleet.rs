@@ -1977,6 +1977,71 @@ fn a_store_slower_to_send_a_value_than_to_answer_is_still_copied_from() {
     assert_eq!(fleet.runs().len(), 1, "B ran the command itself");
 }
 
+/// Host A's whole miss (lease, run, publish or failure record, release)
+/// lands between host B's read of the entry and B's lease request, which
+/// the proxy holds until then. Returns B's output and A's.
+fn a_run_lands_between_a_read_and_the_lease(fleet: &Fleet) -> (Output, Output) {
+    let proxy = Proxy::start(fleet.redis.port, 0, Fault::Hold(b"$2\r\nNX\r\n"));
+    let b = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE", &proxy.url())
+        .with_env("CACHEBACK_STORE_TIMEOUT", "1s");
+    let late = b.spawn_run(&standard());
+    assert!(
+        wait_until(SETTLE, || proxy.holding()),
+        "B never asked for the lease"
+    );
+    let a = fleet.host("a").run(&standard());
+    assert!(
+        wait_until(SETTLE, || fleet.keys("cacheback:*:lease").is_empty()),
+        "A never released its lease"
+    );
+    proxy.let_go();
+    (late.bounded_wait_with_output(), a)
+}
+
+/// A run on another host that lands after this host read the entry but
+/// before it took the lease is this host's result, as if it had waited for
+/// it: the value is copied, not produced again, and the lease taken to
+/// find that out is given back at once, not left to expire.
+#[test]
+fn a_value_that_lands_before_the_lease_is_copied_and_the_lease_given_back() {
+    let Some(fleet) = Fleet::start(&[], "fleet::lands_before_the_lease") else {
+        return;
+    };
+    let (b, a) = a_run_lands_between_a_read_and_the_lease(&fleet);
+    let runs = fleet.runs();
+    assert_prints(&a, &runs[0], "A's miss");
+    assert_prints(&b, &runs[0], "B's miss, answered by A's run");
+    assert_eq!(runs.len(), 1, "B ran the command again");
+    assert!(
+        fleet.keys("cacheback:*:lease").is_empty(),
+        "B kept the lease it took: {:?}",
+        fleet.keys("cacheback:*:lease")
+    );
+}
+
+/// The same with a run that fails: the host that waited reports that run's
+/// failure, its status and its stderr, as its own.
+#[test]
+fn a_failure_that_lands_before_the_lease_is_reported_with_its_status_and_stderr() {
+    let Some(fleet) = Fleet::start(&[], "fleet::fails_before_the_lease") else {
+        return;
+    };
+    fleet.touch("fail");
+    let (b, a) = a_run_lands_between_a_read_and_the_lease(&fleet);
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 1, "B ran the command again: {runs:?}");
+    assert_eq!(a.status.code(), Some(3), "A's run failed");
+    assert_eq!(b.status.code(), Some(3), "B's status: {b:?}");
+    assert_eq!(text(&b.stderr), format!("boom {}\n", runs[0]), "B's stderr");
+    assert!(b.stdout.is_empty());
+    assert!(
+        fleet.keys("cacheback:*:lease").is_empty(),
+        "B kept the lease it took"
+    );
+}
+
 /// The ACL user docs/fleet.md recommends can do everything a fleet host
 /// does: a miss that publishes, a fill, a stale refresh, a failure, `stats`
 /// and `invalidate`, with no warning (a command the line forgot, even one a

@@ -25,6 +25,17 @@ pub enum Fault {
     /// server sent it, as a slow link does with a large reply; the rest
     /// passes at once. `pass` does not apply.
     SlowGets(Duration),
+    /// Holds every client command holding these bytes (`$2\r\nNX\r\n`: a
+    /// lease request) until [`Proxy::let_go`], then lets all pass; replies
+    /// pass at once. `pass` does not apply.
+    Hold(&'static [u8]),
+}
+
+/// Where a [`Fault::Hold`] stands: a command held, and let go.
+#[derive(Default)]
+struct Held {
+    holding: AtomicBool,
+    let_go: AtomicBool,
 }
 
 /// A proxy on a loopback port; it stops, and lets go of every connection,
@@ -33,6 +44,7 @@ pub struct Proxy {
     port: u16,
     stop: Arc<AtomicBool>,
     sockets: Arc<Mutex<Vec<TcpStream>>>,
+    held: Arc<Held>,
 }
 
 impl Proxy {
@@ -45,6 +57,8 @@ impl Proxy {
         let stop = Arc::new(AtomicBool::new(false));
         let sockets = Arc::new(Mutex::new(Vec::new()));
         let (stop_accepting, kept) = (Arc::clone(&stop), Arc::clone(&sockets));
+        let held = Arc::new(Held::default());
+        let hold = Arc::clone(&held);
         thread::spawn(move || {
             while !stop_accepting.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -60,7 +74,10 @@ impl Proxy {
                             (client.try_clone().unwrap(), server.try_clone().unwrap());
                         let asked_get = Arc::new(AtomicBool::new(false));
                         let get_sent = Arc::clone(&asked_get);
-                        thread::spawn(move || forward(from_client, to_server, &get_sent));
+                        let (hold, stop) = (Arc::clone(&hold), Arc::clone(&stop_accepting));
+                        thread::spawn(move || {
+                            forward(from_client, to_server, &get_sent, fault, &hold, &stop)
+                        });
                         let stop = Arc::clone(&stop_accepting);
                         thread::spawn(move || {
                             misbehave(server, client, pass, fault, &stop, &asked_get)
@@ -74,7 +91,18 @@ impl Proxy {
             port,
             stop,
             sockets,
+            held,
         }
+    }
+
+    /// Whether a command of a [`Fault::Hold`] is being held.
+    pub fn holding(&self) -> bool {
+        self.held.holding.load(Ordering::SeqCst)
+    }
+
+    /// Forwards the held command, and every later one at once.
+    pub fn let_go(&self) {
+        self.held.let_go.store(true, Ordering::SeqCst);
     }
 
     /// `redis://127.0.0.1:PORT` of the proxy.
@@ -93,8 +121,16 @@ impl Drop for Proxy {
 }
 
 /// Copies the client's commands to the server as they come, noting in
-/// `asked_get` a `GET` before the server can answer it.
-fn forward(mut from: TcpStream, mut to: TcpStream, asked_get: &AtomicBool) {
+/// `asked_get` a `GET` before the server can answer it, and holding one
+/// that matches a [`Fault::Hold`] until it is let go.
+fn forward(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    asked_get: &AtomicBool,
+    fault: Fault,
+    held: &Held,
+    stop: &AtomicBool,
+) {
     let mut buf = [0u8; 16 * 1024];
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 {
@@ -102,6 +138,15 @@ fn forward(mut from: TcpStream, mut to: TcpStream, asked_get: &AtomicBool) {
         }
         if buf[..n].windows(9).any(|w| w == b"$3\r\nGET\r\n") {
             asked_get.store(true, Ordering::SeqCst);
+        }
+        if let Fault::Hold(bytes) = fault
+            && !held.let_go.load(Ordering::SeqCst)
+            && buf[..n].windows(bytes.len()).any(|w| w == bytes)
+        {
+            held.holding.store(true, Ordering::SeqCst);
+            while !held.let_go.load(Ordering::SeqCst) && !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(10));
+            }
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
@@ -131,10 +176,12 @@ fn misbehave(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if let Fault::SlowGets(delay) = fault {
+        if let Fault::SlowGets(_) | Fault::Hold(_) = fault {
             // The first bytes of the reply to a GET wait; what follows of
             // it is read on as it comes.
-            if asked_get.swap(false, Ordering::SeqCst) {
+            if let Fault::SlowGets(delay) = fault
+                && asked_get.swap(false, Ordering::SeqCst)
+            {
                 thread::sleep(delay);
             }
             if to.write_all(&buf[..n]).is_err() {
@@ -151,7 +198,7 @@ fn misbehave(
             continue;
         }
         match fault {
-            Fault::SlowGets(_) => unreachable!("forwarded above"),
+            Fault::SlowGets(_) | Fault::Hold(_) => unreachable!("forwarded above"),
             Fault::Stall => {} // read on, forward nothing
             Fault::Drop => {
                 let _ = to.shutdown(Shutdown::Both);
