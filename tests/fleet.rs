@@ -1269,6 +1269,64 @@ fn a_forced_run_shares_its_result_with_the_fleet() {
     assert_eq!(fleet.runs().len(), 1, "B ran nothing");
 }
 
+/// The limit is inclusive: a value of exactly `--store-max-value` bytes is
+/// shared without a warning, and another host with the same limit copies it.
+#[test]
+fn a_value_of_exactly_the_store_limit_is_shared_and_copied() {
+    let Some(fleet) = Fleet::start(&[], "fleet::a_value_of_exactly_the_store_limit") else {
+        return;
+    };
+    let (a, b) = (
+        fleet
+            .host("a")
+            .with_env("CACHEBACK_STORE_MAX_VALUE", "1MiB"),
+        fleet
+            .host("b")
+            .with_env("CACHEBACK_STORE_MAX_VALUE", "1MiB"),
+    );
+    write_payload(&fleet.work().join("payload"), 1 << 20);
+    let script = r#"echo "$H.$$" >> "$W/runs"; cat "$W/payload""#;
+    let expected = fs::read(fleet.work().join("payload")).unwrap();
+    let args = call(&["--ttl", "1h"], script);
+    let miss = a.run(&args);
+    assert!(miss.stdout == expected, "A's output is whole");
+    assert_eq!(text(&miss.stderr), "", "A's miss at the limit warned");
+    fleet.wait_published();
+    let fill = b.run(&args);
+    assert!(fill.stdout == expected, "B's output is whole");
+    assert_eq!(text(&fill.stderr), "", "B's fill at the limit warned");
+    assert_eq!(fleet.runs().len(), 1, "B ran a value at its limit itself");
+}
+
+/// A host whose store user may take leases and read but not write a value's
+/// chunks (an ACL that forgot them) still serves its run, and says once
+/// that it could not share it; the next caller on that host hits locally.
+#[test]
+fn a_result_the_store_refuses_is_served_with_one_warning() {
+    let acl = "user chunkless on >pw ~cacheback:*:meta ~cacheback:*:lease ~cacheback:*:fail \
+               ~cacheback:*:counts +@all";
+    let Some(fleet) = Fleet::start(&[acl], "fleet::a_result_the_store_refuses") else {
+        return;
+    };
+    let url = format!("redis://chunkless:pw@127.0.0.1:{}", fleet.redis.port);
+    let a = fleet.host("a").with_env("CACHEBACK_STORE", &url);
+    let miss = a.run(&standard());
+    let runs = fleet.runs();
+    assert_eq!(text(&miss.stdout), format!("{}\n", runs[0]), "A's own run");
+    assert!(miss.status.success(), "{miss:?}");
+    assert!(
+        text(&miss.stderr).starts_with("cacheback: could not share the result: ")
+            && text(&miss.stderr).lines().count() == 1,
+        "one warning: {:?}",
+        text(&miss.stderr)
+    );
+    assert!(
+        fleet.keys("cacheback:*:meta").is_empty(),
+        "nothing published"
+    );
+    assert_prints(&a.run(&standard()), &runs[0], "A's next call, a local hit");
+}
+
 /// A host's `--store-max-value` bounds what it copies too: a value another
 /// host (with a larger limit) published is no value to it, so it runs the
 /// command itself rather than pulling more than its operator allowed.
