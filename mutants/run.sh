@@ -64,8 +64,10 @@ case $group in
     re='^src/(two_tier/[a-z_]+|store/transfer|store/redis/fleet)\.rs:'
     # fleet::a_100_mib_value (100 MiB hashed and copied) does not publish
     # within its deadline in the dev build on 2 busy cores: left out.
-    tests=(--lib --test integration -- fleet:: redis_client:: guards::a_late guards::a_fleet
-      --skip fleet::a_100_mib)
+    # fleet_manage:: has stats, show and invalidate of the fleet's entries
+    # (two_tier/manage.rs).
+    tests=(--lib --test integration -- fleet:: fleet_manage:: redis_client:: guards::a_late
+      guards::a_fleet --skip fleet::a_100_mib)
     ;;
   list)
     exec cargo mutants --list "$@"
