@@ -1214,17 +1214,21 @@ fn a_value_over_the_store_limit_stays_local_with_one_warning() {
 }
 
 /// A host whose refresh finds another host's run in flight waits for it and
-/// takes its value, also with a `--timeout` shorter than the lease (10 s
-/// against 30 s): the wait is bounded by the timeout plus the lease. (The
-/// deadline's `now + timeout` made `now - timeout` survived the fleet group;
-/// this test fails on it, B keeping its stale copy.)
-#[test]
-fn a_refresh_waits_for_another_hosts_run_with_a_timeout_shorter_than_the_lease() {
-    let Some(fleet) = Fleet::start(&[], "fleet::a_refresh_waits_for_another") else {
+/// takes its value: the wait is bounded by the refresh's `--timeout` plus
+/// the lease, whichever of the two is longer. Run with both orders: each
+/// catches one sign of the deadline's sum turned into a difference (`now -
+/// timeout + lease` survived the fleet group once, `now + timeout - lease`
+/// another time), either of which makes B give up at once and keep its
+/// stale copy.
+fn a_refresh_waits_for_another_hosts_run(timeout: &str, lease: &str, test: &str) {
+    let Some(fleet) = Fleet::start(&[], test) else {
         return;
     };
-    let (a, b) = (fleet.host("a"), fleet.host("b"));
-    let args = call(&["--ttl", "1h", "--timeout", "10s"], &body());
+    let (a, b) = (
+        fleet.host("a").with_env("CACHEBACK_STORE_LEASE", lease),
+        fleet.host("b").with_env("CACHEBACK_STORE_LEASE", lease),
+    );
+    let args = call(&["--ttl", "1h", "--timeout", timeout], &body());
     let first = a.run(&args);
     let runs = fleet.runs();
     assert_prints(&first, &runs[0], "A's first run");
@@ -1246,6 +1250,16 @@ fn a_refresh_waits_for_another_hosts_run_with_a_timeout_shorter_than_the_lease()
     let second = fleet.runs()[1].clone();
     assert_eq!(fleet.runs().len(), 2, "B ran it too: {:?}", fleet.runs());
     assert_prints(&b.run(&args), &second, "B took A's value while it waited");
+}
+
+#[test]
+fn a_refresh_waits_for_another_hosts_run_with_a_timeout_shorter_than_the_lease() {
+    a_refresh_waits_for_another_hosts_run("3s", "30s", "fleet::timeout_shorter_than_the_lease");
+}
+
+#[test]
+fn a_refresh_waits_for_another_hosts_run_with_a_lease_shorter_than_the_timeout() {
+    a_refresh_waits_for_another_hosts_run("10s", LEASE, "fleet::lease_shorter_than_the_timeout");
 }
 
 /// `run --force` runs the command whatever is stored, and still shares its
