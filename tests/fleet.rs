@@ -1262,6 +1262,75 @@ fn a_refresh_waits_for_another_hosts_run_with_a_lease_shorter_than_the_timeout()
     a_refresh_waits_for_another_hosts_run("10s", LEASE, "fleet::lease_shorter_than_the_timeout");
 }
 
+/// A refresh that finds a fleet value newer than its own but stale too
+/// copies it (the newest there is) and still runs the command: the entry
+/// it was asked to refresh must end fresh, not one stale hit later.
+#[test]
+fn a_refresh_that_copies_a_stale_fleet_value_still_runs_the_command() {
+    let Some(fleet) = Fleet::start(&[], "fleet::copies_a_stale_fleet_value") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    fleet.age_all(&[&a, &b], 7200);
+    // A refreshes: the fleet holds A's second value, newer than B's copy.
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A refreshed"
+    );
+    assert!(fleet.settled(), "A's refresh lingers");
+    let second = fleet.runs()[1].clone();
+    // Both age again: the fleet's value is stale, and still B's newest.
+    fleet.age_all(&[&a, &b], 7200);
+    assert_prints(&b.run(&standard()), &first, "B's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 3),
+        "B's refresh copied {second} and ran nothing: {:?}",
+        fleet.runs()
+    );
+    assert!(fleet.settled(), "B's refresh lingers");
+    let third = fleet.runs()[2].clone();
+    assert_prints(&b.run(&standard()), &third, "B's entry, fresh");
+}
+
+/// A refresh never copies a fleet value older than the host's own over it:
+/// B's newest value was made while the store was out of reach, so the
+/// fleet's is older; while B's refresh runs, B keeps serving its own.
+#[test]
+fn a_refresh_never_copies_an_older_fleet_value_over_a_newer_local_one() {
+    let Some(fleet) = Fleet::start(&[], "fleet::never_copies_an_older_value") else {
+        return;
+    };
+    let (a, b) = (fleet.host("a"), fleet.host("b"));
+    let first = prime(&fleet, &a, &[&b]);
+    // B's forced run cannot reach the store (nothing listens on port 9).
+    let forced = [vec!["--force".to_owned()], standard()].concat();
+    let unreachable = fleet
+        .host("b")
+        .with_env("CACHEBACK_STORE", "redis://127.0.0.1:9");
+    let own = unreachable.run(&forced);
+    let runs = fleet.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(text(&own.stdout), format!("{}\n", runs[1]), "B's own run");
+    fleet.age_all(&[&a, &b], 7200);
+    // B's refresh is held at its gate.
+    fleet.touch("slow-b");
+    assert_prints(&b.run(&standard()), &runs[1], "B's stale hit");
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 3),
+        "B's refresh never started"
+    );
+    let during = b.run(&standard());
+    fleet.touch("go-b");
+    assert_prints(
+        &during,
+        &runs[1],
+        &format!("B during its refresh (the fleet's is {first})"),
+    );
+    assert!(fleet.settled(), "B's refresh lingers");
+}
+
 /// `run --force` runs the command whatever is stored, and still shares its
 /// result: the fleet then holds the forced value, and another host's miss
 /// prints it without running anything. (`lease_if_free` replaced with
