@@ -1331,6 +1331,41 @@ fn a_refresh_never_copies_an_older_fleet_value_over_a_newer_local_one() {
     assert!(fleet.settled(), "B's refresh lingers");
 }
 
+/// Every key of a published entry expires a week after its last write, or
+/// after twice the TTL if that is longer (docs/fleet.md): an abandoned
+/// cache empties itself, and a long-lived entry outlives its TTL.
+#[test]
+fn fleet_keys_expire_a_week_or_two_ttls_after_their_last_write() {
+    let Some(fleet) = Fleet::start(&[], "fleet::keys_expire") else {
+        return;
+    };
+    let week_ms: u64 = 7 * 86_400_000;
+    for (ttl, expiry_ms) in [("1h", week_ms), ("30d", 60 * 86_400_000)] {
+        let args = call(&["--ttl", ttl], &format!("{} # {ttl}", body()));
+        assert!(fleet.host("a").run(&args).status.success());
+        assert!(fleet.settled(), "the run lingers");
+        let keys: Vec<String> = fleet
+            .keys("cacheback:*")
+            .into_iter()
+            .filter(|key| !key.ends_with(":lease"))
+            .collect();
+        assert!(keys.len() >= 3, "meta, counts, a chunk: {keys:?}");
+        for key in keys {
+            let left: u64 = fleet
+                .redis
+                .cli_text(&["PTTL", &key])
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(
+                left > expiry_ms - 60_000 && left <= expiry_ms,
+                "--ttl {ttl}: {key} expires in {left} ms, not {expiry_ms}"
+            );
+        }
+        fleet.redis.cli(&["FLUSHALL"]);
+    }
+}
+
 /// `run --force` runs the command whatever is stored, and still shares its
 /// result: the fleet then holds the forced value, and another host's miss
 /// prints it without running anything. (`lease_if_free` replaced with
