@@ -49,14 +49,13 @@ pub fn start(
     key: &Key,
     args: &RunOptions,
     seen: Option<u64>,
-    now_ms: u64,
     event: Event,
     fleet: &FleetSettings,
 ) -> Result<Counted> {
     // A stale hit reaches here without a miss's directory check; a refresher
     // must not write into a directory someone else can plant files in.
     store.prepare()?;
-    let lock = match rules::start_refresh(store, key, seen, args.ttl(), now_ms)? {
+    let lock = match rules::start_refresh(store, key, seen, args.ttl(), crate::clock::now_ms)? {
         Start::InFlight => return Ok(Counted::No), // its run will serve everyone
         Start::Landed(lock) | Start::BackingOff(lock) => {
             events::record_held(&lock, event);

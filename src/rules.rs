@@ -234,12 +234,18 @@ pub enum Start<L> {
 /// none) starts a refresh of `key`: one caller of any number takes the
 /// lease, and it refreshes unless a refresh landed since it looked or
 /// failures call for patience. Both tiers decide with it.
+///
+/// `clock` is read once the lease is taken: a run that failed while the
+/// caller waited for it ended after the caller looked, and judged by the
+/// time the caller looked it would be a failure "from the future", whose
+/// back-off counts as over; every caller that looked before it landed
+/// would then run the failing command again.
 pub fn start_refresh<S: Store>(
     store: &S,
     key: &Key,
     seen: Option<u64>,
     ttl: Duration,
-    now_ms: u64,
+    clock: impl FnOnce() -> u64,
 ) -> Result<Start<S::Lease>, S::Error> {
     let Some((lease, now)) = lease_and_look(store, key)? else {
         return Ok(Start::InFlight);
@@ -249,7 +255,7 @@ pub fn start_refresh<S: Store>(
     if now.value_stored_since(seen) && now.value.is_some_and(|value| !value.forced_stale()) {
         return Ok(Start::Landed(lease));
     }
-    if now.backing_off(ttl, now_ms) {
+    if now.backing_off(ttl, clock()) {
         return Ok(Start::BackingOff(lease));
     }
     Ok(Start::Refresh(lease))
@@ -451,18 +457,18 @@ mod tests {
     #[test]
     fn one_caller_of_many_takes_the_lease() {
         let store = MemoryStore::default();
-        let first = start_refresh(&store, &key(1), None, TTL, 0).unwrap();
+        let first = start_refresh(&store, &key(1), None, TTL, || 0).unwrap();
         assert!(matches!(first, Start::Refresh(_)));
-        let second = start_refresh(&store, &key(1), None, TTL, 0).unwrap();
+        let second = start_refresh(&store, &key(1), None, TTL, || 0).unwrap();
         assert!(matches!(second, Start::InFlight));
         // Another key is not held up.
         assert!(matches!(
-            start_refresh(&store, &key(2), None, TTL, 0).unwrap(),
+            start_refresh(&store, &key(2), None, TTL, || 0).unwrap(),
             Start::Refresh(_)
         ));
         drop(first);
         assert!(matches!(
-            start_refresh(&store, &key(1), None, TTL, 0).unwrap(),
+            start_refresh(&store, &key(1), None, TTL, || 0).unwrap(),
             Start::Refresh(_)
         ));
     }
@@ -472,13 +478,13 @@ mod tests {
         let store = MemoryStore::default();
         let seen = header(1_000, 0);
         store.values.borrow_mut().insert(key(1), header(2_000, 0));
-        let landed = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, 3_000).unwrap();
+        let landed = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, || 3_000).unwrap();
         assert!(matches!(landed, Start::Landed(_)));
         drop(landed);
         let mut marked = header(2_000, 0);
         marked.flags = FLAG_FORCED_STALE;
         store.values.borrow_mut().insert(key(1), marked);
-        let again = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, 3_000).unwrap();
+        let again = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, || 3_000).unwrap();
         assert!(matches!(again, Start::Refresh(_)));
     }
 
@@ -488,7 +494,7 @@ mod tests {
         store.values.borrow_mut().insert(key(1), header(1_000, 0));
         store.failures.borrow_mut().insert(key(1), header(5_000, 2)); // waits 20 s
         let seen = header(1_000, 0);
-        let at = |now| start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, now).unwrap();
+        let at = |now| start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, || now).unwrap();
         assert!(matches!(at(5_000 + 19_999), Start::BackingOff(_)));
         assert!(matches!(at(5_000 + 20_000), Start::Refresh(_)));
         // From the future: its wait is unknown, and counts as over.
@@ -496,7 +502,7 @@ mod tests {
         // A success after the failure ends the back-off.
         store.values.borrow_mut().insert(key(1), header(6_000, 0));
         let seen = header(6_000, 0);
-        let after = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, 7_000).unwrap();
+        let after = start_refresh(&store, &key(1), Some(seen.finished_ms), TTL, || 7_000).unwrap();
         assert!(matches!(after, Start::Refresh(_)));
     }
 
@@ -504,7 +510,7 @@ mod tests {
     fn a_value_that_landed_where_the_caller_saw_none_counts() {
         let store = MemoryStore::default();
         store.values.borrow_mut().insert(key(1), header(2_000, 0));
-        let landed = start_refresh(&store, &key(1), None, TTL, 3_000).unwrap();
+        let landed = start_refresh(&store, &key(1), None, TTL, || 3_000).unwrap();
         assert!(matches!(landed, Start::Landed(_)));
     }
 
@@ -585,7 +591,7 @@ mod tests {
     #[test]
     fn a_lease_taken_before_the_store_failed_is_given_back() {
         let store = FailingReads::default();
-        assert!(start_refresh(&store, &key(1), None, TTL, 0).is_err());
+        assert!(start_refresh(&store, &key(1), None, TTL, || 0).is_err());
         assert!(
             store.leased.borrow().is_empty(),
             "start_refresh kept a lease"
@@ -648,8 +654,14 @@ mod tests {
                             && now - failure.finished_ms
                                 < (10_000u64 << (failure.failures - 1).min(20)).min(900_000)
                     });
-                    match start_refresh(&store, &which, seen.map(|seen| seen.finished_ms), TTL, now)
-                        .unwrap()
+                    match start_refresh(
+                        &store,
+                        &which,
+                        seen.map(|seen| seen.finished_ms),
+                        TTL,
+                        || now,
+                    )
+                    .unwrap()
                     {
                         Start::InFlight => assert!(leased, "{context}: in flight without a lease"),
                         Start::Landed(_) => panic!("{context}: nothing can land in between here"),

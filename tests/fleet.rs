@@ -1366,6 +1366,46 @@ fn fleet_keys_expire_a_week_or_two_ttls_after_their_last_write() {
     }
 }
 
+/// A failure that lands between a refresh's read and its lease starts the
+/// back-off for that refresh too: B's lease request is held at a proxy
+/// while A's refresh fails, and B then gives the lease back and runs
+/// nothing (only `warm` and `invalidate --refresh` run through a back-off).
+#[test]
+fn a_failure_that_lands_before_a_refreshs_lease_backs_it_off() {
+    let Some(fleet) = Fleet::start(&[], "fleet::fails_before_a_refreshs_lease") else {
+        return;
+    };
+    let a = fleet.host("a");
+    let first = prime(&fleet, &a, &[&fleet.host("b")]);
+    fleet.age_all(&[&a, &fleet.host("b")], 7200);
+    let proxy = Proxy::start(fleet.redis.port, 0, Fault::Hold(b"$2\r\nNX\r\n"));
+    let b = fleet.host("b").with_env("CACHEBACK_STORE", &proxy.url());
+    assert_prints(&b.run(&standard()), &first, "B's stale hit");
+    assert!(
+        wait_until(SETTLE, || proxy.holding()),
+        "B's refresh never asked for the lease"
+    );
+    fleet.touch("fail");
+    assert_prints(&a.run(&standard()), &first, "A's stale hit");
+    assert!(
+        wait_until(SETTLE, || !fleet.keys("cacheback:*:fail").is_empty()
+            && fleet.keys("cacheback:*:lease").is_empty()),
+        "A's refresh never failed"
+    );
+    proxy.let_go();
+    assert!(fleet.settled(), "B's refresh lingers");
+    assert_eq!(
+        fleet.runs().len(),
+        2,
+        "B ran through the back-off: {:?}",
+        fleet.runs()
+    );
+    assert!(
+        fleet.keys("cacheback:*:lease").is_empty(),
+        "B kept the lease it took"
+    );
+}
+
 /// `run --force` runs the command whatever is stored, and still shares its
 /// result: the fleet then holds the forced value, and another host's miss
 /// prints it without running anything. (`lease_if_free` replaced with

@@ -182,6 +182,55 @@ fn a_failed_refresh_backs_off_ten_seconds_then_twenty() {
     );
 }
 
+/// A stale hit that looked before a refresh failed, and took the lock only
+/// once that refresh had let it go, backs off like any later caller. Judged
+/// by the time it looked, the failure would be "from the future" (whose
+/// back-off counts as over), and each caller that looked before it landed
+/// would run the failing command again. strace holds the caller at its
+/// `flock` while another caller's refresh fails; the same race in the
+/// fleet is `fleet::a_failure_that_lands_before_a_refreshs_lease_backs_it_off`.
+#[test]
+fn a_stale_hit_that_looked_before_a_refresh_failed_backs_off() {
+    if !strace("guards::a_stale_hit_that_looked_before_a_refresh_failed") {
+        return;
+    }
+    let cache = Cache::new();
+    assert_eq!(stdout(&cache.run(&flaky_args())), "ok\n");
+    age_everything(&cache, 7200);
+    fs::write(cache.work().join("fail"), "").unwrap();
+    let run: Vec<&str> = ["run"].into_iter().chain(flaky_args()).collect();
+    let late = spawn_under_strace(
+        &cache,
+        &[
+            "-e",
+            "trace=flock",
+            "-e",
+            "inject=flock:delay_enter=3000000:when=1",
+        ],
+        &run,
+    );
+    assert!(
+        wait_until(SETTLE, || children(late.id())
+            .first()
+            .is_some_and(|&pid| held_in(pid, &[libc::SYS_flock]))),
+        "the late caller never reached the lock"
+    );
+    assert_eq!(stdout(&cache.run(&flaky_args())), "ok\n", "the stale value");
+    assert!(
+        wait_until(SETTLE, || cache.count("count") == 2
+            && !cache.files(".fail").is_empty()),
+        "the other caller's refresh never failed"
+    );
+    let late = crate::harness::BoundedChild::bounded_wait_with_output(late);
+    assert!(late.status.success(), "{late:?}");
+    settle(&cache, "the late caller");
+    assert_eq!(
+        cache.count("count"),
+        2,
+        "the late caller ran the failing command again"
+    );
+}
+
 // ------------------------------------------------------------ age == TTL
 
 /// `strace` for the tests that need it (they skip, saying so, without it).

@@ -72,7 +72,7 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
                     return Ok(code);
                 }
                 let seen = Some(entry.preamble.finished_ms);
-                match refresh::start(store, &key, args, seen, now, Event::StaleHit, fleet) {
+                match refresh::start(store, &key, args, seen, Event::StaleHit, fleet) {
                     Ok(Counted::Yes) => exit_after_fork(code),
                     Ok(Counted::No) => events::record(store, &key, Event::StaleHit),
                     Err(err) => {
@@ -106,7 +106,7 @@ pub fn run(store: &FsStore, args: &RunOptions, fleet: &FleetSettings) -> Result<
         ));
     }
     if args.no_wait {
-        return start_in_background(store, &key, args, found, now, fleet);
+        return start_in_background(store, &key, args, found, fleet);
     }
     run_in_foreground(store, &key, &inputs, args, found, damaged, fleet)
 }
@@ -129,7 +129,6 @@ fn start_in_background(
     key: &Key,
     args: &RunOptions,
     found: Option<u64>,
-    now: u64,
     fleet: &FleetSettings,
 ) -> Result<u8> {
     if let Err(err) = store.prepare() {
@@ -144,7 +143,7 @@ fn start_in_background(
             code = stdout_failed(&err);
         }
     }
-    match refresh::start(store, key, args, found, now, Event::Miss, fleet) {
+    match refresh::start(store, key, args, found, Event::Miss, fleet) {
         Ok(Counted::Yes) => exit_after_fork(code),
         Ok(Counted::No) => events::record(store, key, Event::Miss),
         Err(err) => return uncached_after(&err, args),
@@ -298,9 +297,7 @@ fn serve_filled(
         // The refresher takes the lock itself.
         drop(lock);
         let seen = Some(entry.preamble.finished_ms);
-        if let Ok(Counted::Yes) =
-            refresh::start(store, key, args, seen, now_ms(), Event::StaleHit, fleet)
-        {
+        if let Ok(Counted::Yes) = refresh::start(store, key, args, seen, Event::StaleHit, fleet) {
             exit_after_fork(code);
         }
     }

@@ -79,7 +79,7 @@ pub fn before_refresh(
             return RefreshPlan::Done { stored };
         }
         let shared = FleetStore::new(&mut fleet, &config);
-        let decided = rules::start_refresh(&shared, key, held.value_version, args.ttl(), now);
+        let decided = rules::start_refresh(&shared, key, held.value_version, args.ttl(), now_ms);
         match decided {
             // `warm` and `invalidate --refresh` (`force`) run all the same.
             Ok(Start::Refresh(lease) | Start::BackingOff(lease)) if args.force => {
