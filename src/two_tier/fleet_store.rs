@@ -77,7 +77,7 @@ pub(super) fn holding_of(snapshot: &Snapshot, max_value: u64) -> Holding {
     let meta = snapshot
         .meta
         .as_ref()
-        .filter(|meta| snapshot.invalid.is_none() && meta.len() <= max_value);
+        .filter(|meta| snapshot.invalid.is_none() && meta.value_len() <= max_value);
     let failure = snapshot.failure.as_ref();
     Holding {
         value: meta.map(preamble_of),

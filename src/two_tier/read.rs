@@ -76,11 +76,11 @@ pub(super) fn copyable<'s>(
         return None;
     }
     let meta = snapshot.meta.as_ref()?;
-    if meta.len() > config.max_value {
+    if meta.value_len() > config.max_value {
         warn_bad_value(
             &format!(
                 "it is larger ({}) than --store-max-value ({})",
-                format_size(meta.len()),
+                format_size(meta.value_len()),
                 format_size(config.max_value)
             ),
             warned,

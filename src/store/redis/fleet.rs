@@ -170,17 +170,12 @@ pub struct FleetMeta {
 impl FleetMeta {
     /// Bytes of the value: stdout and stderr. A decoded header's lengths
     /// are checked to add up ([`decode_meta`]).
-    pub fn len(&self) -> u64 {
+    pub fn value_len(&self) -> u64 {
         self.stdout_len.saturating_add(self.stderr_len)
     }
 
-    /// Whether the value has no bytes at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn chunks(&self) -> u64 {
-        self.len().div_ceil(CHUNK_LEN as u64)
+        self.value_len().div_ceil(CHUNK_LEN as u64)
     }
 }
 
@@ -310,7 +305,7 @@ impl Fleet {
         meta: &FleetMeta,
         out: &mut dyn Write,
     ) -> Result<(), StoreError> {
-        let mut left = meta.len();
+        let mut left = meta.value_len();
         let mut hasher = Sha256::new();
         for index in 0..meta.chunks() {
             let name = self.name(key, &format!("{}:{index}", meta.generation));
