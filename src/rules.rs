@@ -507,6 +507,16 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_that_landed_while_the_caller_took_the_lease_backs_it_off() {
+        let store = MemoryStore::default();
+        store.values.borrow_mut().insert(key(1), header(1_000, 0));
+        // The caller looked at 4 s; the run it waited for failed at 5 s.
+        store.failures.borrow_mut().insert(key(1), header(5_000, 1));
+        let decided = start_refresh(&store, &key(1), Some(1_000), TTL, || 5_001).unwrap();
+        assert!(matches!(decided, Start::BackingOff(_)));
+    }
+
+    #[test]
     fn a_value_that_landed_where_the_caller_saw_none_counts() {
         let store = MemoryStore::default();
         store.values.borrow_mut().insert(key(1), header(2_000, 0));
