@@ -323,6 +323,28 @@ mod tests {
         assert_eq!(Counts::decode(&bytes[..10]), None);
     }
 
+    /// Every cache holds lock files in this layout, and an upgrade must keep
+    /// their counts: a record built byte by byte (magic, padding, five
+    /// counts and the folded inode, then the checksum of all that) reads.
+    #[test]
+    fn a_totals_record_in_the_layout_on_disk_reads() {
+        let mut bytes = b"CBKc\0\0\0\0".to_vec();
+        for value in [5u64, 1, 2, 3, 4, 77] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        let sum = checksum(&bytes);
+        bytes.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(bytes.len(), 64);
+        let counts = Counts {
+            hits: 5,
+            stale_hits: 1,
+            misses: 2,
+            refreshes: 3,
+            failures: 4,
+        };
+        assert_eq!(Counts::decode(&bytes), Some((counts, 77)));
+    }
+
     #[test]
     fn totals_ignore_what_follows_the_record() {
         let counts = Counts {
