@@ -593,12 +593,6 @@ impl Fleet {
         Ok(keys)
     }
 
-    /// Whether the store showed itself a Redis Cluster so far (it
-    /// redirected a command, or a listing asked it).
-    pub fn is_cluster(&self) -> bool {
-        self.conn.is_cluster()
-    }
-
     fn key_of(&self, name: &[u8]) -> Option<Key> {
         let name = std::str::from_utf8(name).ok()?;
         let rest = name.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
