@@ -1406,6 +1406,46 @@ fn a_failure_that_lands_before_a_refreshs_lease_backs_it_off() {
     );
 }
 
+/// A value replaced by a refresh leaves its chunks to expire after a grace
+/// minute (a reader may still be streaming them), not a week: the store
+/// holds one value per entry, not one per refresh.
+#[test]
+fn a_replaced_value_leaves_its_chunks_to_expire_within_a_minute() {
+    let Some(fleet) = Fleet::start(&[], "fleet::replaced_chunks_expire") else {
+        return;
+    };
+    let a = fleet.host("a");
+    prime(&fleet, &a, &[]);
+    let chunks = || {
+        let mut keys = fleet.keys("cacheback:*:*:0");
+        keys.sort();
+        keys
+    };
+    let old = chunks();
+    assert_eq!(old.len(), 1, "one chunk: {old:?}");
+    fleet.age_all(&[&a], 7200);
+    assert!(a.run(&standard()).status.success());
+    assert!(
+        wait_until(SETTLE, || fleet.runs().len() == 2),
+        "A refreshed"
+    );
+    assert!(fleet.settled(), "A's refresh lingers");
+    let pttl = |key: &str| -> i64 { fleet.redis.cli_text(&["PTTL", key]).trim().parse().unwrap() };
+    let both = chunks();
+    assert_eq!(both.len(), 2, "the old chunk and the new: {both:?}");
+    for key in both {
+        let left = pttl(&key);
+        if key == old[0] {
+            assert!(
+                (1..=60_000).contains(&left),
+                "{key}, replaced: expires in {left} ms"
+            );
+        } else {
+            assert!(left > 86_400_000, "{key}, the value: expires in {left} ms");
+        }
+    }
+}
+
 /// `run --force` runs the command whatever is stored, and still shares its
 /// result: the fleet then holds the forced value, and another host's miss
 /// prints it without running anything. (`lease_if_free` replaced with

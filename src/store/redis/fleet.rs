@@ -54,11 +54,15 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 /// its value look newer than the next one for days. The lease alone decides
 /// who may write, so nothing else is compared. KEYS: lease, meta. ARGV:
 /// token, age_ms, expiry_ms, then field/value pairs. Returns the replaced
-/// generation and its chunk count ({0, 0} for none), or -1 when the lease is lost.
+/// generation (a string) and its chunk count ({"0", 0} for none), or -1 when
+/// the lease is lost.
 const PUBLISH: &str = concat!(
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end\n",
     server_now!(),
-    r"local old = tonumber(redis.call('HGET', KEYS[2], 'gen') or '0') or 0
+    // The old generation goes back as the string it was stored as: a Lua
+    // number is a double, which rounds a 60-bit generation to another one
+    // (the replaced chunks were then never found to expire).
+    r"local old = redis.call('HGET', KEYS[2], 'gen') or '0'
 local old_chunks = tonumber(redis.call('HGET', KEYS[2], 'chunks') or '0') or 0
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'finished_ms', string.format('%.0f', now - tonumber(ARGV[2])), unpack(ARGV, 4))
@@ -465,8 +469,12 @@ impl Fleet {
         let stale_generation = match reply {
             Value::Int(-1) => Some((Published::LeaseLost, meta.generation, meta.chunks())),
             Value::Array(Some(old)) => match old.as_slice() {
-                [Value::Int(generation), Value::Int(chunks)] if *generation > 0 => {
-                    Some((Published::Stored, *generation as u64, *chunks as u64))
+                [Value::Bulk(Some(generation)), Value::Int(chunks)] => {
+                    let generation = std::str::from_utf8(generation)
+                        .ok()
+                        .and_then(|text| text.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    (generation > 0).then_some((Published::Stored, generation, *chunks as u64))
                 }
                 _ => None,
             },
