@@ -2118,10 +2118,12 @@ fn a_lease_stored_without_an_expiry_holds_up_no_host() {
     assert_ne!(left.trim(), "-1", "the lease still has no expiry");
 }
 
-/// A header a host cannot trust: the miss runs the command, says so once,
-/// and the local entry it stores is whole (the next call is a plain hit).
+/// A header a host cannot trust: the miss runs the command, says once why
+/// it did not use the fleet's value (`reason`: the value is at fault, not
+/// the store, which is not marked down), and the local entry it stores is
+/// whole (the next call is a plain hit).
 #[track_caller]
-fn a_bad_fleet_value_is_a_miss(fleet: &Fleet, host: &str, what: &str) {
+fn a_bad_fleet_value_is_a_miss(fleet: &Fleet, host: &str, what: &str, reason: &str) {
     let host = fleet.host(host);
     let before = fleet.runs().len();
     let miss = host.run(&standard());
@@ -2134,6 +2136,13 @@ fn a_bad_fleet_value_is_a_miss(fleet: &Fleet, host: &str, what: &str) {
     assert_eq!(text(&miss.stdout), format!("{}\n", runs[before]), "{what}");
     assert!(miss.status.success(), "{what}: {:?}", miss.status);
     assert_one_warning(&miss, what);
+    let said = "cacheback: not using the fleet store's value of this entry (";
+    assert!(
+        text(&miss.stderr).starts_with(said) && text(&miss.stderr).contains(reason),
+        "{what}: {:?}",
+        text(&miss.stderr)
+    );
+    assert!(!host.store_skipped(), "{what}: the store was marked down");
     assert_prints(
         &host.run(&standard()),
         &runs[before],
@@ -2151,25 +2160,45 @@ fn a_forged_or_damaged_fleet_value_is_a_miss_with_one_warning() {
     fleet
         .redis
         .cli(&["HSET", &meta, "stdout_len", "18446744073709551615"]);
-    a_bad_fleet_value_is_a_miss(&fleet, "b", "lengths that overflow");
+    a_bad_fleet_value_is_a_miss(
+        &fleet,
+        "b",
+        "lengths that overflow",
+        "its header is not valid",
+    );
     assert!(fleet.settled());
     fleet.redis.cli(&["HSET", &meta, "stderr_len", "-1"]);
-    a_bad_fleet_value_is_a_miss(&fleet, "c", "a negative length");
+    a_bad_fleet_value_is_a_miss(&fleet, "c", "a negative length", "its header is not valid");
     assert!(fleet.settled());
     fleet.redis.cli(&["HSET", &meta, "chunks", "7"]);
-    a_bad_fleet_value_is_a_miss(&fleet, "d", "a chunk count that does not fit");
+    a_bad_fleet_value_is_a_miss(
+        &fleet,
+        "d",
+        "a chunk count that does not fit",
+        "its header is not valid",
+    );
     assert!(fleet.settled());
     // The right length, other bytes: the digest tells.
     let generation = fleet.redis.cli_text(&["HGET", &meta, "gen"]);
     let chunk = fleet.key(&format!("{}:0", generation.trim()));
     fleet.redis.cli(&["SETRANGE", &chunk, "0", "Z"]);
-    a_bad_fleet_value_is_a_miss(&fleet, "e", "bytes that do not match the digest");
+    a_bad_fleet_value_is_a_miss(
+        &fleet,
+        "e",
+        "bytes that do not match the digest",
+        "the value does not match its digest",
+    );
     // Its length changed: the chunk check tells.
     assert!(fleet.settled());
     let generation = fleet.redis.cli_text(&["HGET", &meta, "gen"]);
     let chunk = fleet.key(&format!("{}:0", generation.trim()));
     fleet.redis.cli(&["APPEND", &chunk, "more"]);
-    a_bad_fleet_value_is_a_miss(&fleet, "f", "a chunk of the wrong length");
+    a_bad_fleet_value_is_a_miss(
+        &fleet,
+        "f",
+        "a chunk of the wrong length",
+        "a chunk of the value has the wrong length",
+    );
 }
 
 #[test]
