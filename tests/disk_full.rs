@@ -198,3 +198,35 @@ fn a_refresh_whose_output_does_not_fit_backs_off_like_a_failed_run() {
         cache.files("")
     );
 }
+
+/// A foreground run that fails while its output fills the disk is a failed
+/// run of the command, nothing more: the caller gets all of its output and
+/// its status without a word about the cache, and the failure is recorded
+/// (a failure record keeps no stdout, so it fits), so `show` names it.
+/// (`produce::execute` taking the full disk for the failure, its `ours`
+/// guard's `&&` made `||`, survived the refresher group.)
+#[test]
+fn a_failing_foreground_run_that_fills_the_disk_is_recorded_as_its_own_failure() {
+    let cache = Cache::new();
+    let dir = cache.dir();
+    let Some(_tmpfs) = Tmpfs::mount(&dir, "2m", "disk_full::a_failing_foreground_run") else {
+        return;
+    };
+    let body = r#"head -c 3000000 /dev/zero | tr '\0' v; echo "gave up" >&2; exit 3"#;
+    let args = [&["--ttl", "1h", "--name", "big", "--"][..], &sh(body)].concat();
+    let out = cache.run(&args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.stdout.len(), 3_000_000, "all of its output");
+    assert_eq!(
+        stderr(&out),
+        "gave up\n",
+        "its stderr, and nothing about the cache"
+    );
+    let shown = cache.cacheback(&["show", "--name", "big"]);
+    assert!(
+        stdout(&shown).contains("last failure") && stdout(&shown).contains("exit 3"),
+        "the failure is recorded: {}",
+        stdout(&shown)
+    );
+    assert!(!has_temp_file(&cache), "{:?}", cache.files(""));
+}

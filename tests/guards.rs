@@ -1311,6 +1311,42 @@ fn an_invalidate_that_cannot_remove_a_file_says_so_and_fails() {
 
 // ------------------------------------------------------- --cache-failures entries
 
+/// `--cache-failures` keeps a command that cannot start as it keeps any
+/// failure: as the entry, which is then plainly fresh, not "failing" (that
+/// state is for a failure that came after the entry's value). `produce::
+/// execute` flagging the entry after any stored result (its `&&` made
+/// `||`) survived the refresher group.
+#[test]
+fn a_cached_command_not_found_is_a_fresh_entry_not_a_failing_one() {
+    let cache = Cache::new();
+    let args = [
+        "--ttl",
+        "1h",
+        "--cache-failures",
+        "--stale-marker",
+        " ({age} {state})",
+        "--name",
+        "gone",
+        "--",
+        "/nonexistent/cmd",
+    ];
+    for call in ["the miss", "the hit"] {
+        let out = cache.run(&args);
+        assert_eq!(out.status.code(), Some(127), "{call}: {out:?}");
+        // The marker follows a stale or failing value only: not this one.
+        assert_eq!(stdout(&out), "", "{call}: no marker");
+        assert!(
+            stderr(&out).contains("command not found"),
+            "{call}: {out:?}"
+        );
+    }
+    let stats = stdout(&cache.cacheback(&["stats", "--json", "gone"]));
+    assert!(
+        stats.contains("\"state\": \"fresh\""),
+        "the entry is fresh: {stats}"
+    );
+}
+
 /// `invalidate --refresh` refreshes a `--cache-failures` entry like any
 /// other: the flag is part of the key, and the refresh is rebuilt from what
 /// the entry recorded, so a refresh that lost the flag would compute another
