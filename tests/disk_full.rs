@@ -230,3 +230,65 @@ fn a_failing_foreground_run_that_fills_the_disk_is_recorded_as_its_own_failure()
     );
     assert!(!has_temp_file(&cache), "{:?}", cache.files(""));
 }
+
+/// A host whose disk is too full to store its refresh keeps that failure to
+/// itself: it backs off locally, but the fleet store gets no failure record,
+/// so the other hosts, whose disks are fine, do not back off for it.
+/// (`produce::execute` telling its caller the result was stored, `unstored`
+/// without its `!`, survived the refresher group.)
+#[test]
+fn a_refresh_that_cannot_store_its_result_tells_the_fleet_nothing() {
+    let test = "disk_full::a_refresh_that_cannot_store_its_result_tells_the_fleet";
+    let Some(redis) = crate::redis_harness::RedisServer::start(&[], test) else {
+        return;
+    };
+    let cache = Cache::new();
+    let dir = cache.dir();
+    let Some(_tmpfs) = Tmpfs::mount(&dir, "2m", test) else {
+        return;
+    };
+    let body = r#"if [ -e "$W/big" ]; then n=1500000; else n=1200000; fi
+        echo run >> "$W/runs"; head -c $n /dev/zero | tr '\0' v"#;
+    let args = [&["--ttl", "1h", "--"][..], &sh(body)].concat();
+    let run = || {
+        cache
+            .cmd()
+            .env("CACHEBACK_STORE", redis.url())
+            .arg("run")
+            .args(&args)
+            .bounded_output()
+    };
+    let first = run();
+    assert_eq!(first.stdout.len(), 1_200_000, "{}", stderr(&first));
+    assert!(
+        wait_until(Duration::from_secs(20), || !redis
+            .scan_keys("cacheback:*:meta")
+            .is_empty()),
+        "the first value never reached the fleet"
+    );
+    // Stale everywhere: here, and in the fleet.
+    cache.stale_with_flag("big");
+    for key in redis.scan_keys("cacheback:*:meta") {
+        redis.cli(&["HSET", &key, "finished_ms", "1"]);
+    }
+    let stale = run();
+    assert_eq!(stale.stdout.len(), 1_200_000, "{}", stderr(&stale));
+    assert!(
+        wait_until(Duration::from_secs(20), || cache.count("runs") == 2),
+        "the refresh never ran"
+    );
+    assert!(
+        cache.settled(Duration::from_secs(20)),
+        "the refresher lingers"
+    );
+    assert!(
+        stdout(&cache.cacheback(&["show", "--", "sh", "-c", body]))
+            .contains("could not store the result"),
+        "the failure is recorded here"
+    );
+    assert_eq!(
+        redis.scan_keys("cacheback:*:fail"),
+        Vec::<String>::new(),
+        "the fleet was told of this host's full disk"
+    );
+}
