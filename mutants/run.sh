@@ -55,10 +55,12 @@ case $group in
     # warm and invalidate --refresh start the batch refresher (spawn_batch);
     # disk_full:: has the background run whose output does not fit, and
     # hints::a_refresh_that_takes the --on-refresh hook after a stale marker;
-    # edges::when_the_cache_cannot_work is left out as in the lock group.
+    # edges::when_the_cache_cannot_work is left out as in the lock group;
+    # fleet::a_failure_that_lands_before_the_lease stores another host's
+    # failure here (produce::record_failure).
     tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts:: manage::warm
       manage::invalidate_refresh manage::refreshers disk_full:: hints::a_refresh_that_takes
-      --skip edges::when_the_cache_cannot_work)
+      fleet::a_failure_that_lands_before_the_lease --skip edges::when_the_cache_cannot_work)
     ;;
   fleet)
     re='^src/(two_tier/[a-z_]+|store/transfer|store/redis/fleet)\.rs:'

@@ -2325,6 +2325,14 @@ fn a_failure_that_lands_before_the_lease_is_reported_with_its_status_and_stderr(
         fleet.keys("cacheback:*:lease").is_empty(),
         "B kept the lease it took"
     );
+    // B keeps the failure as its own first one, for its callers and `show`.
+    let body = body();
+    let show = [&["show", "--"][..], &["sh", "-c", &body]].concat();
+    let shown = text(&fleet.host("b").cacheback(&show).stdout);
+    assert!(
+        shown.contains("exit 3, ") && shown.contains(", 1 in a row"),
+        "{shown}"
+    );
 }
 
 /// The ACL user docs/fleet.md recommends can do everything a fleet host
