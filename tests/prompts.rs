@@ -334,6 +334,31 @@ fn hash_keys_on_content_where_modtime_keys_on_time() {
     );
 }
 
+/// The jitter is drawn up to its bound, the bound included: a 1 ms jitter
+/// gives 0 or 1 ms (24 entries all drawing 0 has a chance of 1 in 16
+/// million), and a bound that small stores like any other. (`% (limit + 1)`
+/// made `* 1` or `- 1` survived the refresher group; `- 1` divides by zero.)
+#[test]
+fn a_one_millisecond_jitter_draws_zero_or_one() {
+    let cache = Cache::new();
+    for n in 0..24 {
+        let name = format!("e{n}");
+        let out = cache.run(&["--ttl", "1h", "--jitter", "1ms", "--", "echo", &name]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&cache.cacheback(&["stats", "--json"]).stdout).unwrap();
+    let drawn: Vec<u64> = json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["jitter_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(drawn.len(), 24);
+    assert!(drawn.iter().all(|&ms| ms <= 1), "{drawn:?}");
+    assert!(drawn.contains(&1), "the bound is never drawn: {drawn:?}");
+}
+
 #[test]
 fn jitter_moves_the_stale_point_and_show_reports_it() {
     let cache = Cache::new();
