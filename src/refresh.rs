@@ -142,9 +142,8 @@ pub fn spawn_batch(
                 _ => running += 1,
             }
         }
-        while running > 0 && wait_for_child() {
-            running -= 1;
-        }
+        // Reaped before it exits, so none outlives it as a zombie for long.
+        while wait_for_child() {}
         crate::exit_codes::SUCCESS
     })
 }
@@ -152,13 +151,10 @@ pub fn spawn_batch(
 /// Waits for any child to end; false when there is none left to wait for.
 fn wait_for_child() -> bool {
     loop {
-        // SAFETY: waits for any child; the status is not needed.
-        let reaped = unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) };
-        if reaped > 0 {
-            return true;
-        }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return false;
+        match nix::sys::wait::wait() {
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false, // ECHILD: every child is reaped
         }
     }
 }
@@ -222,13 +218,7 @@ fn fork_detached(keep: Option<RawFd>, body: impl FnOnce() -> u8) -> Result<()> {
 /// Blocks until every copy of the pipe's write end is closed.
 fn wait_for_eof(pipe: &OwnedFd) {
     let mut byte = [0u8; 1];
-    loop {
-        // SAFETY: reads at most one byte into a live buffer.
-        let n = unsafe { libc::read(pipe.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
-        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return;
-        }
-    }
+    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(pipe, &mut byte) {}
 }
 
 /// Cuts the refresher (already in a session of its own) off from the caller:
