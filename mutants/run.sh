@@ -57,10 +57,12 @@ case $group in
     # hints::a_refresh_that_takes the --on-refresh hook after a stale marker;
     # edges::when_the_cache_cannot_work is left out as in the lock group;
     # fleet::a_failure_that_lands_before_the_lease stores another host's
-    # failure here (produce::record_failure).
+    # failure here (produce::record_failure), and a_refresh_whose_command_has_gone
+    # shares a background failure (refresher::run).
     tests=(--test integration -- guards:: edges:: concurrency:: run:: prompts:: manage::warm
       manage::invalidate_refresh manage::refreshers disk_full:: hints::a_refresh_that_takes
-      fleet::a_failure_that_lands_before_the_lease --skip edges::when_the_cache_cannot_work)
+      fleet::a_failure_that_lands_before_the_lease fleet::a_refresh_whose_command_has_gone
+      --skip edges::when_the_cache_cannot_work)
     ;;
   fleet)
     re='^src/(two_tier/[a-z_]+|store/transfer|store/redis/fleet)\.rs:'

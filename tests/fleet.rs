@@ -1446,6 +1446,34 @@ fn a_replaced_value_leaves_its_chunks_to_expire_within_a_minute() {
     }
 }
 
+/// A refresh whose command cannot start (gone from the host) is the
+/// command's failure, not the host's: the fleet records it, and every host
+/// backs off (unlike a full disk, which stays the host's own).
+/// (`refresher::run` taking a command that cannot start for this host's
+/// failure, its `!` deleted, survived the refresher group.)
+#[test]
+fn a_refresh_whose_command_has_gone_records_the_failure_in_the_fleet() {
+    let Some(fleet) = Fleet::start(&[], "fleet::command_has_gone") else {
+        return;
+    };
+    let tool = fleet.work().join("tool");
+    fs::write(&tool, "#!/bin/sh\necho \"$H.$$\" >> \"$W/runs\"; echo ok\n").unwrap();
+    fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args = ["--ttl", "1h", "--", tool.to_str().unwrap()];
+    let a = fleet.host("a");
+    assert_eq!(text(&a.run(&args).stdout), "ok\n");
+    fleet.wait_published();
+    fs::remove_file(&tool).unwrap();
+    fleet.age_all(&[&a], 7200);
+    assert_eq!(text(&a.run(&args).stdout), "ok\n", "A's stale hit");
+    assert!(fleet.settled(), "A's refresh lingers");
+    assert_eq!(
+        fleet.keys("cacheback:*:fail").len(),
+        1,
+        "the fleet has no failure record"
+    );
+}
+
 /// `run --force` runs the command whatever is stored, and still shares its
 /// result: the fleet then holds the forced value, and another host's miss
 /// prints it without running anything. (`lease_if_free` replaced with
