@@ -1040,7 +1040,19 @@ fn a_caller_whose_wait_for_the_lock_fails_runs_the_command_uncached() {
 /// of the first mutants run); the next stale hit refreshes.
 #[test]
 fn a_stale_hit_whose_lock_fails_says_its_refresh_could_not_start() {
-    if !strace("guards::a_stale_hit_whose_lock_fails") {
+    a_stale_hit_that_cannot_start_its_refresh(
+        "guards::a_stale_hit_whose_lock_fails",
+        &["-e", "trace=flock", "-e", "inject=flock:error=ENOLCK"],
+        "No locks available",
+    );
+}
+
+/// A stale hit under `strace STRACE_ARGS`, which make its refresh fail to
+/// start with an error `strerror` words as `says`: the stale value is served,
+/// with one warning naming the error, and nothing runs; the next stale hit,
+/// without the fault, refreshes.
+fn a_stale_hit_that_cannot_start_its_refresh(test: &str, strace_args: &[&str], says: &str) {
+    if !strace(test) {
         return;
     }
     let cache = Cache::new();
@@ -1052,18 +1064,13 @@ fn a_stale_hit_whose_lock_fails_says_its_refresh_could_not_start() {
     assert_eq!(stdout(&cache.run(&args)), "v\n");
     cache.backdate(7200);
     let run: Vec<&str> = ["run"].into_iter().chain(args.iter().copied()).collect();
-    let out = under_strace(
-        &cache,
-        &["-e", "trace=flock", "-e", "inject=flock:error=ENOLCK"],
-        &run,
-    )
-    .bounded_output();
+    let out = under_strace(&cache, strace_args, &run).bounded_output();
     assert_eq!(stdout(&out), "v\n", "the stale value: {}", stderr(&out));
     assert!(out.status.success(), "{out:?}");
     assert!(
         stderr(&out).contains("could not start a background refresh")
-            && stderr(&out).contains("No locks available"),
-        "a failed lock went unsaid: {:?}",
+            && stderr(&out).contains(says),
+        "the refresh that could not start ({says}) went unsaid: {:?}",
         stderr(&out)
     );
     settle(&cache, "the failed refresh");
@@ -1194,49 +1201,16 @@ fn a_background_refresh_that_cannot_store_its_result_records_why() {
 /// it survived the refresher group.)
 #[test]
 fn a_stale_hit_that_cannot_fork_its_refresher_says_so_and_serves() {
-    if !strace("guards::a_stale_hit_that_cannot_fork_its_refresher_says_so_and_serves") {
-        return;
-    }
-    let cache = Cache::new();
-    let args = [
-        &["--ttl", "1h", "--"][..],
-        &sh("echo run >> \"$W/count\"; echo v"),
-    ]
-    .concat();
-    assert_eq!(stdout(&cache.run(&args)), "v\n");
-    cache.backdate(7200);
-    let mut strace_args = vec![
-        "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=clone,clone3,fork,vfork",
-        "-e",
-        "inject=clone,clone3,fork,vfork:error=EAGAIN",
-        BIN,
-        "run",
-    ];
-    strace_args.extend(args.iter().copied());
-    let out = Command::new("strace")
-        .args(&strace_args)
-        .env("CACHEBACK_DIR", cache.dir())
-        .env("W", cache.work())
-        .current_dir(cache.work())
-        .stdin(Stdio::null())
-        .bounded_output();
-    assert_eq!(stdout(&out), "v\n", "the stale value: {}", stderr(&out));
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        stderr(&out).contains("could not start a background refresh")
-            && stderr(&out).contains("Resource temporarily unavailable"),
-        "a failed fork went unsaid: {:?}",
-        stderr(&out)
+    a_stale_hit_that_cannot_start_its_refresh(
+        "guards::a_stale_hit_that_cannot_fork_its_refresher_says_so_and_serves",
+        &[
+            "-e",
+            "trace=clone,clone3,fork,vfork",
+            "-e",
+            "inject=clone,clone3,fork,vfork:error=EAGAIN",
+        ],
+        "Resource temporarily unavailable",
     );
-    settle(&cache, "the failed refresh");
-    assert_eq!(cache.count("count"), 1, "nothing ran");
-    assert_eq!(stdout(&cache.run(&args)), "v\n");
-    settle(&cache, "the refresh");
-    assert_eq!(cache.count("count"), 2, "the next stale hit refreshed");
 }
 
 // ------------------------------------------------------------ other users
