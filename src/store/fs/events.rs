@@ -307,15 +307,20 @@ pub fn fold(store: &FsStore, key: &Key, lock: &EntryLock) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn totals_round_trip_and_detect_damage() {
-        let counts = Counts {
+    /// Counts whose every field differs (5, 1, 2, 3, 4 in field order).
+    fn sample() -> Counts {
+        Counts {
             hits: 5,
             stale_hits: 1,
             misses: 2,
             refreshes: 3,
             failures: 4,
-        };
+        }
+    }
+
+    #[test]
+    fn totals_round_trip_and_detect_damage() {
+        let counts = sample();
         let mut bytes = counts.encode(77);
         assert_eq!(Counts::decode(&bytes), Some((counts, 77)));
         bytes[9] ^= 1;
@@ -335,14 +340,7 @@ mod tests {
         let sum = checksum(&bytes);
         bytes.extend_from_slice(&sum.to_le_bytes());
         assert_eq!(bytes.len(), 64);
-        let counts = Counts {
-            hits: 5,
-            stale_hits: 1,
-            misses: 2,
-            refreshes: 3,
-            failures: 4,
-        };
-        assert_eq!(Counts::decode(&bytes), Some((counts, 77)));
+        assert_eq!(Counts::decode(&bytes), Some((sample(), 77)));
     }
 
     #[test]
